@@ -1,0 +1,45 @@
+# Lowrank's build. The OpenBLAS backend is used when pkg-config finds both
+# OpenBLAS and LAPACKE; otherwise everything builds and runs on pure Go.
+GO    ?= go
+TAGS  ?= $(shell pkg-config --exists openblas lapacke 2>/dev/null && echo openblas)
+ARGS  ?=
+BENCH ?= .
+
+.PHONY: build run test test-go test-openblas bench fmt vet generate clean
+
+build:
+	$(GO) build -tags '$(TAGS)' -o bin/server ./cmd/server
+
+run: build
+	./bin/server $(ARGS)
+
+# The whole suite: every package on the pure-Go backend with the race
+# detector, then again on OpenBLAS when it is installed.
+test: test-go test-openblas
+
+test-go:
+	$(GO) test -race -count=1 ./...
+
+test-openblas:
+	@if pkg-config --exists openblas lapacke 2>/dev/null; then \
+		echo "== OpenBLAS backend"; \
+		$(GO) test -tags openblas -count=1 ./...; \
+	else \
+		echo "SKIP OpenBLAS suite: pkg-config finds no openblas and lapacke (apt-get install pkg-config libopenblas-dev liblapacke-dev)"; \
+	fi
+
+bench:
+	$(GO) test -tags '$(TAGS)' -run '^$$' -bench '$(BENCH)' -benchtime 3x ./bench/...
+
+fmt:
+	gofmt -l -w .
+
+vet:
+	$(GO) vet ./...
+	@if pkg-config --exists openblas lapacke 2>/dev/null; then $(GO) vet -tags openblas ./...; fi
+
+generate:
+	$(GO) generate ./...
+
+clean:
+	rm -rf bin
