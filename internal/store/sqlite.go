@@ -218,7 +218,7 @@ func jsonText(v any) (any, error) {
 	return string(b), nil
 }
 
-func (s *SQLiteMeta) CreateJob(ctx context.Context, j *Job, enqueue func(ctx context.Context, tx *sql.Tx) (int64, error)) (err error) {
+func (s *SQLiteMeta) CreateJob(ctx context.Context, j *Job, maxActive int, enqueue func(ctx context.Context, tx *sql.Tx) (int64, error)) (err error) {
 	params, err := jsonText(j.Params)
 	if err != nil {
 		return err
@@ -245,6 +245,18 @@ func (s *SQLiteMeta) CreateJob(ctx context.Context, j *Job, enqueue func(ctx con
 	}()
 	if j.Status == "" {
 		j.Status = JobQueued
+	}
+	if maxActive > 0 {
+		var active int
+		err = tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM lowrank_job WHERE status IN (?, ?)`,
+			string(JobQueued), string(JobRunning)).Scan(&active)
+		if err != nil {
+			return fmt.Errorf("store: create job: %w", err)
+		}
+		if active >= maxActive {
+			err = lowrank.Errorf(lowrank.EOVERLOADED, "", "the queue is full (%d jobs queued or running)", active)
+			return err
+		}
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO lowrank_job
 		(id, owner, tensor_id, tensor_name, input_key, method, params, status, progress, created_at, timings)

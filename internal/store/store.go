@@ -159,8 +159,11 @@ type MetaStore interface {
 
 	// CreateJob inserts j and, in the same transaction, calls enqueue (which
 	// puts the job on the queue and returns the queue's id for it), so a job
-	// is either both recorded and queued or neither.
-	CreateJob(ctx context.Context, j *Job, enqueue func(ctx context.Context, tx *sql.Tx) (queueID int64, err error)) error
+	// is either both recorded and queued or neither. When maxActive > 0 and
+	// maxActive jobs are already queued or running, it records nothing and
+	// returns EOVERLOADED: admission is decided inside the transaction, so
+	// concurrent submissions cannot overshoot the queue's capacity.
+	CreateJob(ctx context.Context, j *Job, maxActive int, enqueue func(ctx context.Context, tx *sql.Tx) (queueID int64, err error)) error
 	GetJob(ctx context.Context, owner, id string) (*Job, error)
 	// GetJobByID looks a job up without an owner (for workers).
 	GetJobByID(ctx context.Context, id string) (*Job, error)

@@ -237,7 +237,7 @@ func MetaStore(t *testing.T, newStore func(t *testing.T) store.MetaStore) {
 		s := newStore(t)
 		j := &store.Job{ID: "j1", Owner: "a", TensorID: "t1", TensorName: "w", InputKey: "t1", Method: "svd",
 			Params: json.RawMessage(`{"rank":2}`), CreatedAt: t0}
-		err := s.CreateJob(ctx, j, func(ctx context.Context, tx *sql.Tx) (int64, error) { return 42, nil })
+		err := s.CreateJob(ctx, j, 0, func(ctx context.Context, tx *sql.Tx) (int64, error) { return 42, nil })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -304,7 +304,7 @@ func MetaStore(t *testing.T, newStore func(t *testing.T) store.MetaStore) {
 
 	t.Run("JobFailureRecorded", func(t *testing.T) {
 		s := newStore(t)
-		if err := s.CreateJob(ctx, &store.Job{ID: "j", Method: "cp", CreatedAt: t0}, nil); err != nil {
+		if err := s.CreateJob(ctx, &store.Job{ID: "j", Method: "cp", CreatedAt: t0}, 0, nil); err != nil {
 			t.Fatal(err)
 		}
 		ok, err := s.TransitionJob(ctx, "j", []store.JobStatus{store.JobQueued}, store.JobUpdate{
@@ -321,7 +321,7 @@ func MetaStore(t *testing.T, newStore func(t *testing.T) store.MetaStore) {
 	t.Run("CreateJobRollsBack", func(t *testing.T) {
 		s := newStore(t)
 		boom := errors.New("queue down")
-		err := s.CreateJob(ctx, &store.Job{ID: "j", Method: "svd", CreatedAt: t0},
+		err := s.CreateJob(ctx, &store.Job{ID: "j", Method: "svd", CreatedAt: t0}, 0,
 			func(context.Context, *sql.Tx) (int64, error) { return 0, boom })
 		if !errors.Is(err, boom) {
 			t.Fatalf("CreateJob: %v, want the enqueue error", err)
@@ -335,7 +335,7 @@ func MetaStore(t *testing.T, newStore func(t *testing.T) store.MetaStore) {
 		s := newStore(t)
 		for i, m := range []string{"svd", "pca", "svd", "cp", "svd"} {
 			j := &store.Job{ID: fmt.Sprintf("j%d", i), Owner: "a", Method: m, CreatedAt: t0}
-			if err := s.CreateJob(ctx, j, nil); err != nil {
+			if err := s.CreateJob(ctx, j, 0, nil); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -368,9 +368,37 @@ func MetaStore(t *testing.T, newStore func(t *testing.T) store.MetaStore) {
 		}
 	})
 
+	t.Run("Admission", func(t *testing.T) {
+		s := newStore(t)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		codes := map[string]int{}
+		for i := range 10 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := s.CreateJob(ctx, &store.Job{ID: fmt.Sprintf("a%d", i), Method: "svd", CreatedAt: t0}, 3, nil)
+				mu.Lock()
+				codes[lowrank.ErrorCode(err)]++
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		if codes[""] != 3 || codes[lowrank.EOVERLOADED] != 7 {
+			t.Fatalf("10 submissions against capacity 3: %v, want 3 admitted and 7 EOVERLOADED", codes)
+		}
+		// A finished job frees its slot.
+		_, _ = s.TransitionJob(ctx, "a0", []store.JobStatus{store.JobQueued}, store.JobUpdate{Status: store.JobCanceled})
+		_, _ = s.TransitionJob(ctx, "a1", []store.JobStatus{store.JobQueued}, store.JobUpdate{Status: store.JobCanceled})
+		_, _ = s.TransitionJob(ctx, "a2", []store.JobStatus{store.JobQueued}, store.JobUpdate{Status: store.JobCanceled})
+		if err := s.CreateJob(ctx, &store.Job{ID: "b", Method: "svd", CreatedAt: t0}, 3, nil); err != nil {
+			t.Fatalf("after slots freed: %v", err)
+		}
+	})
+
 	t.Run("ConcurrentTransitionsAgree", func(t *testing.T) {
 		s := newStore(t)
-		if err := s.CreateJob(ctx, &store.Job{ID: "race", Method: "svd", CreatedAt: t0}, nil); err != nil {
+		if err := s.CreateJob(ctx, &store.Job{ID: "race", Method: "svd", CreatedAt: t0}, 0, nil); err != nil {
 			t.Fatal(err)
 		}
 		var wg sync.WaitGroup
