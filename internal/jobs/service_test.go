@@ -45,8 +45,8 @@ func setup(t *testing.T, mod func(*jobs.Config)) *bundle {
 	cfg := jobs.Config{
 		DB: db, Meta: meta, Blobs: blobs, Codec: jobs.InterimCodec{}, Registry: jobs.DefaultRegistry(),
 		Backend: linalg.Default(1), Workers: 2, QueueCapacity: 100,
-		Limits:  jobs.Limits{MaxElements: 1 << 20, MaxRank: 64, MaxIterations: 100},
-		Logger:  zaptest.NewLogger(t), Metrics: prometheus.NewRegistry(), Version: "test",
+		Limits: jobs.Limits{MaxElements: 1 << 20, MaxRank: 64, MaxIterations: 100},
+		Logger: zaptest.NewLogger(t), Metrics: prometheus.NewRegistry(), Version: "test",
 	}
 	if mod != nil {
 		mod(&cfg)
