@@ -29,18 +29,21 @@ type threadGate struct {
 	setThreads func(n int)
 	// maxThreads caps a budget: more threads than cores only adds contention.
 	maxThreads int
+	// minWork is the size below which a call runs single-threaded
+	// (parallelMinWork; benchmarks lower it to measure the gate's cost).
+	minWork float64
 }
 
 func newThreadGate(setThreads func(n int)) *threadGate {
 	setThreads(1)
-	return &threadGate{setThreads: setThreads, maxThreads: runtime.NumCPU()}
+	return &threadGate{setThreads: setThreads, maxThreads: runtime.NumCPU(), minWork: parallelMinWork}
 }
 
 // threadsFor returns how many threads a call of about work multiply-adds
-// gets under a budget: 1 below parallelMinWork, else the budget capped at
+// gets under a budget: 1 below g.minWork, else the budget capped at
 // the number of cores.
 func (g *threadGate) threadsFor(budget int, work float64) int {
-	if work < parallelMinWork {
+	if work < g.minWork {
 		return 1
 	}
 	return max(1, min(budget, g.maxThreads))

@@ -4,6 +4,8 @@ package linalg
 
 /*
 #cgo pkg-config: openblas lapacke
+#define _GNU_SOURCE
+#include <dlfcn.h>
 #include <stdlib.h>
 #include <math.h>
 #include <cblas.h>
@@ -16,6 +18,17 @@ package linalg
 // routine directly, with no layout conversion and no NaN scan; the Fortran
 // symbols resolve to libopenblas, which carries LAPACK built on its own BLAS
 // and its own parallel potrf.
+
+// lr_symbol_library names the shared object that the dynamic linker binds
+// sym to, or "" when unknown.
+static const char *lr_symbol_library(const char *sym) {
+	Dl_info info;
+	void *p = dlsym(RTLD_DEFAULT, sym);
+	if (p == NULL || dladdr(p, &info) == 0 || info.dli_fname == NULL) {
+		return "";
+	}
+	return info.dli_fname;
+}
 
 // lr_lwork turns a workspace size returned in a float into an int. A float32
 // holds 24 bits of mantissa, so a size above 2^24 may come back rounded
@@ -251,6 +264,16 @@ func (o OpenBLAS) Describe() string {
 	par := map[C.int]string{0: "sequential", 1: "pthreads", 2: "openmp"}[C.openblas_get_parallel()]
 	core := C.GoString(C.openblas_get_corename())
 	return fmt.Sprintf("openblas %s (%s, %s), threads=%d", version, core, par, o.Threads())
+}
+
+// symbolLibrary names the shared library that provides the C symbol sym in
+// this process, e.g. where LAPACKE's calls to sgesdd_ land: it must be
+// libopenblas (LAPACK on OpenBLAS's kernels), not a reference liblapack on
+// a reference BLAS, which is several times slower.
+func symbolLibrary(sym string) string {
+	cs := C.CString(sym)
+	defer C.free(unsafe.Pointer(cs))
+	return C.GoString(C.lr_symbol_library(cs))
 }
 
 func (o OpenBLAS) run(work float64, f func()) {
