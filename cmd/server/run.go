@@ -70,7 +70,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	procs := runtime.GOMAXPROCS(0)
 	threads := max(1, procs/cfg.Workers)
 	backend := linalg.Default(threads)
-	log.Info("numeric backend", zap.String("backend", backend.Name()), zap.Int("threads_per_job", backend.Threads()),
+	log.Info("numeric backend", zap.String("backend", backend.Name()), zap.String("describe", linalg.Describe(backend)),
+		zap.Int("threads_per_job", backend.Threads()),
 		zap.Int("workers", cfg.Workers), zap.Int("gomaxprocs", procs), zap.String("version", version))
 
 	reg := prometheus.NewRegistry()
