@@ -35,6 +35,16 @@ var version = "dev"
 //
 // so a caller that asked for port 0 learns the address.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return runWith(ctx, args, getenv, stdout, stderr, hooks{})
+}
+
+// hooks let tests change what run builds.
+type hooks struct {
+	// registry, when set, may add methods (e.g. a controllable one).
+	registry func(jobs.Registry)
+}
+
+func runWith(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, h hooks) error {
 	cfg, err := parseConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
@@ -79,8 +89,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	limits := jobs.Limits{MaxElements: cfg.MaxElements, MaxRank: cfg.MaxRank, MaxIterations: cfg.MaxIterations}
 	codec := jobs.InterimCodec{}
+	registry := jobs.DefaultRegistry()
+	if h.registry != nil {
+		h.registry(registry)
+	}
 	svc, err := jobs.New(ctx, jobs.Config{
-		DB: db, Meta: meta, Blobs: blobs, Codec: codec, Registry: jobs.DefaultRegistry(), Backend: backend,
+		DB: db, Meta: meta, Blobs: blobs, Codec: codec, Registry: registry, Backend: backend, SingleProcess: true,
 		Workers: cfg.Workers, QueueCapacity: cfg.QueueCapacity, Limits: limits, JobTimeout: cfg.JobTimeout,
 		Logger: log.Named("jobs"), Metrics: reg, Version: version,
 	})
@@ -111,7 +125,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		ErrorLog:       zap.NewStdLog(log.Named("http")),
 		BaseContext:    func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
-	if err := svc.Start(ctx); err != nil {
+	// River stops hard when its Start context ends; shutdown is instead
+	// ordered by svc.Stop below, after the HTTP server has drained.
+	if err := svc.Start(context.WithoutCancel(ctx)); err != nil {
 		ln.Close()
 		return err
 	}

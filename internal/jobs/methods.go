@@ -44,8 +44,8 @@ func (p *SVDParams) validate(in InputInfo, lim Limits) error {
 		v := 10
 		p.Oversamples = &v
 	}
-	if *p.Oversamples < 0 || *p.Oversamples > lim.MaxRank {
-		return invalid("oversamples", "must be in [0, %d], got %d", lim.MaxRank, *p.Oversamples)
+	if *p.Oversamples < 0 || *p.Oversamples > maxOversamples {
+		return invalid("oversamples", "must be in [0, %d], got %d", maxOversamples, *p.Oversamples)
 	}
 	if p.PowerIterations == nil {
 		v := 4
@@ -56,6 +56,10 @@ func (p *SVDParams) validate(in InputInfo, lim Limits) error {
 	}
 	return p.Common.validate(in)
 }
+
+// maxOversamples bounds the sketch's extra columns; beyond a few dozen they
+// buy no accuracy (Halko et al. 2011, §4.2) and only cost memory.
+const maxOversamples = 1000
 
 // PCAParams are the params of "pca": rows are samples, columns features.
 type PCAParams struct {

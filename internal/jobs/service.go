@@ -57,6 +57,11 @@ type Config struct {
 	ProgressInterval time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// SingleProcess says no other process uses the queue (the embedded
+	// SQLite deployment): at start, jobs left running by a crash, or by a
+	// shutdown whose kernels would not stop in time, are queued again at
+	// once instead of waiting for River's stuck-job rescuer.
+	SingleProcess bool
 }
 
 // Service owns the job lifecycle: submission, the River workers,
@@ -108,6 +113,11 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
 		return nil, fmt.Errorf("jobs: river migrations: %w", err)
 	}
+	if cfg.SingleProcess {
+		if err := requeueOrphans(ctx, cfg.DB, cfg.Meta, cfg.Logger); err != nil {
+			return nil, err
+		}
+	}
 	s := &Service{cfg: cfg, log: cfg.Logger, running: map[string]*runningJob{}}
 	if s.metrics, err = newMetrics(cfg.Metrics, cfg.Meta); err != nil {
 		return nil, err
@@ -139,6 +149,24 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("jobs: river client: %w", err)
 	}
 	return s, nil
+}
+
+// requeueOrphans makes every running job available again, in River's table
+// and in metadata. Only valid when this process is the queue's only user.
+func requeueOrphans(ctx context.Context, db *sql.DB, meta store.MetaStore, log *zap.Logger) error {
+	res, err := db.ExecContext(ctx, `UPDATE river_job SET state = 'available' WHERE state = 'running'`)
+	if err != nil {
+		return fmt.Errorf("jobs: requeue orphans: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	m, err := meta.RequeueRunning(ctx)
+	if err != nil {
+		return err
+	}
+	if n > 0 || m > 0 {
+		log.Warn("requeued jobs left running by the previous process", zap.Int64("queue_rows", n), zap.Int("jobs", m))
+	}
+	return nil
 }
 
 // Start starts the workers.

@@ -43,7 +43,7 @@ func setup(t *testing.T, mod func(*jobs.Config)) *bundle {
 		t.Fatal(err)
 	}
 	cfg := jobs.Config{
-		DB: db, Meta: meta, Blobs: blobs, Codec: jobs.InterimCodec{}, Registry: jobs.DefaultRegistry(),
+		DB: db, Meta: meta, Blobs: blobs, Codec: jobs.InterimCodec{}, Registry: registry(),
 		Backend: linalg.Default(1), Workers: 2, QueueCapacity: 100,
 		Limits: jobs.Limits{MaxElements: 1 << 20, MaxRank: 64, MaxIterations: 100},
 		Logger: zaptest.NewLogger(t), Metrics: prometheus.NewRegistry(), Version: "test",
@@ -65,6 +65,12 @@ func setup(t *testing.T, mod func(*jobs.Config)) *bundle {
 		db.Close()
 	})
 	return &bundle{svc: svc, meta: meta, blobs: blobs, codec: cfg.Codec}
+}
+
+func registry() jobs.Registry {
+	r := jobs.DefaultRegistry()
+	r["sleep"] = sleepMethod()
+	return r
 }
 
 func randMatrix(m, n int, seed uint64) *jobs.Tensor {
@@ -201,53 +207,75 @@ func TestSubmitValidation(t *testing.T) {
 func TestQueueCapacity(t *testing.T) {
 	b := setup(t, func(c *jobs.Config) { c.QueueCapacity = 2; c.Workers = 1 })
 	ctx := context.Background()
-	big := randMatrix(200, 200, 3)
+	in := randMatrix(2, 2, 3)
 	var ids []string
-	overloaded := 0
-	for range 6 {
-		j, err := b.svc.Submit(ctx, jobs.SubmitRequest{Inline: big, Method: "svd", Params: []byte(`{"rank": 3}`)})
-		switch lowrank.ErrorCode(err) {
-		case "":
-			ids = append(ids, j.ID)
-		case lowrank.EOVERLOADED:
-			overloaded++
-		default:
+	for range 2 {
+		j, err := b.svc.Submit(ctx, jobs.SubmitRequest{Inline: in, Method: "sleep", Params: []byte(`{"seconds": 0.3}`)})
+		if err != nil {
 			t.Fatal(err)
 		}
+		ids = append(ids, j.ID)
 	}
-	if len(ids) < 2 || overloaded == 0 {
-		t.Fatalf("admitted %d, overloaded %d; want capacity 2 enforced", len(ids), overloaded)
+	_, err := b.svc.Submit(ctx, jobs.SubmitRequest{Inline: in, Method: "sleep", Params: []byte(`{"seconds": 0.3}`)})
+	if lowrank.ErrorCode(err) != lowrank.EOVERLOADED {
+		t.Fatalf("third job with capacity 2: %v, want EOVERLOADED", err)
 	}
 	for _, id := range ids {
 		wait(t, b, id, store.JobSucceeded)
 	}
+	// Room again.
+	if _, err := b.svc.Submit(ctx, jobs.SubmitRequest{Inline: in, Method: "sleep", Params: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
 }
 
-func TestCancelQueuedAndDelete(t *testing.T) {
-	// No workers get to run: capacity for one job at a time, and the first
-	// is large enough to keep the worker busy.
-	b := setup(t, func(c *jobs.Config) { c.Workers = 1 })
+func TestCancelQueuedRunningAndDelete(t *testing.T) {
+	b := setup(t, func(c *jobs.Config) { c.Workers = 1; c.ProgressInterval = time.Millisecond })
 	ctx := context.Background()
-	busy, err := b.svc.Submit(ctx, jobs.SubmitRequest{Inline: randMatrix(300, 300, 5), Method: "svd", Params: []byte(`{"rank": 2}`)})
+	in := randMatrix(2, 2, 5)
+	running, err := b.svc.Submit(ctx, jobs.SubmitRequest{Inline: in, Method: "sleep", Params: []byte(`{"seconds": 30}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	queued, err := b.svc.Submit(ctx, jobs.SubmitRequest{Inline: randMatrix(3, 3, 6), Method: "svd", Params: []byte(`{"rank": 2}`)})
+	queued, err := b.svc.Submit(ctx, jobs.SubmitRequest{Inline: in, Method: "sleep", Params: []byte(`{"seconds": 30}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	j, err := b.svc.Delete(ctx, "", queued.ID)
+	if err != nil || j == nil || j.Status != store.JobCanceled || j.FinishedAt == nil {
+		t.Fatalf("cancel queued: %+v %v", j, err)
+	}
+	r := wait(t, b, running.ID, store.JobRunning)
+	// Progress arrives while it runs.
+	deadline := time.Now().Add(10 * time.Second)
+	for r.Progress.Iteration == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+		r, _ = b.meta.GetJobByID(ctx, running.ID)
+	}
+	if r.Progress.Iteration == 0 || r.Progress.MaxIterations != 1000 || r.Progress.RelError == nil {
+		t.Fatalf("no progress: %+v", r.Progress)
+	}
+	start := time.Now()
+	j, err = b.svc.Delete(ctx, "", running.ID)
+	if err != nil || j == nil || j.Status != store.JobCanceled {
+		t.Fatalf("cancel running: %+v %v", j, err)
+	}
+	// The worker lets go at once: a new job runs promptly.
+	next, err := b.svc.Submit(ctx, jobs.SubmitRequest{Inline: in, Method: "svd", Params: []byte(`{"rank": 1}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if j == nil || j.Status != store.JobCanceled || j.FinishedAt == nil {
-		t.Fatalf("cancel queued: %+v", j)
+	done := wait(t, b, next.ID, store.JobSucceeded)
+	if time.Since(start) > 10*time.Second {
+		t.Errorf("worker freed after %s", time.Since(start))
 	}
-	done := wait(t, b, busy.ID, store.JobSucceeded)
-	// The canceled job never runs.
-	time.Sleep(100 * time.Millisecond)
-	if j, _ := b.meta.GetJobByID(ctx, queued.ID); j.Status != store.JobCanceled || j.StartedAt != nil {
-		t.Fatalf("canceled job ran: %+v", j)
+	for _, id := range []string{queued.ID, running.ID} {
+		if j, _ := b.meta.GetJobByID(ctx, id); j.Status != store.JobCanceled {
+			t.Errorf("job %s ended %s, want canceled", id, j.Status)
+		}
+	}
+	if j, _ := b.meta.GetJobByID(ctx, queued.ID); j.StartedAt != nil {
+		t.Errorf("canceled queued job ran")
 	}
 	// Deleting a finished job removes it and its bundle.
 	if j, err := b.svc.Delete(ctx, "", done.ID); err != nil || j != nil {

@@ -447,6 +447,15 @@ func (s *SQLiteMeta) TransitionJob(ctx context.Context, id string, from []JobSta
 	return n == 1, nil
 }
 
+func (s *SQLiteMeta) RequeueRunning(ctx context.Context) (int, error) {
+	res, err := s.db.ExecContext(ctx, `UPDATE lowrank_job SET status = ?, progress = '{}' WHERE status = ?`, string(JobQueued), string(JobRunning))
+	if err != nil {
+		return 0, fmt.Errorf("store: requeue running: %w", err)
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}
+
 func (s *SQLiteMeta) SetProgress(ctx context.Context, id string, p Progress) error {
 	v, err := jsonText(p)
 	if err != nil {

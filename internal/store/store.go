@@ -172,6 +172,9 @@ type MetaStore interface {
 	// reports whether it did; it is how concurrent actors (worker, cancel)
 	// agree on one outcome.
 	TransitionJob(ctx context.Context, id string, from []JobStatus, u JobUpdate) (bool, error)
+	// RequeueRunning puts every running job back to queued (for a process
+	// that owns the queue alone, at start) and returns how many there were.
+	RequeueRunning(ctx context.Context) (int, error)
 	// SetProgress records progress of a running job.
 	SetProgress(ctx context.Context, id string, p Progress) error
 	DeleteJob(ctx context.Context, owner, id string) error

@@ -302,6 +302,27 @@ func MetaStore(t *testing.T, newStore func(t *testing.T) store.MetaStore) {
 		}
 	})
 
+	t.Run("RequeueRunning", func(t *testing.T) {
+		s := newStore(t)
+		for _, id := range []string{"r1", "r2", "q"} {
+			if err := s.CreateJob(ctx, &store.Job{ID: id, Method: "svd", CreatedAt: t0}, 0, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, id := range []string{"r1", "r2"} {
+			_, _ = s.TransitionJob(ctx, id, []store.JobStatus{store.JobQueued}, store.JobUpdate{Status: store.JobRunning})
+		}
+		_ = s.SetProgress(ctx, "r1", store.Progress{Iteration: 5, Fraction: 0.5})
+		n, err := s.RequeueRunning(ctx)
+		if err != nil || n != 2 {
+			t.Fatalf("RequeueRunning = %d, %v; want 2", n, err)
+		}
+		j, _ := s.GetJobByID(ctx, "r1")
+		if j.Status != store.JobQueued || j.Progress.Iteration != 0 {
+			t.Fatalf("requeued job %+v", j)
+		}
+	})
+
 	t.Run("JobFailureRecorded", func(t *testing.T) {
 		s := newStore(t)
 		if err := s.CreateJob(ctx, &store.Job{ID: "j", Method: "cp", CreatedAt: t0}, 0, nil); err != nil {
