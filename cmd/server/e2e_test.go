@@ -20,6 +20,9 @@ import (
 
 var ctx = context.Background()
 
+// pollInterval is how often tests poll a job.
+var pollInterval = 10 * time.Millisecond
+
 func ptr[T any](v T) *T { return &v }
 
 // upload posts raw bytes as a tensor file.
@@ -84,7 +87,7 @@ func poll(t *testing.T, c *client.ClientWithResponses, id string, timeout time.D
 		if time.Now().After(deadline) {
 			t.Fatalf("job %s still %s after %s", id, resp.JSON200.Status, timeout)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(pollInterval)
 	}
 }
 
@@ -172,6 +175,7 @@ func checkSVD(t *testing.T, c *client.ClientWithResponses, j *client.Job, a []fl
 }
 
 func TestEndToEndSVD(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, "")
 	c := s.client("")
 	const m, n = 48, 32
@@ -332,6 +336,7 @@ func multipartBody(t *testing.T, field, filename string, data []byte) (string, [
 }
 
 func TestUploadFormats(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, "")
 	c := s.client("")
 	w := randTensor("model.layers.0.weight", []int{6, 4}, 3, false)
@@ -380,6 +385,7 @@ func TestUploadFormats(t *testing.T) {
 }
 
 func TestBadInput(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, "")
 	c := s.client("")
 	good := npyBytes(t, randTensor("", []int{4, 3}, 6, false))
@@ -470,6 +476,7 @@ func sleepJob(seconds float64) client.JobRequest {
 }
 
 func TestCancel(t *testing.T) {
+	t.Parallel()
 	s := startWithSleep(t, "", "--workers", "1")
 	c := s.client("")
 	running := mustSubmit(t, c, sleepJob(60))
@@ -521,6 +528,7 @@ func TestCancel(t *testing.T) {
 }
 
 func TestRestartKeepsQueuedJobs(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	s := startWithSleep(t, dir, "--workers", "1", "--shutdown-grace", "50ms")
 	c := s.client("")
@@ -556,6 +564,7 @@ func TestRestartKeepsQueuedJobs(t *testing.T) {
 }
 
 func TestAuthIsolation(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, "", "--api-keys", "alpha-key, beta-key")
 	anon, alice, bob := s.client(""), s.client("alpha-key"), s.client("beta-key")
 	ir, _ := anon.GetInfoWithResponse(ctx)
@@ -604,6 +613,7 @@ func TestAuthIsolation(t *testing.T) {
 }
 
 func TestLimits(t *testing.T) {
+	t.Parallel()
 	s := startWithSleep(t, "", "--max-upload-bytes", "2000", "--queue-capacity", "1", "--workers", "1", "--max-rank", "3")
 	c := s.client("")
 	big := npyBytes(t, randTensor("", []int{30, 30}, 10, false))
@@ -643,6 +653,7 @@ func TestLimits(t *testing.T) {
 }
 
 func TestConcurrentClients(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, "", "--workers", "2")
 	c := s.client("")
 	var wg sync.WaitGroup
@@ -663,6 +674,7 @@ func TestConcurrentClients(t *testing.T) {
 }
 
 func TestSystemEndpoints(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, "", "--workers", "2")
 	c := s.client("")
 	ir, err := c.GetInfoWithResponse(ctx)
