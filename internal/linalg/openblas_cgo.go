@@ -244,6 +244,16 @@ import (
 //     upper triangle; the solve uses two CBLAS triangular solves.
 //
 // Threads: see threadGate.
+//
+// References:
+//
+//	E. Anderson et al., LAPACK Users' Guide, 3rd ed., SIAM, 1999
+//	(xGESDD, xSYEVD, xGELQF, xORGLQ, xPOTRF).
+//	M. Gu and S. C. Eisenstat, A divide-and-conquer algorithm for the
+//	bidiagonal SVD, SIAM J. Matrix Anal. Appl. 16(1), 1995 (xGESDD).
+//	M. Gu and S. C. Eisenstat, A divide-and-conquer algorithm for the
+//	symmetric tridiagonal eigenproblem, SIAM J. Matrix Anal. Appl. 16(1),
+//	1995 (xSYEVD).
 type OpenBLAS struct {
 	threads int
 }
