@@ -284,7 +284,7 @@ func pcaEigh[T Float](b Backend, samples, features int, xc []T, normSq float64, 
 	}
 	flipRows(k, f, r.Components, 0, nil)
 	r.Scores = make([]T, samples*k)
-	gemm(b, blas.NoTrans, blas.Trans, samples, k, f, 1, xc, f, r.Components, f, 0, r.Scores, k)
+	Gemm(b, blas.NoTrans, blas.Trans, samples, k, f, 1, xc, f, r.Components, f, 0, r.Scores, k)
 	return sv, nil
 }
 

@@ -44,16 +44,16 @@ func (s *svdRun[T]) randomized(k int) (*SVDResult[T], error) {
 	ws := newOrthWork[T](max(m, n), l)
 	y := make([]T, m*l)
 	z := make([]T, n*l)
-	gemm(b, blas.NoTrans, blas.NoTrans, m, l, n, 1, a, lda, omega, l, 0, y, l)
+	Gemm(b, blas.NoTrans, blas.NoTrans, m, l, n, 1, a, lda, omega, l, 0, y, l)
 	s.passes++
 	ws.orthonormalize(b, m, l, y, 2)
 	for it := range q {
 		if err := s.ctx.Err(); err != nil {
 			return nil, canceled(err)
 		}
-		gemm(b, blas.Trans, blas.NoTrans, n, l, m, 1, a, lda, y, l, 0, z, l)
+		Gemm(b, blas.Trans, blas.NoTrans, n, l, m, 1, a, lda, y, l, 0, z, l)
 		ws.orthonormalize(b, n, l, z, 1)
-		gemm(b, blas.NoTrans, blas.NoTrans, m, l, n, 1, a, lda, z, l, 0, y, l)
+		Gemm(b, blas.NoTrans, blas.NoTrans, m, l, n, 1, a, lda, z, l, 0, y, l)
 		// The last basis must be orthonormal to rounding: B = QᵀA and the
 		// error estimate rely on it.
 		passes := 1
@@ -68,7 +68,7 @@ func (s *svdRun[T]) randomized(k int) (*SVDResult[T], error) {
 		return nil, canceled(err)
 	}
 	bm := make([]T, l*n)
-	gemm(b, blas.Trans, blas.NoTrans, l, n, m, 1, y, l, a, lda, 0, bm, n)
+	Gemm(b, blas.Trans, blas.NoTrans, l, n, m, 1, y, l, a, lda, 0, bm, n)
 	s.passes++
 	return s.fromQB(SVDRandomized, k, y, l, false, l, bm)
 }
@@ -97,14 +97,14 @@ func (s *svdRun[T]) blockKrylov(k int) (*SVDResult[T], error) {
 	y := make([]T, m*l)
 	z := make([]T, n*l)
 	proj := make([]T, L*l)
-	gemm(b, blas.NoTrans, blas.NoTrans, m, l, n, 1, a, lda, omega, l, 0, y, l)
+	Gemm(b, blas.NoTrans, blas.NoTrans, m, l, n, 1, a, lda, omega, l, 0, y, l)
 	s.passes++
 	ws.orthonormalize(b, m, l, y, 2)
 	for it := 0; ; it++ {
 		// Bᵢ = QᵢᵀA, appended to B; Qᵢᵀ appended to Qᵀ.
 		K := len(qt) / m
 		bm = bm[:(K+l)*n]
-		gemm(b, blas.Trans, blas.NoTrans, l, n, m, 1, y, l, a, lda, 0, bm[K*n:], n)
+		Gemm(b, blas.Trans, blas.NoTrans, l, n, m, 1, y, l, a, lda, 0, bm[K*n:], n)
 		s.passes++
 		qt = qt[:(K+l)*m]
 		transposeInto(m, l, y, l, qt[K*m:], m)
@@ -117,7 +117,7 @@ func (s *svdRun[T]) blockKrylov(k int) (*SVDResult[T], error) {
 		K += l
 		transposeInto(l, n, bm[(K-l)*n:], n, z, l)
 		ws.orthonormalize(b, n, l, z, 1)
-		gemm(b, blas.NoTrans, blas.NoTrans, m, l, n, 1, a, lda, z, l, 0, y, l)
+		Gemm(b, blas.NoTrans, blas.NoTrans, m, l, n, 1, a, lda, z, l, 0, y, l)
 		s.passes++
 		projectOut(b, m, l, K, y, qt, proj)
 		ws.orthonormalize(b, m, l, y, 2)
@@ -140,8 +140,8 @@ func projectOut[T Float](b Backend, m, l, K int, y, qt, proj []T) {
 	}
 	before := colNormsSq(m, l, y)
 	for pass := 0; pass < 2; pass++ {
-		gemm(b, blas.NoTrans, blas.NoTrans, K, l, m, 1, qt, m, y, l, 0, proj, l)
-		gemm(b, blas.Trans, blas.NoTrans, m, l, K, -1, qt, m, proj, l, 1, y, l)
+		Gemm(b, blas.NoTrans, blas.NoTrans, K, l, m, 1, qt, m, y, l, 0, proj, l)
+		Gemm(b, blas.Trans, blas.NoTrans, m, l, K, -1, qt, m, proj, l, 1, y, l)
 		after := colNormsSq(m, l, y)
 		again := false
 		for j := range l {
@@ -223,15 +223,15 @@ func (s *svdRun[T]) fixedPrecision(rankCap int) (*SVDResult[T], error) {
 		}
 		c := min(bs, rankCap-K)
 		omega := gaussian[T](rng, n, c)
-		gemm(b, blas.NoTrans, blas.NoTrans, m, c, n, 1, a, lda, omega, c, 0, y, c)
+		Gemm(b, blas.NoTrans, blas.NoTrans, m, c, n, 1, a, lda, omega, c, 0, y, c)
 		s.passes++
 		s.deflate(c, K, qt, bm, y, nil, proj)
 		ws.orthonormalize(b, m, c, y, 1)
 		for range P {
-			gemm(b, blas.Trans, blas.NoTrans, n, c, m, 1, a, lda, y, c, 0, z, c)
+			Gemm(b, blas.Trans, blas.NoTrans, n, c, m, 1, a, lda, y, c, 0, z, c)
 			s.deflate(c, K, qt, bm, y, z, proj)
 			ws.orthonormalize(b, n, c, z, 1)
-			gemm(b, blas.NoTrans, blas.NoTrans, m, c, n, 1, a, lda, z, c, 0, y, c)
+			Gemm(b, blas.NoTrans, blas.NoTrans, m, c, n, 1, a, lda, z, c, 0, y, c)
 			s.deflate(c, K, qt, bm, y, nil, proj)
 			ws.orthonormalize(b, m, c, y, 1)
 			s.passes += 2
@@ -242,7 +242,7 @@ func (s *svdRun[T]) fixedPrecision(rankCap int) (*SVDResult[T], error) {
 		transposeInto(m, c, y, c, qt[K*m:], m)
 		bm = append(bm, make([]T, c*n)...)
 		bi := bm[K*n:]
-		gemm(b, blas.Trans, blas.NoTrans, c, n, m, 1, y, c, a, lda, 0, bi, n)
+		Gemm(b, blas.Trans, blas.NoTrans, c, n, m, 1, y, c, a, lda, 0, bi, n)
 		s.passes++
 		for _, v := range bi {
 			E -= float64(v) * float64(v)
@@ -274,12 +274,12 @@ func (s *svdRun[T]) deflate(c, K int, qt, bm, y, z, proj []T) {
 		return
 	}
 	b, m, n := s.b, s.m, s.n
-	gemm(b, blas.NoTrans, blas.NoTrans, K, c, m, 1, qt, m, y, c, 0, proj, c)
+	Gemm(b, blas.NoTrans, blas.NoTrans, K, c, m, 1, qt, m, y, c, 0, proj, c)
 	if z == nil {
-		gemm(b, blas.Trans, blas.NoTrans, m, c, K, -1, qt, m, proj, c, 1, y, c)
+		Gemm(b, blas.Trans, blas.NoTrans, m, c, K, -1, qt, m, proj, c, 1, y, c)
 		return
 	}
-	gemm(b, blas.Trans, blas.NoTrans, n, c, K, -1, bm, n, proj, c, 1, z, c)
+	Gemm(b, blas.Trans, blas.NoTrans, n, c, K, -1, bm, n, proj, c, 1, z, c)
 }
 
 // fromQB finishes a randomized algorithm from Q and B = QᵀA: it computes
@@ -300,9 +300,9 @@ func (s *svdRun[T]) fromQB(alg SVDAlgorithm, k int, q []T, _ int, qTransposed bo
 	}
 	u := make([]T, m*k)
 	if qTransposed {
-		gemm(s.b, blas.Trans, blas.NoTrans, m, k, L, 1, q, m, ub, L, 0, u, k)
+		Gemm(s.b, blas.Trans, blas.NoTrans, m, k, L, 1, q, m, ub, L, 0, u, k)
 	} else {
-		gemm(s.b, blas.NoTrans, blas.NoTrans, m, k, L, 1, q, L, ub, L, 0, u, k)
+		Gemm(s.b, blas.NoTrans, blas.NoTrans, m, k, L, 1, q, L, ub, L, 0, u, k)
 	}
 	s.report(Progress{Stage: "svd", Iteration: 1, MaxIterations: 1, Fraction: 1, RelError: math.NaN()})
 	return s.finish(alg, k, u, k, sv, vt), nil
@@ -362,7 +362,7 @@ func sketchSVD[T Float](b Backend, L, n int, bm []T, choose func(sv []T) (int, e
 	ub = make([]T, L*L)
 	sv = make([]T, L)
 	vt = make([]T, L*n)
-	if !gesdd(b, lapack.SVDStore, L, n, work, n, sv, ub, L, vt, n) {
+	if !Gesdd(b, lapack.SVDStore, L, n, work, n, sv, ub, L, vt, n) {
 		return nil, nil, nil, 0, &lowrank.Error{Code: lowrank.EINTERNAL, Field: "tensor", Message: "the SVD of the sketch did not converge"}
 	}
 	if k, err = choose(sv); err != nil {
@@ -407,8 +407,8 @@ func (w *orthWork[T]) orthonormalize(b Backend, m, l int, y []T, passes int) {
 	}
 	for range passes {
 		if !w.cholQR(b, m, l, y) {
-			geqrf(b, m, l, y, l, w.tau)
-			orgqr(b, m, l, l, y, l, w.tau)
+			Geqrf(b, m, l, y, l, w.tau)
+			Orgqr(b, m, l, l, y, l, w.tau)
 			return
 		}
 	}
@@ -450,7 +450,7 @@ func (w *orthWork[T]) cholQR(b Backend, m, l int, y []T) bool {
 		rt[i] = T(v)
 	}
 	out := w.out[:m*l]
-	gemm(b, blas.NoTrans, blas.NoTrans, m, l, l, 1, y, l, rt, l, 0, out, l)
+	Gemm(b, blas.NoTrans, blas.NoTrans, m, l, l, 1, y, l, rt, l, 0, out, l)
 	copy(y, out)
 	return true
 }

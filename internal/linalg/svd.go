@@ -351,7 +351,7 @@ func thinSVD[T Float](b Backend, m, n int, a []T, lda int) (u, sv, vt []T, err e
 	u = make([]T, m*p)
 	sv = make([]T, p)
 	vt = make([]T, p*n)
-	if !gesdd(b, lapack.SVDStore, m, n, work, n, sv, u, p, vt, n) {
+	if !Gesdd(b, lapack.SVDStore, m, n, work, n, sv, u, p, vt, n) {
 		return nil, nil, nil, &lowrank.Error{Code: lowrank.EINTERNAL, Field: "tensor", Message: "the SVD did not converge"}
 	}
 	return u, sv, vt, nil
@@ -377,7 +377,7 @@ func FullSVD[T Float](b Backend, m, n int, a []T, lda int) (u, s, vt []T, err er
 		copy(work[i*n:i*n+n], a[i*lda:i*lda+n])
 	}
 	u, s, vt = make([]T, m*m), make([]T, min(m, n)), make([]T, n*n)
-	if !gesdd(b, lapack.SVDAll, m, n, work, n, s, u, m, vt, n) {
+	if !Gesdd(b, lapack.SVDAll, m, n, work, n, s, u, m, vt, n) {
 		return nil, nil, nil, &lowrank.Error{Code: lowrank.EINTERNAL, Field: "tensor", Message: "the SVD did not converge"}
 	}
 	return u, s, vt, nil
@@ -464,6 +464,6 @@ func canceled(err error) error {
 // basis of its columns (Householder QR: xGEQRF then xORGQR). tau has length
 // ≥ l.
 func orthonormalize[T Float](b Backend, m, l int, y []T, tau []T) {
-	geqrf(b, m, l, y, l, tau)
-	orgqr(b, m, l, l, y, l, tau)
+	Geqrf(b, m, l, y, l, tau)
+	Orgqr(b, m, l, l, y, l, tau)
 }
