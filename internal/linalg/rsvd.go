@@ -283,7 +283,7 @@ func (s *svdRun[T]) deflate(c, K int, qt, bm, y, z, proj []T) {
 }
 
 // fromQB finishes a randomized algorithm from Q and B = QᵀA: it computes
-// the SVD B = Ũ Σ Vᵀ, chooses the rank (k < 0: by the rule from Σ, with
+// the SVD B = Ũ Σ Vᵀ (sketchSVD), chooses the rank (k < 0: by the rule from Σ, with
 // ranks up to L) and forms U = QŨ. q is m×L (stride L) or, with
 // qTransposed, Qᵀ (L×m, stride m).
 func (s *svdRun[T]) fromQB(alg SVDAlgorithm, k int, q []T, _ int, qTransposed bool, L int, bm []T) (*SVDResult[T], error) {
@@ -300,75 +300,63 @@ func (s *svdRun[T]) fromQB(alg SVDAlgorithm, k int, q []T, _ int, qTransposed bo
 	}
 	u := make([]T, m*k)
 	if qTransposed {
-		Gemm(s.b, blas.Trans, blas.NoTrans, m, k, L, 1, q, m, ub, L, 0, u, k)
+		Gemm(s.b, blas.Trans, blas.NoTrans, m, k, L, 1, q, m, ub, k, 0, u, k)
 	} else {
-		Gemm(s.b, blas.NoTrans, blas.NoTrans, m, k, L, 1, q, L, ub, L, 0, u, k)
+		Gemm(s.b, blas.NoTrans, blas.NoTrans, m, k, L, 1, q, L, ub, k, 0, u, k)
 	}
 	s.report(Progress{Stage: "svd", Iteration: 1, MaxIterations: 1, Fraction: 1, RelError: math.NaN()})
 	return s.finish(alg, k, u, k, sv, vt), nil
 }
 
-// sketchSVD computes the SVD B = Ũ Σ Vᵀ of the L×n sketch B (L ≤ n) and
-// returns Ũ (L×L, stride L), Σ (L) and the first k rows of Vᵀ (k×n), with
-// k = choose(Σ).
+// sketchSVD computes the leading k singular triplets of the L×n sketch B
+// (L ≤ n), B ≈ Ũₖ·diag(σ)·Vₖᵀ with Ũₖ L×k (stride k) and Vₖᵀ k×n, where
+// k = choose(σ₁…σ_L) sees all L singular values.
 //
-// It works through the Gram matrix BBᵀ = Ũ Σ² Ũᵀ, formed and diagonalised in
-// float64 (xSYRK, xSYEVD), and Vᵀₖ = Σₖ⁻¹ Ũₖᵀ B: about 2nL² + 9L³ flops
-// against xGESDD's ≈ 4nL² + 8L³ at half BLAS-2 speed. Squaring costs
-// accuracy only in singular vectors whose σ is below √ε₆₄·σ₁ (relative
-// error ε₆₄·σ₁²/σ², still below float32 rounding for σ/σ₁ > 10⁻⁴); when σₖ
-// is below 10⁻⁴·σ₁ it falls back to xGESDD on B.
+// Rayleigh–Ritz in two steps. The Gram matrix G = BBᵀ (xSYRK in T) is
+// diagonalised in float64 (xSYEVD): its eigenvalues give every σᵢ² for the
+// rank rule, and its top k eigenvectors Z span the leading left singular
+// subspace. Then W = ZᵀB (k×n) gets an SVD of its own, W = U_W·Σ·Vᵀ, and
+// Ũₖ = Z·U_W. Squaring in G only affects which subspace is selected, whose
+// error enters the approximation at second order; the returned σ and the
+// orthogonality of Vᵀ come from the backward-stable xGESDD of W. Cost:
+// nL² (xSYRK) + ≈ 9L³ (xSYEVD) + 2nLk + xGESDD of k×n, against
+// ≈ 4nL² + 8L³ for xGESDD of B itself, half of it at BLAS-2 speed — for
+// block Krylov's L = 4(k+p) that is several passes over A saved.
 func sketchSVD[T Float](b Backend, L, n int, bm []T, choose func(sv []T) (int, error)) (ub, sv, vt []T, k int, err error) {
-	b64 := make([]float64, L*n)
-	for i, v := range bm[:L*n] {
-		b64[i] = float64(v)
+	g := make([]T, L*L)
+	Syrk(b, blas.Upper, blas.NoTrans, L, n, 1, bm, n, 0, g, L)
+	g64 := make([]float64, L*L)
+	for i, v := range g {
+		g64[i] = float64(v)
 	}
-	g := make([]float64, L*L)
-	b.Dsyrk(blas.Upper, blas.NoTrans, L, n, 1, b64, n, 0, g, L)
 	w := make([]float64, L)
-	if b.Dsyevd(L, g, L, w) {
-		ub = make([]T, L*L)
-		sv = make([]T, L)
-		for j := range L {
-			src := L - 1 - j // descending order
-			sv[j] = T(math.Sqrt(max(w[src], 0)))
-			for i := range L {
-				ub[i*L+j] = T(g[i*L+src])
-			}
-		}
-		if k, err = choose(sv); err != nil {
-			return nil, nil, nil, 0, err
-		}
-		s0 := math.Sqrt(max(w[L-1], 0))
-		if sk := math.Sqrt(max(w[L-k], 0)); s0 > 0 && sk > 1e-4*s0 {
-			// Vᵀₖ = Σₖ⁻¹ Ũₖᵀ B in float64.
-			uk := make([]float64, L*k)
-			for i := range L {
-				for j := range k {
-					uk[i*k+j] = g[i*L+L-1-j] / math.Sqrt(w[L-1-j])
-				}
-			}
-			v64 := make([]float64, k*n)
-			b.Dgemm(blas.Trans, blas.NoTrans, k, n, L, 1, uk, k, b64, n, 0, v64, n)
-			vt = make([]T, k*n)
-			for i, v := range v64 {
-				vt[i] = T(v)
-			}
-			return ub, sv, vt, k, nil
-		}
+	if !b.Dsyevd(L, g64, L, w) {
+		return nil, nil, nil, 0, &lowrank.Error{Code: lowrank.EINTERNAL, Field: "tensor", Message: "the eigensolver did not converge on the sketch"}
 	}
-	// The spectrum is too steep (or the eigensolver failed): the direct SVD.
-	work := append([]T(nil), bm[:L*n]...)
-	ub = make([]T, L*L)
-	sv = make([]T, L)
-	vt = make([]T, L*n)
-	if !Gesdd(b, lapack.SVDStore, L, n, work, n, sv, ub, L, vt, n) {
-		return nil, nil, nil, 0, &lowrank.Error{Code: lowrank.EINTERNAL, Field: "tensor", Message: "the SVD of the sketch did not converge"}
+	all := make([]T, L)
+	for j := range L {
+		all[j] = T(math.Sqrt(max(w[L-1-j], 0))) // descending
 	}
-	if k, err = choose(sv); err != nil {
+	if k, err = choose(all); err != nil {
 		return nil, nil, nil, 0, err
 	}
-	return ub, sv, vt[:k*n], k, nil
+	z := make([]T, L*k)
+	for i := range L {
+		for j := range k {
+			z[i*k+j] = T(g64[i*L+L-1-j])
+		}
+	}
+	wm := make([]T, k*n)
+	Gemm(b, blas.Trans, blas.NoTrans, k, n, L, 1, z, k, bm, n, 0, wm, n)
+	uw := make([]T, k*k)
+	sv = make([]T, k)
+	vt = make([]T, k*n)
+	if !Gesdd(b, lapack.SVDStore, k, n, wm, n, sv, uw, k, vt, n) {
+		return nil, nil, nil, 0, &lowrank.Error{Code: lowrank.EINTERNAL, Field: "tensor", Message: "the SVD of the sketch did not converge"}
+	}
+	ub = make([]T, L*k)
+	Gemm(b, blas.NoTrans, blas.NoTrans, L, k, k, 1, z, k, uw, k, 0, ub, k)
+	return ub, sv, vt, k, nil
 }
 
 // orthWork is the workspace of orthonormalize, sized once per call of a

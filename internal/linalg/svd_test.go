@@ -250,9 +250,10 @@ func TestRandomizedAlgorithms(t *testing.T) {
 				if r.Algorithm != c.alg || r.K != k {
 					t.Fatalf("ran %s at rank %d", r.Algorithm, r.K)
 				}
-				// Randomized factors come from the Gram matrix of the sketch
-				// (sketchSVD): orthogonality ≈ ε₆₄·(σ₁/σₖ)² times small
-				// factors; 1e-10 covers κ up to ~300.
+				// Randomized factors: U = Q·Ũ with Q from Cholesky QR2 and Ũ
+				// from a Gram eigenbasis times an SVD; both orthonormal to
+				// a small multiple of ε₆₄ — 1e-10 leaves room for growth
+				// with the sketch size.
 				res := checkSVD(t, r, m, n, a, lda, 1e-10)
 				if res > c.factor*opt {
 					t.Errorf("error %.6g > %.3g × optimal %.6g", res, c.factor, opt)
@@ -292,8 +293,8 @@ func TestRandomizedExactLowRank(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// Gram-based Rayleigh–Ritz: ε₆₄·(σ₁/σ₅)² = 25ε per entry, summed
-			// over the sketch; 1e-10 leaves a wide margin.
+			// Exact rank 5: the sketch captures A to rounding, amplified
+			// by the Gram step's selection at most by (σ₁/σ₅)² = 25.
 			if res := checkSVD(t, r, m, n, a, n, 1e-10); res > 1e-10 {
 				t.Errorf("%s %s: residual %.3g on an exact rank-5 matrix", b.Name(), alg, res)
 			}
