@@ -260,7 +260,9 @@ func pcaEigh[T Float](b Backend, samples, features int, xc []T, normSq float64, 
 	g := make([]float64, f*f)
 	b.Dsyrk(blas.Upper, blas.Trans, f, samples, 1, x64, f, 0, g, f)
 	w := make([]float64, f)
-	if !b.Dsyevd(f, g, f, w) {
+	// One thread, as in sketchSVD: the eigensolver's BLAS-2 reduction does
+	// not scale with threads at these sizes.
+	if !b.WithThreads(1).Dsyevd(f, g, f, w) {
 		return nil, &lowrank.Error{Code: lowrank.EINTERNAL, Field: "tensor", Message: "the eigensolver did not converge"}
 	}
 	p := min(samples, features)
