@@ -333,7 +333,7 @@ func sketchSVD[T Float](b Backend, L, n int, bm []T, choose func(sv []T) (int, e
 	// One thread: reducing a matrix this small to tridiagonal form is
 	// BLAS-2 work bound by memory and thread synchronisation; measured on
 	// L = 1064, one OpenBLAS thread took 0.45 s and two 1.2 s on a busy
-	// machine, and are even on a quiet one.
+	// machine (NumPy's eigh with two threads took 0.7 s on a quieter one).
 	if !b.WithThreads(1).Dsyevd(L, g64, L, w) {
 		return nil, nil, nil, 0, &lowrank.Error{Code: lowrank.EINTERNAL, Field: "tensor", Message: "the eigensolver did not converge on the sketch"}
 	}

@@ -505,3 +505,78 @@ func TestSVDCancel(t *testing.T) {
 		}
 	}
 }
+
+// Every algorithm on small and edge shapes (tall, wide, 1×n, sketch width
+// equal to min(m, n), Krylov depth capped to 0), float32 and float64, with
+// padded strides: no panics, valid factors, exact recovery when the rank is
+// full.
+func TestTruncatedSVDShapes(t *testing.T) {
+	sizes := []int{1, 2, 3, 5, 17, 40}
+	algs := []SVDAlgorithm{SVDFull, SVDRandomized, SVDBlockKrylov, SVDFixedPrecision}
+	for _, b := range Backends(2) {
+		for _, m := range sizes {
+			for _, n := range sizes {
+				p := min(m, n)
+				lda := n + 3
+				sigma := make([]float64, p)
+				for i := range sigma {
+					sigma[i] = math.Pow(0.5, float64(i))
+				}
+				a := testMatrix(b, uint64(7*m+n), m, n, lda, sigma)
+				for _, alg := range algs {
+					for _, k := range []int{1, p} {
+						rule := RankRule{Rank: k}
+						if alg == SVDFixedPrecision {
+							rule = RankRule{RelError: 1e-6}
+						}
+						opts := SVDOptions{Rule: rule, Algorithm: alg, BlockSize: 2, Seed: 9}
+						r, err := TruncatedSVD(context.Background(), b, m, n, a, lda, opts, nil)
+						if err != nil {
+							t.Fatalf("%s %dx%d %s k=%d: %v", b.Name(), m, n, alg, k, err)
+						}
+						// Orthogonality and residual to 1e-10: rounding of
+						// sketches no wider than 40 columns.
+						res := checkSVD(t, r, m, n, a, lda, 1e-10)
+						if want := optimalError(sigma, r.K); res > want*1.05+1e-10 {
+							t.Errorf("%s %dx%d %s k=%d: error %.3g, optimal %.3g", b.Name(), m, n, alg, r.K, res, want)
+						}
+						r32, err := TruncatedSVD(context.Background(), b, m, n, toF32(a), lda, opts, nil)
+						if err != nil {
+							t.Fatalf("%s %dx%d %s k=%d f32: %v", b.Name(), m, n, alg, k, err)
+						}
+						if r32.K != r.K && alg != SVDFixedPrecision {
+							t.Errorf("f32 rank %d, f64 rank %d", r32.K, r.K)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// A thread budget changes how BLAS splits its work, not the answer: factors
+// from 1 and 2 threads agree to rounding.
+func TestSVDThreadsAgree(t *testing.T) {
+	const m, n = 200, 150
+	for _, b := range Backends(1) {
+		a := gaussianMatrix(8, m, n, n)
+		opts := SVDOptions{Rule: RankRule{Rank: 6}, Algorithm: SVDBlockKrylov, Seed: 4}
+		r1, err1 := TruncatedSVD(context.Background(), b.WithThreads(1), m, n, a, n, opts, nil)
+		r2, err2 := TruncatedSVD(context.Background(), b.WithThreads(2), m, n, a, n, opts, nil)
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		// Different summation orders: σ agree to 1e-10 relative; vectors of
+		// a Gaussian matrix's leading σ (gaps ≈ 1 %) to 1e-8.
+		for i := range r1.S {
+			if math.Abs(r1.S[i]-r2.S[i]) > 1e-10*r1.S[0] {
+				t.Errorf("%s: σ%d %v vs %v", b.Name(), i, r1.S[i], r2.S[i])
+			}
+		}
+		for i := range r1.U {
+			if math.Abs(r1.U[i]-r2.U[i]) > 1e-8 {
+				t.Fatalf("%s: U[%d] %v vs %v", b.Name(), i, r1.U[i], r2.U[i])
+			}
+		}
+	}
+}
