@@ -297,12 +297,24 @@ func (s *svdRun[T]) rankUpFront() (int, error) {
 func (s *svdRun[T]) finish(alg SVDAlgorithm, k int, u []T, ldu int, sv []T, vt []T) *SVDResult[T] {
 	m, n := s.m, s.n
 	r := &SVDResult[T]{M: m, N: n, K: k, Algorithm: alg, Passes: s.passes}
-	r.U = make([]T, m*k)
-	for i := range m {
-		copy(r.U[i*k:i*k+k], u[i*ldu:i*ldu+k])
+	// Reuse the buffers when they already have the final shape (the thin
+	// SVD at full rank, the randomized algorithms), copy otherwise.
+	if ldu == k {
+		r.U = u[: m*k : m*k]
+	} else {
+		r.U = make([]T, m*k)
+		for i := range m {
+			copy(r.U[i*k:i*k+k], u[i*ldu:i*ldu+k])
+		}
 	}
-	r.S = append([]T(nil), sv[:k]...)
-	r.Vt = append([]T(nil), vt[:k*n]...)
+	r.S = sv[:k:k]
+	r.Vt = vt[: k*n : k*n]
+	if len(sv) != k {
+		r.S = append([]T(nil), sv[:k]...)
+	}
+	if len(vt) != k*n {
+		r.Vt = append([]T(nil), vt[:k*n]...)
+	}
 	fixSigns(m, n, k, r.U, r.Vt)
 	sig := make([]float64, k)
 	for i, v := range r.S {
