@@ -193,7 +193,7 @@ func printTable(b *testing.B, title string, rows []svdRow, ref float64, refName 
 
 // runPeer runs peers/svd.py on the matrix at path.
 func runPeer(b *testing.B, path, method string, rank int) svdRow {
-	python, err := svdPython()
+	python, err := numpyPython()
 	if err != nil {
 		b.Log(err)
 		return svdRow{who: "peer", config: method, median: math.NaN(), relErr: math.NaN(), note: "skipped: " + err.Error()}
@@ -230,17 +230,6 @@ func peerEnv(threads int) []string {
 	}
 	t := strconv.Itoa(threads)
 	return append(env, "OPENBLAS_NUM_THREADS="+t, "OMP_NUM_THREADS="+t, "MKL_NUM_THREADS="+t)
-}
-
-// svdPython finds an interpreter that imports numpy: $LOWRANK_PYTHON, then
-// python3 on PATH, then the system one.
-func svdPython() (string, error) {
-	for _, c := range []string{os.Getenv("LOWRANK_PYTHON"), "python3", "/usr/bin/python3"} {
-		if c != "" && exec.Command(c, "-c", "import numpy").Run() == nil {
-			return c, nil
-		}
-	}
-	return "", fmt.Errorf("no Python interpreter with numpy (tried $LOWRANK_PYTHON, python3, /usr/bin/python3); set LOWRANK_PYTHON")
 }
 
 // residual returns ‖A − U·diag(S)·Vt‖_F / ‖A‖_F, accumulated in float64.
@@ -352,7 +341,7 @@ func writeNpyF32(b testing.TB, m, n int, a []float32) string {
 // broken script or .npy writer shows in the tests and not only when the
 // benchmark runs.
 func TestSVDPeerScript(t *testing.T) {
-	python, err := svdPython()
+	python, err := numpyPython()
 	if err != nil {
 		t.Skip(err)
 	}
