@@ -191,7 +191,8 @@ func transposeInto[T Float](r, c int, src []T, lds int, dst []T, ldd int) {
 //	P times: Q̂ᵢ = orth(Aᵀ(I − QQᵀ)Qᵢ),  Qᵢ = orth((I − QQᵀ)AQ̂ᵢ)
 //	Qᵢ = orth((I − QQᵀ)Qᵢ),  Bᵢ = QᵢᵀA
 //
-// where the products with (I − QQᵀ)A use B instead of another pass.
+// where the projections are applied to products already made:
+// (I − QQᵀ)AX = AX − Q(Qᵀ·AX) and Aᵀ(I − QQᵀ)Y = AᵀY − Bᵀ(QᵀY).
 //
 // The rank rule then picks k from B's singular values. With rankCap below
 // min(m, n), missing the target returns errTargetMissed.
@@ -217,7 +218,8 @@ func (s *svdRun[T]) fixedPrecision(rankCap int) (*SVDResult[T], error) {
 	proj := make([]T, rankCap*bs)
 	E := s.normSq
 	K := 0
-	for step := 1; K < rankCap && !(E <= target); step++ {
+	// At least one block, so that a zero A still gets (zero) factors.
+	for step := 1; K < rankCap && (K == 0 || E > target); step++ {
 		if err := s.ctx.Err(); err != nil {
 			return nil, canceled(err)
 		}

@@ -580,3 +580,28 @@ func TestSVDThreadsAgree(t *testing.T) {
 		}
 	}
 }
+
+func TestSVDZeroMatrix(t *testing.T) {
+	const m, n = 6, 5
+	for _, b := range Backends(1) {
+		a := make([]float64, m*n)
+		for _, opts := range []SVDOptions{
+			{Rule: RankRule{Rank: 2}, Algorithm: SVDFull},
+			{Rule: RankRule{Rank: 2}, Algorithm: SVDRandomized},
+			{Rule: RankRule{Rank: 2}, Algorithm: SVDBlockKrylov},
+			{Rule: RankRule{RelError: 0.1}, Algorithm: SVDFixedPrecision},
+			{Rule: RankRule{Energy: 0.9}},
+		} {
+			r, err := TruncatedSVD(context.Background(), b, m, n, a, n, opts, nil)
+			if err != nil {
+				t.Fatalf("%s %+v: %v", b.Name(), opts, err)
+			}
+			checkSVD(t, r, m, n, a, n, 1e-12)
+			for _, s := range r.S {
+				if s != 0 {
+					t.Errorf("%s %+v: σ = %v of a zero matrix", b.Name(), opts, r.S)
+				}
+			}
+		}
+	}
+}
