@@ -306,8 +306,9 @@ func (s *svdRun[T]) fromQB(alg SVDAlgorithm, k int, q []T, _ int, qTransposed bo
 	} else {
 		Gemm(s.b, blas.NoTrans, blas.NoTrans, m, k, L, 1, q, L, ub, k, 0, u, k)
 	}
-	s.report(Progress{Stage: "svd", Iteration: 1, MaxIterations: 1, Fraction: 1, RelError: math.NaN()})
-	return s.finish(alg, k, u, k, sv, vt), nil
+	r := s.finish(alg, k, u, k, sv, vt)
+	s.report(Progress{Stage: "svd", Iteration: 1, MaxIterations: 1, Fraction: 1, RelError: r.EstimatedError})
+	return r, nil
 }
 
 // sketchSVD computes the leading k singular triplets of the L×n sketch B
