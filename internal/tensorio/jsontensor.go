@@ -161,12 +161,12 @@ func (jt *jsonTensor) object(t *Tensor) error {
 		// Flat data: the shape says how to read it.
 		t.Shape = toInts(shape)
 		if n := t.Len(); n != len(t.F64) {
-			return ferr(lowrank.EINVALID, FormatJSON, t.Name, "shape %v needs %d values, data holds %d", shape, n, len(t.F64))
+			return ferr(lowrank.EINVALID, FormatJSON, t.Name, "shape %s needs %d values, data holds %d", fmtShape(shape), n, len(t.F64))
 		}
 	default:
 		t.Shape = toInts(shape)
 		if !equalInts(t.Shape, inferred) {
-			return ferr(lowrank.EINVALID, FormatJSON, t.Name, "shape %v does not match the nested data's shape %v", shape, inferred)
+			return ferr(lowrank.EINVALID, FormatJSON, t.Name, "shape %s does not match the nested data's shape %s", fmtShape(shape), fmtShape(inferred))
 		}
 	}
 	return nil

@@ -85,8 +85,8 @@ func readNPYHeader(f Format, name string, r io.Reader, size int64, lim Limits) (
 	h.n = n
 	want := n * int64(h.dtype.Size()) // n ≤ MaxElements, so no overflow
 	if have := size - h.dataStart; have != want {
-		return nil, invalid("shape %v of %s needs %d data bytes after the %d-byte header, the file has %d",
-			h.shape, h.dtype, want, h.dataStart, have)
+		return nil, invalid("shape %s of %s needs %d data bytes after the %d-byte header, the file has %d",
+			fmtShape(h.shape), h.dtype, want, h.dataStart, have)
 	}
 	return h, nil
 }

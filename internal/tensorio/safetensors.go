@@ -360,8 +360,8 @@ func (p *jsonTokens) entry(name string, lim Limits) (*stEntry, error) {
 		return nil, ferr(lowrank.EINVALID, FormatSafetensors, name, "data_offsets [%d,%d) are beyond any file", e.begin, e.end)
 	}
 	if need := uint64(n) * uint64(size); e.end-e.begin != need {
-		return nil, ferr(lowrank.EINVALID, FormatSafetensors, name, "data_offsets [%d,%d) but %s %v needs %d bytes",
-			e.begin, e.end, e.dtype, e.shape, need)
+		return nil, ferr(lowrank.EINVALID, FormatSafetensors, name, "data_offsets [%d,%d) but %s %s needs %d bytes",
+			e.begin, e.end, e.dtype, fmtShape(e.shape), need)
 	}
 	return e, nil
 }
@@ -492,6 +492,12 @@ func writeJSONString(b *bytes.Buffer, s string) error {
 		case c == '"' || c == '\\':
 			b.WriteByte('\\')
 			b.WriteByte(c)
+		case c == '\n':
+			b.WriteString(`\n`)
+		case c == '\r':
+			b.WriteString(`\r`)
+		case c == '\t':
+			b.WriteString(`\t`)
 		case c < 0x20:
 			fmt.Fprintf(b, `\u%04x`, c)
 		default:

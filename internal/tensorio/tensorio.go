@@ -23,6 +23,7 @@ package tensorio
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/lowrank/lowrank"
 )
@@ -191,7 +192,7 @@ func checkShape(f Format, name string, shape []uint64, lim Limits) (int64, error
 			continue
 		}
 		if n > lim.MaxElements/int64(d) {
-			return 0, ferr(lowrank.ETOOLARGE, f, name, "shape %v has more than the limit of %d elements", shape, lim.MaxElements)
+			return 0, ferr(lowrank.ETOOLARGE, f, name, "shape %s has more than the limit of %d elements", fmtShape(shape), lim.MaxElements)
 		}
 		n *= int64(d)
 	}
@@ -204,4 +205,16 @@ func toInts(s []uint64) []int {
 		r[i] = int(d)
 	}
 	return r
+}
+
+// fmtShape prints a shape as [5,6], the way the formats write it.
+func fmtShape[T int | uint64](s []T) string {
+	b := []byte{'['}
+	for i, d := range s {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendUint(b, uint64(d), 10)
+	}
+	return string(append(b, ']'))
 }
