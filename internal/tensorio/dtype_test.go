@@ -62,8 +62,8 @@ func TestF16Rounding(t *testing.T) {
 		// Through float32 this would round twice (to the tie 1+2⁻¹¹, then
 		// to 1); one step sees it is above the tie.
 		{1 + 1.0/2048 + math.Ldexp(1, -40), 0x3c01},
-		{65519, 0x7bff},               // below the overflow threshold
-		{65520, 0x7c00},               // the tie above 65504 rounds to even: Inf
+		{65519, 0x7bff}, // below the overflow threshold
+		{65520, 0x7c00}, // the tie above 65504 rounds to even: Inf
 		{-65520, 0xfc00},
 		{1e10, 0x7c00},
 		{math.Ldexp(1, -25), 0x0000},                      // half the smallest subnormal: ties to 0

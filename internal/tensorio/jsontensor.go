@@ -39,7 +39,7 @@ func readJSON(r io.Reader, size int64, lim Limits) (*Tensor, error) {
 	}
 	dec := json.NewDecoder(bufio.NewReader(io.LimitReader(r, size)))
 	dec.UseNumber()
-	jt := &jsonTensor{p: &jsonTokens{dec: dec, f: f}, lim: lim}
+	jt := &jsonTensor{p: &jsonTokens{dec: dec, f: f}, lim: lim, data: []float64{}}
 	tok, err := jt.p.token("")
 	if err != nil {
 		return nil, err
