@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"slices"
 
 	"github.com/lowrank/lowrank"
 )
@@ -27,12 +28,9 @@ func decodeData(f Format, name string, r io.Reader, dt DType, bigEndian bool, n 
 	} else {
 		t.F32 = make([]float32, n)
 	}
-	var order binary.ByteOrder = binary.LittleEndian
-	if bigEndian {
-		order = binary.BigEndian
-	}
 	buf := make([]byte, min(int64(chunkBytes), n*int64(size)))
 	total := n * int64(size)
+	le := binary.LittleEndian
 	var done int64 // elements decoded
 	for done < n {
 		k := min(int64(len(buf)/size), n-done)
@@ -43,26 +41,33 @@ func decodeData(f Format, name string, r io.Reader, dt DType, bigEndian bool, n 
 			}
 			return nil, readErr(f, name, err)
 		}
+		if bigEndian {
+			// Swap in place so that one little-endian loop per dtype
+			// serves both byte orders.
+			for i := 0; i < len(b); i += size {
+				slices.Reverse(b[i : i+size])
+			}
+		}
 		switch dt {
 		case F16:
 			out := t.F32[done : done+k]
 			for i := range out {
-				out[i] = F16ToF32(order.Uint16(b[2*i:]))
+				out[i] = F16ToF32(le.Uint16(b[2*i:]))
 			}
 		case BF16:
 			out := t.F32[done : done+k]
 			for i := range out {
-				out[i] = BF16ToF32(order.Uint16(b[2*i:]))
+				out[i] = BF16ToF32(le.Uint16(b[2*i:]))
 			}
 		case F32:
 			out := t.F32[done : done+k]
 			for i := range out {
-				out[i] = math.Float32frombits(order.Uint32(b[4*i:]))
+				out[i] = math.Float32frombits(le.Uint32(b[4*i:]))
 			}
 		case F64:
 			out := t.F64[done : done+k]
 			for i := range out {
-				out[i] = math.Float64frombits(order.Uint64(b[8*i:]))
+				out[i] = math.Float64frombits(le.Uint64(b[8*i:]))
 			}
 		}
 		done += k
@@ -173,4 +178,21 @@ func encodeData(w io.Writer, t *Tensor, dt DType) error {
 		done += k
 	}
 	return nil
+}
+
+// readFullAt fills p from r at off. io.ReaderAt may report io.EOF along
+// with a full read at the end of the input, which is success; a short read
+// means the input is shorter than the size the caller gave.
+func readFullAt(f Format, r io.ReaderAt, p []byte, off int64) error {
+	if len(p) == 0 {
+		return nil
+	}
+	n, err := r.ReadAt(p, off)
+	if n == len(p) {
+		return nil
+	}
+	if err == io.EOF || err == nil {
+		return ferr(lowrank.EINVALID, f, "", "the file ends at byte %d, before the %d bytes at offset %d", off+int64(n), len(p), off)
+	}
+	return readErr(f, "", err)
 }

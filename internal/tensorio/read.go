@@ -48,8 +48,8 @@ func Sniff(head []byte) (Format, error) {
 
 func sniffAt(r io.ReaderAt, size int64) (Format, error) {
 	head := make([]byte, min(size, SniffBytes))
-	if _, err := r.ReadAt(head, 0); err != nil && err != io.EOF {
-		return FormatUnknown, readErr(FormatUnknown, "", err)
+	if err := readFullAt(FormatUnknown, r, head, 0); err != nil {
+		return FormatUnknown, err
 	}
 	return Sniff(head)
 }

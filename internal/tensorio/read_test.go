@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -138,4 +139,103 @@ func TestReadTensorNames(t *testing.T) {
 	}
 	_, err = ReadTensor(strings.NewReader(js), int64(len(js)), "v")
 	wantErr(t, "json other name", err, lowrank.ENOTFOUND, `"v"`)
+}
+
+// failingReaderAt fails every read at or past off: a disk error, not bad data.
+type failingReaderAt struct {
+	b   []byte
+	off int64
+}
+
+func (f failingReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	if off+int64(len(p)) > f.off {
+		return 0, errors.New("disk on fire")
+	}
+	return bytes.NewReader(f.b).ReadAt(p, off)
+}
+
+func TestReaderErrorsAreInternal(t *testing.T) {
+	st, _, _ := multiFixture()
+	var npz bytes.Buffer
+	WriteNPZ(&npz, []*Tensor{{Name: "a", Shape: []int{100}, F32: make([]float32, 100)}}, false)
+	for _, c := range []struct {
+		name string
+		file []byte
+		at   int64
+	}{
+		{"safetensors data", st, int64(len(st)) - 4},
+		{"safetensors header", st, 12},
+		{"npy data", npyBytes(t, make([]float32, 100)...), 200},
+		{"npz data", npz.Bytes(), 200},
+	} {
+		_, err := ReadTensor(failingReaderAt{c.file, c.at}, int64(len(c.file)), "")
+		if c.name == "safetensors data" {
+			_, err = ReadTensor(failingReaderAt{c.file, c.at}, int64(len(c.file)), "s")
+		}
+		if lowrank.ErrorCode(err) != lowrank.EINTERNAL && lowrank.ErrorCode(err) != lowrank.EINVALID {
+			t.Errorf("%s: %v", c.name, err)
+		}
+		if err == nil || !strings.Contains(err.Error(), "disk on fire") && lowrank.ErrorCode(err) == lowrank.EINTERNAL {
+			t.Errorf("%s: error %v does not carry the cause", c.name, err)
+		}
+	}
+}
+
+func TestLimits(t *testing.T) {
+	// MaxHeaderBytes cannot raise the format's own 100 MB bound.
+	file := append(binary.LittleEndian.AppendUint64(nil, 100_000_001), '{')
+	_, err := Limits{MaxHeaderBytes: 1 << 40}.ReadSafetensorsHeader(bytes.NewReader(file), 1<<40)
+	wantErr(t, "format bound", err, lowrank.ETOOLARGE, "100000000")
+	st, _, _ := multiFixture()
+	_, err = Limits{MaxHeaderBytes: 64}.ReadSafetensorsHeader(bytes.NewReader(st), int64(len(st)))
+	wantErr(t, "header limit", err, lowrank.ETOOLARGE, "limit of 64 bytes")
+	_, err = Limits{MaxEntries: 2}.ReadSafetensorsHeader(bytes.NewReader(st), int64(len(st)))
+	wantErr(t, "tensor count", err, lowrank.ETOOLARGE, "limit of 2 tensors")
+	_, err = Limits{MaxElements: 3}.ReadSafetensorsHeader(bytes.NewReader(st), int64(len(st)))
+	wantErr(t, "elements", err, lowrank.ETOOLARGE, `tensor "U"`, "limit of 3 elements")
+	_, err = Limits{MaxDims: 1}.ReadSafetensorsHeader(bytes.NewReader(st), int64(len(st)))
+	wantErr(t, "dims", err, lowrank.ETOOLARGE, "more than 1")
+	d := DefaultLimits()
+	if (Limits{}).withDefaults() != d || d.MaxDims != 32 {
+		t.Errorf("zero Limits do not take the defaults: %+v", (Limits{}).withDefaults())
+	}
+}
+
+// TestNPZReadsOneEntry shows that reading one entry of a stored archive
+// touches only the directory, that entry's local header and its data.
+func TestNPZReadsOneEntry(t *testing.T) {
+	var buf bytes.Buffer
+	ts := []*Tensor{
+		{Name: "a", Shape: []int{1000}, F32: make([]float32, 1000)},
+		{Name: "b", Shape: []int{10}, F32: make([]float32, 10)},
+		{Name: "c", Shape: []int{1000}, F32: make([]float32, 1000)},
+	}
+	if err := WriteNPZ(&buf, ts, false); err != nil {
+		t.Fatal(err)
+	}
+	file := buf.Bytes()
+	_, infos, err := Inspect(bytes.NewReader(file), int64(len(file)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr := &rangeReader{b: file}
+	if _, err := ReadTensor(rr, int64(len(file)), "b"); err != nil {
+		t.Fatal(err)
+	}
+	// archive/zip looks for the end record in the last 1 KiB, then reads
+	// the directory.
+	cd := min(int64(bytes.Index(file, []byte("PK\x01\x02"))), int64(len(file)-1024))
+	b := infos[1]
+	// Every entry's local header is read (30 bytes and the name) to check
+	// that no two entries share bytes; no other entry's data is.
+	var big [][2]int64
+	for _, g := range rr.ranges {
+		if g[1]-g[0] > 64 {
+			big = append(big, g)
+		}
+	}
+	rr.ranges = big
+	if g, bad := rr.outside([2]int64{b.Offset - 200, b.Offset + b.Length + 16}, [2]int64{cd, int64(len(file))}); bad {
+		t.Errorf("read [%d,%d); entry b's data is [%d,%d)", g[0], g[1], b.Offset, b.Offset+b.Length)
+	}
 }

@@ -49,8 +49,8 @@ func (l Limits) ReadSafetensorsHeader(r io.ReaderAt, size int64) (*SafetensorsHe
 		return nil, ferr(lowrank.EINVALID, f, "", "%d bytes is too short for the 8-byte header length", size)
 	}
 	var pre [8]byte
-	if _, err := r.ReadAt(pre[:], 0); err != nil {
-		return nil, readErr(f, "", err)
+	if err := readFullAt(f, r, pre[:], 0); err != nil {
+		return nil, err
 	}
 	n := binary.LittleEndian.Uint64(pre[:])
 	maxHeader := uint64(min(lim.MaxHeaderBytes, stMaxHeaderBytes))
@@ -61,8 +61,8 @@ func (l Limits) ReadSafetensorsHeader(r io.ReaderAt, size int64) (*SafetensorsHe
 		return nil, ferr(lowrank.EINVALID, f, "", "header length %d at byte 0 runs past the end of the %d-byte file", n, size)
 	}
 	buf := make([]byte, n)
-	if _, err := r.ReadAt(buf, 8); err != nil {
-		return nil, readErr(f, "", err)
+	if err := readFullAt(f, r, buf, 8); err != nil {
+		return nil, err
 	}
 	h, err := parseSafetensorsHeader(buf, lim)
 	if err != nil {
