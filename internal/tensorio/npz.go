@@ -200,7 +200,11 @@ func (z zipErrReader) Read(p []byte) (int, error) {
 	n, err := z.r.Read(p)
 	if err != nil && err != io.EOF {
 		var le *lowrank.Error
-		if !errors.As(err, &le) {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			e := ferr(lowrank.EINVALID, FormatNPZ, z.name, "compressed data ends before the entry's declared size")
+			e.Err = err
+			err = e
+		} else if !errors.As(err, &le) {
 			e := ferr(lowrank.EINVALID, FormatNPZ, z.name, "corrupt entry: %v", err)
 			e.Err = err
 			err = e

@@ -1,12 +1,15 @@
 package tensorio
 
 import (
+	"archive/zip"
 	"bytes"
+	"compress/flate"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -238,4 +241,33 @@ func TestNPZReadsOneEntry(t *testing.T) {
 	if g, bad := rr.outside([2]int64{b.Offset - 200, b.Offset + b.Length + 16}, [2]int64{cd, int64(len(file))}); bad {
 		t.Errorf("read [%d,%d); entry b's data is [%d,%d)", g[0], g[1], b.Offset, b.Offset+b.Length)
 	}
+}
+
+// TestSpoolShortDeflate: a deflated entry whose stream ends before its
+// declared size passes Inspect (which reads only the .npy header) but not
+// Spool, which decompresses every entry. Found by FuzzNPZ.
+func TestSpoolShortDeflate(t *testing.T) {
+	hdr, _ := NPYHeader(F32, []int{1002})
+	full := append(hdr, make([]byte, 4*1000)...) // two elements short
+	var comp bytes.Buffer
+	fw, _ := flate.NewWriter(&comp, flate.DefaultCompression)
+	fw.Write(full)
+	fw.Close()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, err := zw.CreateRaw(&zip.FileHeader{Name: "a.npy", Method: zip.Deflate, CRC32: crc32.ChecksumIEEE(full),
+		CompressedSize64: uint64(comp.Len()), UncompressedSize64: uint64(len(full) + 8)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(comp.Bytes())
+	zw.Close()
+	b := buf.Bytes()
+	if _, _, err := Inspect(bytes.NewReader(b), int64(len(b))); err != nil {
+		t.Fatalf("Inspect: %v", err)
+	}
+	_, err = ReadTensor(bytes.NewReader(b), int64(len(b)), "a")
+	wantErr(t, "short deflate (ReadTensor)", err, lowrank.EINVALID, `tensor "a"`, "data ends before")
+	_, err = Spool(context.Background(), bytes.NewReader(b), t.TempDir(), Limits{})
+	wantErr(t, "short deflate (Spool)", err, lowrank.EINVALID, `tensor "a"`, "ends before the entry's declared size")
 }
