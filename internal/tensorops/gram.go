@@ -1,0 +1,132 @@
+package tensorops
+
+import (
+	"context"
+	"errors"
+	"math"
+	"math/rand/v2"
+
+	"gonum.org/v1/gonum/blas"
+
+	"github.com/lowrank/lowrank"
+	"github.com/lowrank/lowrank/internal/linalg"
+)
+
+// Progress reports one finished iteration of CPALS or Tucker: its number
+// (0 is the initialisation) and the relative error ‖X − X̂‖/‖X‖ after it.
+type Progress struct {
+	Iteration int
+	RelError  float64
+}
+
+// modeGram writes the upper triangle of the I_n × I_n Gram matrix
+// G = X₍ₙ₎·X₍ₙ₎ᵀ into g (stride I_n), without forming the unfolding when a
+// row-major view of it exists: X₍₀₎ is X viewed as I₀ × Q, and for the
+// last mode G = XᵀX with X viewed as P × I_n. For middle modes the slabs
+// X[p] (I_n × Q) are copied side by side in groups so that each SYRK has an
+// inner dimension of at least a few hundred. The column order of the
+// unfolding does not change G, so any of these views serves.
+func modeGram[T Float](ctx context.Context, b linalg.Backend, x []T, shape []int, n int, g []T) error {
+	p, in, q := splitAt(shape, n)
+	switch {
+	case p == 1:
+		syrk(b, blas.NoTrans, in, q, 1, x, q, 0, g, in)
+	case q == 1:
+		syrk(b, blas.Trans, in, p, 1, x, in, 0, g, in)
+	default:
+		pb := max(1, min(p, (512+q-1)/q, blockElems/max(1, in*q)))
+		w := pb * q
+		buf := make([]T, in*w)
+		for p0 := 0; p0 < p; p0 += pb {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			p1 := min(p, p0+pb)
+			cols := (p1 - p0) * q
+			for pi := p0; pi < p1; pi++ {
+				for i := range in {
+					copy(buf[i*cols+(pi-p0)*q:i*cols+(pi-p0+1)*q], x[(pi*in+i)*q:(pi*in+i+1)*q])
+				}
+			}
+			beta := T(1)
+			if p0 == 0 {
+				beta = 0
+			}
+			syrk(b, blas.NoTrans, in, cols, 1, buf, cols, beta, g, in)
+		}
+	}
+	return nil
+}
+
+// leadingEigvecs returns the k eigenvectors of the n×n symmetric g (upper
+// triangle read, stride n) with the largest eigenvalues, as the columns of
+// an n×k row-major matrix in decreasing order of eigenvalue, and all n
+// eigenvalues in decreasing order, clamped at 0. The eigenproblem is solved
+// in float64.
+func leadingEigvecs[T Float](b linalg.Backend, g []T, n, k int) (vecs []float64, vals []float64, err error) {
+	a := make([]float64, n*n)
+	for i := range n {
+		for j := i; j < n; j++ {
+			a[i*n+j] = float64(g[i*n+j])
+		}
+	}
+	w := make([]float64, n)
+	if !b.Dsyevd(n, a, n, w) {
+		return nil, nil, lowrank.Errorf(lowrank.EINTERNAL, "", "symmetric eigensolver did not converge (n=%d)", n)
+	}
+	vecs = make([]float64, n*k)
+	vals = make([]float64, n)
+	for c := range n {
+		vals[c] = max(0, w[n-1-c])
+	}
+	for c := range k {
+		src := n - 1 - c
+		for i := range n {
+			vecs[i*k+c] = a[i*n+src]
+		}
+	}
+	return vecs, vals, nil
+}
+
+// gaussianColumns fills columns [c0, k) of the rows×k matrix m with
+// standard normal draws from rng, row by row.
+func gaussianColumns[T Float](m []T, rows, k, c0 int, rng *rand.Rand) {
+	for i := range rows {
+		for c := c0; c < k; c++ {
+			m[i*k+c] = T(rng.NormFloat64())
+		}
+	}
+}
+
+// newRand returns the package's seeded generator (PCG), so equal seeds give
+// equal draws on every platform.
+func newRand(seed uint64) *rand.Rand {
+	return rand.New(rand.NewPCG(seed, 0x6c6f7772616e6b)) // "lowrank"
+}
+
+// canceled wraps a context error as an ECANCELED *lowrank.Error; other
+// errors pass through.
+func canceled(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return &lowrank.Error{Code: lowrank.ECANCELED, Message: "canceled", Err: err}
+	}
+	return err
+}
+
+// roundoff is the unit round-off of T.
+func roundoff[T Float]() float64 {
+	var z T
+	if _, ok := any(z).(float32); ok {
+		return 0x1p-24
+	}
+	return 0x1p-53
+}
+
+func finite(a []float64) bool {
+	for _, v := range a {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return false
+		}
+	}
+	return true
+}
