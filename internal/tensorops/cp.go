@@ -253,7 +253,7 @@ func newCPState[T Float](b linalg.Backend, x *Dense[T], opts CPOptions) *cpState
 	q0 := x.Len() / x.Shape[0]
 	// The tree's partial T is R·|X|/I₀ elements: use it when that is no
 	// larger than X itself (or small anyway).
-	s.chain = r*q0 <= max(x.Len(), 1<<20)
+	s.chain = r*q0 <= max(x.Len(), 4*blockElems)
 	if s.chain && n > 2 {
 		s.t0 = make([]T, r*q0)
 		s.t1 = make([]T, r*q0/x.Shape[1])
