@@ -1,0 +1,89 @@
+package linalg
+
+import (
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/lapack"
+)
+
+// The functions in this file dispatch to a Backend's S- or D-prefixed kernel
+// by the element type, so that decompositions are written once for float32
+// and float64. T must be exactly float32 or float64: a named type built on
+// them (allowed by Float's ~) has no kernel and panics.
+
+const errElemType = "linalg: element type is neither float32 nor float64"
+
+// Gemm computes C = alpha * op(A) * op(B) + beta * C through b.Sgemm or b.Dgemm.
+func Gemm[T Float](be Backend, tA, tB blas.Transpose, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
+	switch a := any(a).(type) {
+	case []float32:
+		be.Sgemm(tA, tB, m, n, k, float32(alpha), a, lda, any(b).([]float32), ldb, float32(beta), any(c).([]float32), ldc)
+	case []float64:
+		be.Dgemm(tA, tB, m, n, k, float64(alpha), a, lda, any(b).([]float64), ldb, float64(beta), any(c).([]float64), ldc)
+	default:
+		panic(errElemType)
+	}
+}
+
+// Syrk computes the ul triangle of C = alpha * op(A) * op(A)ᵀ + beta * C
+// through b.Ssyrk or b.Dsyrk.
+func Syrk[T Float](be Backend, ul blas.Uplo, t blas.Transpose, n, k int, alpha T, a []T, lda int, beta T, c []T, ldc int) {
+	switch a := any(a).(type) {
+	case []float32:
+		be.Ssyrk(ul, t, n, k, float32(alpha), a, lda, float32(beta), any(c).([]float32), ldc)
+	case []float64:
+		be.Dsyrk(ul, t, n, k, float64(alpha), a, lda, float64(beta), any(c).([]float64), ldc)
+	default:
+		panic(errElemType)
+	}
+}
+
+// Gesdd computes the SVD A = U * Σ * Vᵀ through b.Sgesdd or b.Dgesdd; see
+// Backend for the shapes each job needs.
+func Gesdd[T Float](be Backend, job lapack.SVDJob, m, n int, a []T, lda int, s, u []T, ldu int, vt []T, ldvt int) (ok bool) {
+	switch a := any(a).(type) {
+	case []float32:
+		return be.Sgesdd(job, m, n, a, lda, any(s).([]float32), any(u).([]float32), ldu, any(vt).([]float32), ldvt)
+	case []float64:
+		return be.Dgesdd(job, m, n, a, lda, any(s).([]float64), any(u).([]float64), ldu, any(vt).([]float64), ldvt)
+	default:
+		panic(errElemType)
+	}
+}
+
+// Syevd computes the eigenvalues w (ascending) and eigenvectors (the columns
+// of a) of the symmetric A through b.Ssyevd or b.Dsyevd.
+func Syevd[T Float](be Backend, n int, a []T, lda int, w []T) (ok bool) {
+	switch a := any(a).(type) {
+	case []float32:
+		return be.Ssyevd(n, a, lda, any(w).([]float32))
+	case []float64:
+		return be.Dsyevd(n, a, lda, any(w).([]float64))
+	default:
+		panic(errElemType)
+	}
+}
+
+// Geqrf computes A = Q * R through b.Sgeqrf or b.Dgeqrf.
+func Geqrf[T Float](be Backend, m, n int, a []T, lda int, tau []T) {
+	switch a := any(a).(type) {
+	case []float32:
+		be.Sgeqrf(m, n, a, lda, any(tau).([]float32))
+	case []float64:
+		be.Dgeqrf(m, n, a, lda, any(tau).([]float64))
+	default:
+		panic(errElemType)
+	}
+}
+
+// Orgqr forms the first n columns of Q from Geqrf's reflectors through
+// b.Sorgqr or b.Dorgqr.
+func Orgqr[T Float](be Backend, m, n, k int, a []T, lda int, tau []T) {
+	switch a := any(a).(type) {
+	case []float32:
+		be.Sorgqr(m, n, k, a, lda, any(tau).([]float32))
+	case []float64:
+		be.Dorgqr(m, n, k, a, lda, any(tau).([]float64))
+	default:
+		panic(errElemType)
+	}
+}
