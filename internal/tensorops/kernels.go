@@ -8,18 +8,13 @@ import (
 	"github.com/lowrank/lowrank/internal/linalg"
 )
 
-// gemm computes C = alpha·op(A)·op(B) + beta·C on b in the precision of T.
-// It skips empty products, which some BLAS reject for their strides.
+// gemm is linalg.Gemm, skipping empty products (whose strides some BLAS
+// reject).
 func gemm[T Float](b linalg.Backend, tA, tB blas.Transpose, m, n, k int, alpha T, a []T, lda int, bm []T, ldb int, beta T, c []T, ldc int) {
 	if m == 0 || n == 0 {
 		return
 	}
-	switch a := any(a).(type) {
-	case []float32:
-		b.Sgemm(tA, tB, m, n, k, float32(alpha), a, lda, any(bm).([]float32), ldb, float32(beta), any(c).([]float32), ldc)
-	case []float64:
-		b.Dgemm(tA, tB, m, n, k, float64(alpha), a, lda, any(bm).([]float64), ldb, float64(beta), any(c).([]float64), ldc)
-	}
+	linalg.Gemm(b, tA, tB, m, n, k, alpha, a, lda, bm, ldb, beta, c, ldc)
 }
 
 // syrk computes the upper triangle of C = alpha·op(A)·op(A)ᵀ + beta·C.
@@ -27,12 +22,7 @@ func syrk[T Float](b linalg.Backend, t blas.Transpose, n, k int, alpha T, a []T,
 	if n == 0 {
 		return
 	}
-	switch a := any(a).(type) {
-	case []float32:
-		b.Ssyrk(blas.Upper, t, n, k, float32(alpha), a, lda, float32(beta), any(c).([]float32), ldc)
-	case []float64:
-		b.Dsyrk(blas.Upper, t, n, k, float64(alpha), a, lda, float64(beta), any(c).([]float64), ldc)
-	}
+	linalg.Syrk(b, blas.Upper, t, n, k, alpha, a, lda, beta, c, ldc)
 }
 
 // parallelFor runs fn over [0, n) split into at most threads contiguous
