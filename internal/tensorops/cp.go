@@ -388,13 +388,8 @@ func (s *cpState[T]) sweep(ctx context.Context) error {
 	}
 	// T = A₀ᵀ·X₍₀₎, blocked by columns so cancellation is seen promptly.
 	i0, q := x.Shape[0], x.Len()/x.Shape[0]
-	cb := max(1, min(q, 4*blockElems/max(r, i0)))
-	for c0 := 0; c0 < q; c0 += cb {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		c1 := min(q, c0+cb)
-		gemm(b, blas.Trans, blas.NoTrans, r, c1-c0, i0, 1, s.factors[0].Data, r, x.Data[c0:], q, 0, s.t0[c0:], q)
+	if err := projectFirst(ctx, b, x.Data, i0, q, s.factors[0], s.t0); err != nil {
+		return err
 	}
 	t, tNext := s.t0, s.t1
 	for n := 1; n < nModes; n++ {
@@ -726,6 +721,29 @@ func (ns *normalSolver[T]) pinvSolve(b []float64, rows int) error {
 	ns.b.Dgemm(blas.NoTrans, blas.NoTrans, r, rows, r, 1, ns.chol, r, t, rows, 0, b, rows)
 	if !finite(b) {
 		return lowrank.Errorf(lowrank.EINTERNAL, "", "CP normal equations: non-finite solution")
+	}
+	return nil
+}
+
+// projectFirst writes Y = Uᵀ·X into y, X an m×q row-major matrix and U
+// m×r, in column blocks with a check of ctx between them. Uᵀ is copied
+// first so the GEMM is NoTrans×NoTrans, the kernel every BLAS (gonum's
+// especially) runs fastest.
+func projectFirst[T Float](ctx context.Context, b linalg.Backend, x []T, m, q int, u *Matrix[T], y []T) error {
+	r := u.Cols
+	ut := make([]T, r*m)
+	for i := range m {
+		for c := range r {
+			ut[c*m+i] = u.Data[i*r+c]
+		}
+	}
+	cb := max(1, min(q, 4*blockElems/max(r, m)))
+	for c0 := 0; c0 < q; c0 += cb {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		c1 := min(q, c0+cb)
+		gemm(b, blas.NoTrans, blas.NoTrans, r, c1-c0, m, 1, ut, m, x[c0:], q, 0, y[c0:], q)
 	}
 	return nil
 }
