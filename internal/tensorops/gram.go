@@ -132,21 +132,24 @@ func finite(a []float64) bool {
 	return true
 }
 
-// refineSubspace moves the n×k orthonormal u (row-major, float64) towards
-// the leading k-dimensional invariant subspace of the symmetric positive
-// semidefinite g (upper triangle read, stride n) by subspace iteration with
-// a Rayleigh–Ritz step each time (Saad, Numerical Methods for Large
-// Eigenvalue Problems, 2011, §5.2): Q = orth(G·U), then U = Q·V with V the
-// eigenvectors of QᵀGQ in decreasing order. The captured energy
-// f = trace(UᵀGU) never decreases for PSD G; iteration stops once a step adds
-// less than tol·(trace(G) − f), i.e. changes the discarded energy by less
-// than the fraction tol, or after maxSteps. It returns the refined u and
-// the number of steps run.
+// refineSubspace improves the n×k orthonormal basis q (row-major,
+// float64) of an approximate dominant invariant subspace of the symmetric
+// positive semidefinite g (upper triangle read, stride n) by orthogonal
+// (subspace) iteration, Q ← orth(G·Q), then rotates it by a Rayleigh–Ritz
+// step so that its columns are Ritz vectors in decreasing order of Ritz
+// value (Saad, Numerical Methods for Large Eigenvalue Problems, 2011, §5.2).
 //
-// Inside HOOI, where u is the previous sweep's factor, a few such steps
-// replace a full eigendecomposition (O(n³) with a large constant) at
-// O(n²k) each.
-func refineSubspace(b linalg.Backend, g []float64, n, k int, u []float64, maxSteps int, tol float64) ([]float64, int) {
+// The captured energy f = trace(QᵀGQ) never decreases for PSD G. Iteration
+// stops once a step adds less than tol·(trace(G) − f), i.e. changes the
+// energy left outside the subspace by less than the fraction tol, or after
+// maxSteps. Callers keep k a little above the rank they need (oversampling):
+// the leading r Ritz vectors then converge at the rate λ_{k+1}/λ_r instead
+// of λ_{r+1}/λ_r, which matters on the flat spectra of noisy weights.
+//
+// Each step costs one n×n×k GEMM and one QR of n×k; the single k×k
+// eigenproblem at the end replaces a full n×n one. It returns the number
+// of steps run.
+func refineSubspace(b linalg.Backend, g []float64, n, k int, q []float64, maxSteps int, tol float64) int {
 	full := make([]float64, n*n)
 	var trace float64
 	for i := range n {
@@ -155,39 +158,40 @@ func refineSubspace(b linalg.Backend, g []float64, n, k int, u []float64, maxSte
 			full[i*n+j], full[j*n+i] = g[i*n+j], g[i*n+j]
 		}
 	}
-	z := make([]float64, n*k)
 	w := make([]float64, n*k)
 	h := make([]float64, k*k)
 	ev := make([]float64, k)
 	tau := make([]float64, k)
-	fPrev := math.Inf(-1)
+	captured := func() float64 {
+		var f float64
+		for i, v := range q {
+			f += v * w[i]
+		}
+		return f
+	}
+	b.Dgemm(blas.NoTrans, blas.NoTrans, n, k, n, 1, full, n, q, k, 0, w, k)
+	fPrev := captured()
 	steps := 0
-	// z = G·U. After a step, U = Q·V and W = G·Q, so the next G·U is W·V:
-	// one n×n×k product per step.
-	b.Dgemm(blas.NoTrans, blas.NoTrans, n, k, n, 1, full, n, u, k, 0, z, k)
 	for steps < maxSteps {
 		steps++
-		b.Dgeqrf(n, k, z, k, tau)
-		b.Dorgqr(n, k, k, z, k, tau)
-		b.Dgemm(blas.NoTrans, blas.NoTrans, n, k, n, 1, full, n, z, k, 0, w, k)
-		b.Dgemm(blas.Trans, blas.NoTrans, k, k, n, 1, z, k, w, k, 0, h, k)
-		if !b.Dsyevd(k, h, k, ev) {
-			break
-		}
-		// Reverse the eigenvector order to decreasing eigenvalues.
-		for i := range k {
-			slices.Reverse(h[i*k : (i+1)*k])
-		}
-		b.Dgemm(blas.NoTrans, blas.NoTrans, n, k, k, 1, z, k, h, k, 0, u, k)
-		var f float64
-		for _, e := range ev {
-			f += max(0, e)
-		}
+		copy(q, w)
+		b.Dgeqrf(n, k, q, k, tau)
+		b.Dorgqr(n, k, k, q, k, tau)
+		b.Dgemm(blas.NoTrans, blas.NoTrans, n, k, n, 1, full, n, q, k, 0, w, k)
+		f := captured()
 		if f-fPrev <= tol*max(0, trace-f) {
 			break
 		}
 		fPrev = f
-		b.Dgemm(blas.NoTrans, blas.NoTrans, n, k, k, 1, w, k, h, k, 0, z, k)
 	}
-	return u, steps
+	// Rayleigh–Ritz: H = QᵀGQ = QᵀW, Q ← Q·V with V in decreasing order.
+	b.Dgemm(blas.Trans, blas.NoTrans, k, k, n, 1, q, k, w, k, 0, h, k)
+	if b.Dsyevd(k, h, k, ev) {
+		for i := range k {
+			slices.Reverse(h[i*k : (i+1)*k])
+		}
+		copy(w, q)
+		b.Dgemm(blas.NoTrans, blas.NoTrans, n, k, k, 1, w, k, h, k, 0, q, k)
+	}
+	return steps
 }

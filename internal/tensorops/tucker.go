@@ -172,7 +172,7 @@ func Tucker[T Float](ctx context.Context, b linalg.Backend, x *Dense[T], opts Tu
 	if err != nil {
 		return nil, err
 	}
-	s := &tuckerState[T]{b: b, x: x, modes: modes, normX2: sumSq(x.Data), perms: map[int][]T{}}
+	s := &tuckerState[T]{b: b, x: x, modes: modes, normX2: sumSq(x.Data), perms: map[int][]T{}, bases: map[int][]float64{}}
 	res, err := s.run(ctx, opts, progress)
 	if err != nil {
 		return nil, canceled(err)
@@ -188,6 +188,9 @@ type tuckerState[T Float] struct {
 	ranks   []int        // per mode of x; I_n where not compressed
 	factors []*Matrix[T] // per mode of x; nil where not compressed
 	perms   map[int][]T  // x with mode m moved first
+	// bases holds, per compressed mode, the oversampled orthonormal basis
+	// (I_n × k, float64) HOOI refines from sweep to sweep.
+	bases map[int][]float64
 	// refineSteps counts subspace-iteration steps, for tests and tuning.
 	refineSteps int
 }
@@ -203,7 +206,16 @@ func (s *tuckerState[T]) run(ctx context.Context, opts TuckerOptions, progress f
 		for k, m := range s.modes {
 			r := fixedRank(opts, k)
 			s.ranks[m] = r
-			s.factors[m] = randomOrthonormal[T](s.b, x.Shape[m], r, rng)
+			k := oversampled(r, x.Shape[m])
+			basis := randomOrthonormal(s.b, x.Shape[m], k, rng)
+			s.bases[m] = basis
+			u := NewMatrix[T](x.Shape[m], r)
+			for i := range x.Shape[m] {
+				for c := range r {
+					u.Data[i*r+c] = T(basis[i*k+c])
+				}
+			}
+			s.factors[m] = u
 		}
 		core = MultiModeProduct(s.b, x, s.factors, true)
 	} else if core, err = s.hosvd(ctx, opts); err != nil {
@@ -264,9 +276,6 @@ func (s *tuckerState[T]) run(ctx context.Context, opts TuckerOptions, progress f
 	}
 	res.Core = core
 	res.RelError = rel
-	if debugRefine {
-		println("refine steps", s.refineSteps)
-	}
 	res.ParamsFactors = int64(core.Len())
 	for _, m := range s.modes {
 		res.Ranks = append(res.Ranks, s.ranks[m])
@@ -313,6 +322,12 @@ func (s *tuckerState[T]) hosvd(ctx context.Context, opts TuckerOptions) (*Dense[
 			}
 		}
 		s.ranks[m], s.factors[m] = r, u
+		k := oversampled(r, in)
+		basis := make([]float64, in*k)
+		for i := range in {
+			copy(basis[i*k:(i+1)*k], vecs[i*in:i*in+k])
+		}
+		s.bases[m] = basis
 		next := slices.Clone(shape)
 		next[m] = r
 		out := make([]T, sizeOf(next))
@@ -368,11 +383,10 @@ func (s *tuckerState[T]) hooiSweep(ctx context.Context, active []int) (*Dense[T]
 			return nil, err
 		}
 		axis := slices.Index(perm, n)
-		u, err := s.refine(ctx, data, shape, axis, s.factors[n])
-		if err != nil {
+		if err := s.refine(ctx, data, shape, axis, n); err != nil {
 			return nil, err
 		}
-		s.factors[n] = u
+		u := s.factors[n]
 		if idx == len(active)-1 {
 			next := slices.Clone(shape)
 			next[axis] = s.ranks[n]
@@ -482,33 +496,38 @@ func (s *tuckerState[T]) eig(ctx context.Context, data []T, shape []int, axis, r
 	return u, vals, nil
 }
 
-// HOOI's inner eigensolver: subspace iteration from the previous factor
-// until a step changes the discarded energy by less than refineTol
-// (relative), at most refineMaxSteps steps per mode and sweep. 1e-6 keeps
-// the fit within 1e-6 (relative) of an exact eigendecomposition per step.
+// HOOI's inner eigensolver: subspace iteration on a basis oversampled by
+// max(8, r/2) columns (capped at I_n), warm-started from the previous
+// sweep, until a step changes the discarded energy by less than the
+// fraction refineTol, at most refineMaxSteps steps per mode and sweep.
 const (
-	refineTol      = 1e-6
-	refineMaxSteps = 40
+	refineTol      = 1e-3
+	refineMaxSteps = 30
 )
 
-// refine returns the leading eigenvectors of the Gram of the given axis's
-// unfolding of data, refined from warm (I × r, orthonormal).
-func (s *tuckerState[T]) refine(ctx context.Context, data []T, shape []int, axis int, warm *Matrix[T]) (*Matrix[T], error) {
-	in, r := shape[axis], warm.Cols
+func oversampled(r, n int) int { return min(n, r+max(8, r/2)) }
+
+// refine replaces the factor of mode (at the given axis of data) by the
+// leading eigenvectors of the Gram of that unfolding, refined from the
+// mode's basis of the previous sweep.
+func (s *tuckerState[T]) refine(ctx context.Context, data []T, shape []int, axis, mode int) error {
+	in, r := shape[axis], s.ranks[mode]
 	g := make([]T, in*in)
 	if err := modeGram(ctx, s.b, data, shape, axis, g); err != nil {
-		return nil, err
+		return err
 	}
-	g64 := make([]float64, in*in)
-	toFloat64(g64, g)
-	u64 := toFloat64(make([]float64, in*r), warm.Data)
-	u64, steps := refineSubspace(s.b, g64, in, r, u64, refineMaxSteps, refineTol)
-	s.refineSteps += steps
+	g64 := toFloat64(make([]float64, in*in), g)
+	q := s.bases[mode]
+	k := len(q) / in
+	s.refineSteps += refineSubspace(s.b, g64, in, k, q, refineMaxSteps, refineTol)
 	u := NewMatrix[T](in, r)
-	for i, v := range u64 {
-		u.Data[i] = T(v)
+	for i := range in {
+		for c := range r {
+			u.Data[i*r+c] = T(q[i*k+c])
+		}
 	}
-	return u, nil
+	s.factors[mode] = u
+	return nil
 }
 
 // relError is ‖X − X̂‖/‖X‖ for the current factors and core: from
@@ -565,7 +584,7 @@ func permuteToModeOrder[T Float](data []T, shape, perm []int) *Dense[T] {
 
 // randomOrthonormal returns an n×r matrix (r ≤ n) with orthonormal columns:
 // the Q factor of a seeded Gaussian matrix.
-func randomOrthonormal[T Float](b linalg.Backend, n, r int, rng interface{ NormFloat64() float64 }) *Matrix[T] {
+func randomOrthonormal(b linalg.Backend, n, r int, rng interface{ NormFloat64() float64 }) []float64 {
 	a := make([]float64, n*r)
 	for i := range a {
 		a[i] = rng.NormFloat64()
@@ -573,11 +592,5 @@ func randomOrthonormal[T Float](b linalg.Backend, n, r int, rng interface{ NormF
 	tau := make([]float64, r)
 	b.Dgeqrf(n, r, a, r, tau)
 	b.Dorgqr(n, r, r, a, r, tau)
-	u := NewMatrix[T](n, r)
-	for i, v := range a {
-		u.Data[i] = T(v)
-	}
-	return u
+	return a
 }
-
-var debugRefine = true
