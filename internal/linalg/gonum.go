@@ -126,6 +126,7 @@ func (Gonum) Dgeqrf(m, n int, a []float64, lda int, tau []float64) {
 	if m == 0 || n == 0 {
 		return
 	}
+	tau = tau[:min(m, n)] // gonum wants exactly min(m, n); Backend allows more
 	var wk [1]float64
 	goLAPACK.Dgeqrf(m, n, a, lda, tau, wk[:], -1)
 	work := make([]float64, max(1, int(wk[0])))
@@ -147,6 +148,7 @@ func (Gonum) Dorgqr(m, n, k int, a []float64, lda int, tau []float64) {
 	if n == 0 {
 		return
 	}
+	tau = tau[:k] // gonum wants exactly k
 	var wk [1]float64
 	goLAPACK.Dorgqr(m, n, k, a, lda, tau, wk[:], -1)
 	work := make([]float64, max(1, int(wk[0])))

@@ -1,0 +1,132 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"gonum.org/v1/gonum/blas"
+
+	"github.com/lowrank/lowrank/internal/linalg"
+)
+
+// GEMM throughput of each backend compiled in, and NumPy's matmul on the
+// same sizes as the peer ("OpenBLAS's own peak"):
+//
+//	go test -tags openblas -run '^$' -bench GEMM -benchtime 3x ./bench
+//
+// GFLOP/s counts 2·n³ flops per product.
+
+var gemmSizes = []int{1024, 2048}
+
+func BenchmarkGEMM(b *testing.B) {
+	for _, threads := range []int{1, 2} {
+		for _, be := range linalg.Backends(threads) {
+			for _, n := range gemmSizes {
+				b.Run(fmt.Sprintf("%s/f32/n=%d/threads=%d", be.Name(), n, threads), func(b *testing.B) {
+					benchGemm[float32](b, be, n)
+				})
+				b.Run(fmt.Sprintf("%s/f64/n=%d/threads=%d", be.Name(), n, threads), func(b *testing.B) {
+					benchGemm[float64](b, be, n)
+				})
+			}
+		}
+	}
+}
+
+func benchGemm[T linalg.Float](b *testing.B, be linalg.Backend, n int) {
+	rng := rand.New(rand.NewPCG(1, uint64(n)))
+	x, y, c := make([]T, n*n), make([]T, n*n), make([]T, n*n)
+	for i := range x {
+		x[i] = T(2*rng.Float64() - 1)
+		y[i] = T(2*rng.Float64() - 1)
+	}
+	linalg.Gemm(be, blas.NoTrans, blas.NoTrans, n, n, n, 1, x, n, y, n, 0, c, n) // warm-up
+	for b.Loop() {
+		linalg.Gemm(be, blas.NoTrans, blas.NoTrans, n, n, n, 1, x, n, y, n, 0, c, n)
+	}
+	b.ReportMetric(2*float64(n)*float64(n)*float64(n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+}
+
+// BenchmarkGEMMNumPy runs peers/gemm.py: each iteration is one run of the
+// script, which times its own products and reports the best.
+func BenchmarkGEMMNumPy(b *testing.B) {
+	python, err := numpyPython()
+	if err != nil {
+		b.Skip(err)
+	}
+	for _, threads := range []int{1, 2} {
+		for _, dtype := range []string{"float32", "float64"} {
+			for _, n := range gemmSizes {
+				b.Run(fmt.Sprintf("numpy/%s/n=%d/threads=%d", dtype[:1]+dtype[5:], n, threads), func(b *testing.B) {
+					var gflops float64
+					for b.Loop() {
+						gflops = runNumPyGemm(b, python, n, dtype, threads)
+					}
+					b.ReportMetric(gflops, "GFLOP/s")
+				})
+			}
+		}
+	}
+}
+
+func runNumPyGemm(b *testing.B, python string, n int, dtype string, threads int) float64 {
+	cmd := exec.Command(python, filepath.Join("peers", "gemm.py"), strconv.Itoa(n), dtype, "3")
+	cmd.Env = append(os.Environ(), "OPENBLAS_NUM_THREADS="+strconv.Itoa(threads), "OMP_NUM_THREADS="+strconv.Itoa(threads))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		b.Fatalf("%s peers/gemm.py: %v", python, err)
+	}
+	var res struct {
+		GFLOPS float64 `json:"gflops"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		b.Fatalf("peers/gemm.py printed %q: %v", out, err)
+	}
+	return res.GFLOPS
+}
+
+// numpyPython finds a Python interpreter that imports numpy: $LOWRANK_PYTHON,
+// then python3 on PATH, then the system one (a PATH python3 from a version
+// manager often lacks the distribution's numpy).
+func numpyPython() (string, error) {
+	candidates := []string{os.Getenv("LOWRANK_PYTHON"), "python3", "/usr/bin/python3"}
+	for _, c := range candidates {
+		if c == "" {
+			continue
+		}
+		if exec.Command(c, "-c", "import numpy").Run() == nil {
+			return c, nil
+		}
+	}
+	return "", fmt.Errorf("no Python interpreter with numpy found (tried $LOWRANK_PYTHON, python3, /usr/bin/python3); set LOWRANK_PYTHON")
+}
+
+// TestGEMMPeerScript runs the NumPy peer once on a small size, so a broken
+// script shows in the tests and not only when benchmarks are run.
+func TestGEMMPeerScript(t *testing.T) {
+	python, err := numpyPython()
+	if err != nil {
+		t.Skip(err)
+	}
+	out, err := exec.Command(python, filepath.Join("peers", "gemm.py"), "64", "float32", "1").Output()
+	if err != nil {
+		t.Fatalf("peers/gemm.py: %v", err)
+	}
+	var res struct {
+		Seconds float64 `json:"seconds"`
+		GFLOPS  float64 `json:"gflops"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("peers/gemm.py printed %q: %v", out, err)
+	}
+	if !(res.Seconds > 0 && res.GFLOPS > 0) {
+		t.Fatalf("peers/gemm.py reported %+v", res)
+	}
+}

@@ -1,0 +1,567 @@
+//go:build cgo && openblas
+
+package linalg
+
+/*
+#cgo pkg-config: openblas lapacke
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <math.h>
+#include <cblas.h>
+#include <lapacke.h>
+
+// The LAPACK wrappers below take column-major operands (the Go side passes
+// the column-major view of its row-major matrices, see OpenBLAS), ask the
+// routine for its workspace size, allocate it, run it and return INFO.
+// LAPACKE's *_work entry points with LAPACK_COL_MAJOR call the Fortran
+// routine directly, with no layout conversion and no NaN scan; the Fortran
+// symbols resolve to libopenblas, which carries LAPACK built on its own BLAS
+// and its own parallel potrf.
+
+// lr_symbol_library names the shared object that the dynamic linker binds
+// sym to, or "" when unknown.
+static const char *lr_symbol_library(const char *sym) {
+	Dl_info info;
+	void *p = dlsym(RTLD_DEFAULT, sym);
+	if (p == NULL || dladdr(p, &info) == 0 || info.dli_fname == NULL) {
+		return "";
+	}
+	return info.dli_fname;
+}
+
+// lr_lwork turns a workspace size returned in a float into an int. A float32
+// holds 24 bits of mantissa, so a size above 2^24 may come back rounded
+// down; add the possible error back.
+static lapack_int lr_lwork(double w) {
+	return (lapack_int)ceil(w * (1.0 + 1.0 / 8388608.0)) + 1;
+}
+
+#define LR_ALLOC(T, n) ((T *)malloc(sizeof(T) * (size_t)((n) > 0 ? (n) : 1)))
+
+static int lr_sgesdd(char jobz, int m, int n, float *a, int lda, float *s,
+		float *u, int ldu, float *vt, int ldvt) {
+	int p = m < n ? m : n;
+	lapack_int *iwork = LR_ALLOC(lapack_int, 8 * p);
+	float q;
+	lapack_int info = LAPACKE_sgesdd_work(LAPACK_COL_MAJOR, jobz, m, n, a, lda, s, u, ldu, vt, ldvt, &q, -1, iwork);
+	if (info == 0) {
+		lapack_int lwork = lr_lwork(q);
+		float *work = LR_ALLOC(float, lwork);
+		if (work == NULL) {
+			free(iwork);
+			return -1000;
+		}
+		info = LAPACKE_sgesdd_work(LAPACK_COL_MAJOR, jobz, m, n, a, lda, s, u, ldu, vt, ldvt, work, lwork, iwork);
+		free(work);
+	}
+	free(iwork);
+	return info;
+}
+
+static int lr_dgesdd(char jobz, int m, int n, double *a, int lda, double *s,
+		double *u, int ldu, double *vt, int ldvt) {
+	int p = m < n ? m : n;
+	lapack_int *iwork = LR_ALLOC(lapack_int, 8 * p);
+	double q;
+	lapack_int info = LAPACKE_dgesdd_work(LAPACK_COL_MAJOR, jobz, m, n, a, lda, s, u, ldu, vt, ldvt, &q, -1, iwork);
+	if (info == 0) {
+		lapack_int lwork = lr_lwork(q);
+		double *work = LR_ALLOC(double, lwork);
+		if (work == NULL) {
+			free(iwork);
+			return -1000;
+		}
+		info = LAPACKE_dgesdd_work(LAPACK_COL_MAJOR, jobz, m, n, a, lda, s, u, ldu, vt, ldvt, work, lwork, iwork);
+		free(work);
+	}
+	free(iwork);
+	return info;
+}
+
+static int lr_ssyevd(char uplo, int n, float *a, int lda, float *w) {
+	float q;
+	lapack_int iq;
+	lapack_int info = LAPACKE_ssyevd_work(LAPACK_COL_MAJOR, 'V', uplo, n, a, lda, w, &q, -1, &iq, -1);
+	if (info != 0) {
+		return info;
+	}
+	lapack_int lwork = lr_lwork(q);
+	float *work = LR_ALLOC(float, lwork);
+	lapack_int *iwork = LR_ALLOC(lapack_int, iq);
+	if (work == NULL || iwork == NULL) {
+		free(work);
+		free(iwork);
+		return -1000;
+	}
+	info = LAPACKE_ssyevd_work(LAPACK_COL_MAJOR, 'V', uplo, n, a, lda, w, work, lwork, iwork, iq);
+	free(work);
+	free(iwork);
+	return info;
+}
+
+static int lr_dsyevd(char uplo, int n, double *a, int lda, double *w) {
+	double q;
+	lapack_int iq;
+	lapack_int info = LAPACKE_dsyevd_work(LAPACK_COL_MAJOR, 'V', uplo, n, a, lda, w, &q, -1, &iq, -1);
+	if (info != 0) {
+		return info;
+	}
+	lapack_int lwork = lr_lwork(q);
+	double *work = LR_ALLOC(double, lwork);
+	lapack_int *iwork = LR_ALLOC(lapack_int, iq);
+	if (work == NULL || iwork == NULL) {
+		free(work);
+		free(iwork);
+		return -1000;
+	}
+	info = LAPACKE_dsyevd_work(LAPACK_COL_MAJOR, 'V', uplo, n, a, lda, w, work, lwork, iwork, iq);
+	free(work);
+	free(iwork);
+	return info;
+}
+
+// The QR wrappers run the LQ routines: see OpenBLAS.Dgeqrf.
+static int lr_sgelqf(int m, int n, float *a, int lda, float *tau) {
+	float q;
+	lapack_int info = LAPACKE_sgelqf_work(LAPACK_COL_MAJOR, m, n, a, lda, tau, &q, -1);
+	if (info != 0) {
+		return info;
+	}
+	lapack_int lwork = lr_lwork(q);
+	float *work = LR_ALLOC(float, lwork);
+	if (work == NULL) {
+		return -1000;
+	}
+	info = LAPACKE_sgelqf_work(LAPACK_COL_MAJOR, m, n, a, lda, tau, work, lwork);
+	free(work);
+	return info;
+}
+
+static int lr_dgelqf(int m, int n, double *a, int lda, double *tau) {
+	double q;
+	lapack_int info = LAPACKE_dgelqf_work(LAPACK_COL_MAJOR, m, n, a, lda, tau, &q, -1);
+	if (info != 0) {
+		return info;
+	}
+	lapack_int lwork = lr_lwork(q);
+	double *work = LR_ALLOC(double, lwork);
+	if (work == NULL) {
+		return -1000;
+	}
+	info = LAPACKE_dgelqf_work(LAPACK_COL_MAJOR, m, n, a, lda, tau, work, lwork);
+	free(work);
+	return info;
+}
+
+static int lr_sorglq(int m, int n, int k, float *a, int lda, const float *tau) {
+	float q;
+	lapack_int info = LAPACKE_sorglq_work(LAPACK_COL_MAJOR, m, n, k, a, lda, tau, &q, -1);
+	if (info != 0) {
+		return info;
+	}
+	lapack_int lwork = lr_lwork(q);
+	float *work = LR_ALLOC(float, lwork);
+	if (work == NULL) {
+		return -1000;
+	}
+	info = LAPACKE_sorglq_work(LAPACK_COL_MAJOR, m, n, k, a, lda, tau, work, lwork);
+	free(work);
+	return info;
+}
+
+static int lr_dorglq(int m, int n, int k, double *a, int lda, const double *tau) {
+	double q;
+	lapack_int info = LAPACKE_dorglq_work(LAPACK_COL_MAJOR, m, n, k, a, lda, tau, &q, -1);
+	if (info != 0) {
+		return info;
+	}
+	lapack_int lwork = lr_lwork(q);
+	double *work = LR_ALLOC(double, lwork);
+	if (work == NULL) {
+		return -1000;
+	}
+	info = LAPACKE_dorglq_work(LAPACK_COL_MAJOR, m, n, k, a, lda, tau, work, lwork);
+	free(work);
+	return info;
+}
+
+static int lr_dpotrf(int n, double *a, int lda) {
+	return LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', n, a, lda);
+}
+
+// lr_dpotrs solves Uᵀ U X = B for the row-major B with two triangular
+// solves, which is what xPOTRS does; CBLAS takes row-major operands as they
+// are, where LAPACKE would transpose B into a copy.
+static void lr_dpotrs(int n, int nrhs, const double *a, int lda, double *b, int ldb) {
+	cblas_dtrsm(CblasRowMajor, CblasLeft, CblasUpper, CblasTrans, CblasNonUnit, n, nrhs, 1.0, a, lda, b, ldb);
+	cblas_dtrsm(CblasRowMajor, CblasLeft, CblasUpper, CblasNoTrans, CblasNonUnit, n, nrhs, 1.0, a, lda, b, ldb);
+}
+*/
+import "C"
+
+import (
+	"fmt"
+	"strings"
+	"unsafe"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/lapack"
+)
+
+// OpenBLAS is the backend on OpenBLAS's CBLAS and on LAPACK through
+// LAPACKE, bound with cgo (build tag "openblas").
+//
+// Layout: BLAS calls go through CBLAS with CblasRowMajor, which handles
+// row-major operands without copying. LAPACK is column-major, and LAPACKE's
+// row-major mode transposes every operand into a copy, which for the large
+// matrices Lowrank factors costs memory and time. Instead each routine is
+// called in column-major mode on the view of the row-major m×n matrix A as
+// the column-major n×m matrix Aᵀ, and the result is read back through the
+// same identity:
+//
+//   - SVD: Aᵀ = U' Σ V'ᵀ gives A = V' Σ U'ᵀ, so xGESDD on the view writes
+//     our Vᵀ where it writes its U and our U where it writes its Vᵀ.
+//   - Symmetric eigenproblem: A = Aᵀ, and our upper triangle is the view's
+//     lower one. Only the n×n eigenvectors need a transpose in place, to land
+//     in the columns of a (gonum's convention) rather than its rows.
+//   - QR: the LQ factorisation of the view, Aᵀ = L Q, is A = Qᵀ Lᵀ, the QR
+//     factorisation of A; xGELQF leaves Lᵀ = R in our upper triangle and the
+//     reflectors in our columns below the diagonal, exactly where row-major
+//     xGEQRF puts them, and xORGLQ on the view forms our Q. No copy.
+//   - Cholesky: xPOTRF with uplo 'L' on the view is A = Uᵀ U with U in our
+//     upper triangle; the solve uses two CBLAS triangular solves.
+//
+// Threads: see threadGate.
+type OpenBLAS struct {
+	threads int
+}
+
+var _ Backend = OpenBLAS{}
+
+// gate is process-wide because OpenBLAS's thread count is.
+var gate *threadGate
+
+func init() {
+	gate = newThreadGate(func(n int) { C.openblas_set_num_threads(C.int(n)) })
+	openBLAS = func(threads int) Backend { return OpenBLAS{threads: max(1, threads)} }
+}
+
+func (o OpenBLAS) Name() string { return "openblas" }
+
+func (o OpenBLAS) Threads() int { return max(1, o.threads) }
+
+func (o OpenBLAS) WithThreads(n int) Backend { return OpenBLAS{threads: max(1, n)} }
+
+// Describe names the library build, e.g.
+// "openblas 0.3.21 (Haswell, pthreads), threads=2".
+func (o OpenBLAS) Describe() string {
+	config := strings.Fields(C.GoString(C.openblas_get_config()))
+	version := "?"
+	if len(config) > 1 {
+		version = config[1]
+	}
+	par := map[C.int]string{0: "sequential", 1: "pthreads", 2: "openmp"}[C.openblas_get_parallel()]
+	core := C.GoString(C.openblas_get_corename())
+	return fmt.Sprintf("openblas %s (%s, %s), threads=%d", version, core, par, o.Threads())
+}
+
+// symbolLibrary names the shared library that provides the C symbol sym in
+// this process, e.g. where LAPACKE's calls to sgesdd_ land: it must be
+// libopenblas (LAPACK on OpenBLAS's kernels), not a reference liblapack on
+// a reference BLAS, which is several times slower.
+func symbolLibrary(sym string) string {
+	cs := C.CString(sym)
+	defer C.free(unsafe.Pointer(cs))
+	return C.GoString(C.lr_symbol_library(cs))
+}
+
+func (o OpenBLAS) run(work float64, f func()) {
+	gate.do(gate.threadsFor(o.Threads(), work), f)
+}
+
+func f32(s []float32) *C.float {
+	if len(s) == 0 {
+		return nil
+	}
+	return (*C.float)(unsafe.Pointer(&s[0]))
+}
+
+func f64(s []float64) *C.double {
+	if len(s) == 0 {
+		return nil
+	}
+	return (*C.double)(unsafe.Pointer(&s[0]))
+}
+
+func cblasTrans(t blas.Transpose) C.enum_CBLAS_TRANSPOSE {
+	if t == blas.NoTrans {
+		return C.CblasNoTrans
+	}
+	return C.CblasTrans
+}
+
+func cblasUplo(ul blas.Uplo) C.enum_CBLAS_UPLO {
+	switch ul {
+	case blas.Upper:
+		return C.CblasUpper
+	case blas.Lower:
+		return C.CblasLower
+	}
+	panic(errBadUplo)
+}
+
+func checkGemm(tA, tB blas.Transpose, m, n, k, lda, la, ldb, lb, ldc, lc int) {
+	ar, ac := opShape(tA, m, k)
+	br, bc := opShape(tB, k, n)
+	checkMat(ar, ac, lda, la)
+	checkMat(br, bc, ldb, lb)
+	checkMat(m, n, ldc, lc)
+}
+
+func (o OpenBLAS) Sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	checkGemm(tA, tB, m, n, k, lda, len(a), ldb, len(b), ldc, len(c))
+	if m == 0 || n == 0 {
+		return
+	}
+	o.run(float64(m)*float64(n)*float64(k), func() {
+		C.cblas_sgemm(C.CblasRowMajor, cblasTrans(tA), cblasTrans(tB), C.int(m), C.int(n), C.int(k),
+			C.float(alpha), f32(a), C.int(lda), f32(b), C.int(ldb), C.float(beta), f32(c), C.int(ldc))
+	})
+}
+
+func (o OpenBLAS) Dgemm(tA, tB blas.Transpose, m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, beta float64, c []float64, ldc int) {
+	checkGemm(tA, tB, m, n, k, lda, len(a), ldb, len(b), ldc, len(c))
+	if m == 0 || n == 0 {
+		return
+	}
+	o.run(float64(m)*float64(n)*float64(k), func() {
+		C.cblas_dgemm(C.CblasRowMajor, cblasTrans(tA), cblasTrans(tB), C.int(m), C.int(n), C.int(k),
+			C.double(alpha), f64(a), C.int(lda), f64(b), C.int(ldb), C.double(beta), f64(c), C.int(ldc))
+	})
+}
+
+func checkSyrk(ul blas.Uplo, t blas.Transpose, n, k, lda, la, ldc, lc int) {
+	cblasUplo(ul)
+	ar, ac := opShape(t, n, k)
+	checkMat(ar, ac, lda, la)
+	checkMat(n, n, ldc, lc)
+}
+
+func (o OpenBLAS) Ssyrk(ul blas.Uplo, t blas.Transpose, n, k int, alpha float32, a []float32, lda int, beta float32, c []float32, ldc int) {
+	checkSyrk(ul, t, n, k, lda, len(a), ldc, len(c))
+	if n == 0 {
+		return
+	}
+	o.run(float64(n)*float64(n)*float64(k)/2, func() {
+		C.cblas_ssyrk(C.CblasRowMajor, cblasUplo(ul), cblasTrans(t), C.int(n), C.int(k),
+			C.float(alpha), f32(a), C.int(lda), C.float(beta), f32(c), C.int(ldc))
+	})
+}
+
+func (o OpenBLAS) Dsyrk(ul blas.Uplo, t blas.Transpose, n, k int, alpha float64, a []float64, lda int, beta float64, c []float64, ldc int) {
+	checkSyrk(ul, t, n, k, lda, len(a), ldc, len(c))
+	if n == 0 {
+		return
+	}
+	o.run(float64(n)*float64(n)*float64(k)/2, func() {
+		C.cblas_dsyrk(C.CblasRowMajor, cblasUplo(ul), cblasTrans(t), C.int(n), C.int(k),
+			C.double(alpha), f64(a), C.int(lda), C.double(beta), f64(c), C.int(ldc))
+	})
+}
+
+// checkGesdd checks the operands of an SVD and returns LAPACK's JOBZ.
+func checkGesdd(job lapack.SVDJob, m, n, lda, la, ls, ldu, lu, ldvt, lvt int) C.char {
+	checkMat(m, n, lda, la)
+	p := min(m, n)
+	checkVec(p, ls)
+	switch job {
+	case lapack.SVDAll:
+		checkMat(m, m, ldu, lu)
+		checkMat(n, n, ldvt, lvt)
+		return 'A'
+	case lapack.SVDStore:
+		checkMat(m, p, ldu, lu)
+		checkMat(p, n, ldvt, lvt)
+		return 'S'
+	case lapack.SVDNone:
+		return 'N'
+	}
+	panic(errBadSVDJob)
+}
+
+// lapackOK maps INFO to ok, panicking on an argument error: those are
+// programmer errors the shape checks should have caught.
+func lapackOK(info C.int) bool {
+	if info < 0 {
+		panic(fmt.Sprintf("%s (INFO = %d)", errLapackArg, int(info)))
+	}
+	return info == 0
+}
+
+// Sgesdd: see Dgesdd.
+func (o OpenBLAS) Sgesdd(job lapack.SVDJob, m, n int, a []float32, lda int, s, u []float32, ldu int, vt []float32, ldvt int) bool {
+	jobz := checkGesdd(job, m, n, lda, len(a), len(s), ldu, len(u), ldvt, len(vt))
+	if m == 0 || n == 0 {
+		return true
+	}
+	if jobz == 'N' {
+		u, vt, ldu, ldvt = nil, nil, 1, 1
+	}
+	var info C.int
+	o.run(float64(m)*float64(n)*float64(min(m, n)), func() {
+		info = C.lr_sgesdd(jobz, C.int(n), C.int(m), f32(a), C.int(lda), f32(s), f32(vt), C.int(ldvt), f32(u), C.int(ldu))
+	})
+	return lapackOK(info)
+}
+
+// Dgesdd runs LAPACK's DGESDD on the column-major n×m view Aᵀ, with the
+// places of U and Vᵀ swapped (see OpenBLAS).
+func (o OpenBLAS) Dgesdd(job lapack.SVDJob, m, n int, a []float64, lda int, s, u []float64, ldu int, vt []float64, ldvt int) bool {
+	jobz := checkGesdd(job, m, n, lda, len(a), len(s), ldu, len(u), ldvt, len(vt))
+	if m == 0 || n == 0 {
+		return true
+	}
+	if jobz == 'N' {
+		u, vt, ldu, ldvt = nil, nil, 1, 1
+	}
+	var info C.int
+	o.run(float64(m)*float64(n)*float64(min(m, n)), func() {
+		info = C.lr_dgesdd(jobz, C.int(n), C.int(m), f64(a), C.int(lda), f64(s), f64(vt), C.int(ldvt), f64(u), C.int(ldu))
+	})
+	return lapackOK(info)
+}
+
+// transposeSquare transposes the n×n matrix a (stride lda) in place.
+func transposeSquare[T Float](n int, a []T, lda int) {
+	for i := range n {
+		for j := i + 1; j < n; j++ {
+			a[i*lda+j], a[j*lda+i] = a[j*lda+i], a[i*lda+j]
+		}
+	}
+}
+
+// Ssyevd: see Dsyevd.
+func (o OpenBLAS) Ssyevd(n int, a []float32, lda int, w []float32) bool {
+	checkMat(n, n, lda, len(a))
+	checkVec(n, len(w))
+	if n == 0 {
+		return true
+	}
+	var info C.int
+	o.run(float64(n)*float64(n)*float64(n), func() {
+		info = C.lr_ssyevd('L', C.int(n), f32(a), C.int(lda), f32(w))
+	})
+	ok := lapackOK(info)
+	transposeSquare(n, a, lda)
+	return ok
+}
+
+// Dsyevd runs LAPACK's DSYEVD (divide and conquer) on the lower triangle of
+// the column-major view, which is our upper triangle, then transposes the
+// eigenvectors from the rows of a into its columns.
+func (o OpenBLAS) Dsyevd(n int, a []float64, lda int, w []float64) bool {
+	checkMat(n, n, lda, len(a))
+	checkVec(n, len(w))
+	if n == 0 {
+		return true
+	}
+	var info C.int
+	o.run(float64(n)*float64(n)*float64(n), func() {
+		info = C.lr_dsyevd('L', C.int(n), f64(a), C.int(lda), f64(w))
+	})
+	ok := lapackOK(info)
+	transposeSquare(n, a, lda)
+	return ok
+}
+
+// Sgeqrf: see Dgeqrf.
+func (o OpenBLAS) Sgeqrf(m, n int, a []float32, lda int, tau []float32) {
+	checkMat(m, n, lda, len(a))
+	checkVec(min(m, n), len(tau))
+	if m == 0 || n == 0 {
+		return
+	}
+	var info C.int
+	o.run(float64(m)*float64(n)*float64(min(m, n)), func() {
+		info = C.lr_sgelqf(C.int(n), C.int(m), f32(a), C.int(lda), f32(tau))
+	})
+	lapackOK(info)
+}
+
+// Dgeqrf runs LAPACK's DGELQF on the column-major n×m view Aᵀ: its LQ
+// factorisation is the QR factorisation of A, stored the way row-major
+// DGEQRF stores it (see OpenBLAS).
+func (o OpenBLAS) Dgeqrf(m, n int, a []float64, lda int, tau []float64) {
+	checkMat(m, n, lda, len(a))
+	checkVec(min(m, n), len(tau))
+	if m == 0 || n == 0 {
+		return
+	}
+	var info C.int
+	o.run(float64(m)*float64(n)*float64(min(m, n)), func() {
+		info = C.lr_dgelqf(C.int(n), C.int(m), f64(a), C.int(lda), f64(tau))
+	})
+	lapackOK(info)
+}
+
+func checkOrgqr(m, n, k, lda, la, ltau int) {
+	if n > m || k > n || k < 0 {
+		panic("linalg: orgqr needs m ≥ n ≥ k ≥ 0")
+	}
+	checkMat(m, n, lda, la)
+	checkVec(k, ltau)
+}
+
+// Sorgqr: see Dorgqr.
+func (o OpenBLAS) Sorgqr(m, n, k int, a []float32, lda int, tau []float32) {
+	checkOrgqr(m, n, k, lda, len(a), len(tau))
+	if n == 0 {
+		return
+	}
+	var info C.int
+	o.run(float64(m)*float64(n)*float64(k), func() {
+		info = C.lr_sorglq(C.int(n), C.int(m), C.int(k), f32(a), C.int(lda), f32(tau))
+	})
+	lapackOK(info)
+}
+
+// Dorgqr runs LAPACK's DORGLQ on the column-major n×m view: the n×m Q with
+// orthonormal rows it forms is our m×n Q with orthonormal columns.
+func (o OpenBLAS) Dorgqr(m, n, k int, a []float64, lda int, tau []float64) {
+	checkOrgqr(m, n, k, lda, len(a), len(tau))
+	if n == 0 {
+		return
+	}
+	var info C.int
+	o.run(float64(m)*float64(n)*float64(k), func() {
+		info = C.lr_dorglq(C.int(n), C.int(m), C.int(k), f64(a), C.int(lda), f64(tau))
+	})
+	lapackOK(info)
+}
+
+// Dpotrf runs LAPACK's DPOTRF (OpenBLAS's own parallel version) with uplo
+// 'L' on the column-major view, which factors A = Uᵀ U in our upper triangle.
+func (o OpenBLAS) Dpotrf(n int, a []float64, lda int) bool {
+	checkMat(n, n, lda, len(a))
+	if n == 0 {
+		return true
+	}
+	var info C.int
+	o.run(float64(n)*float64(n)*float64(n)/3, func() {
+		info = C.lr_dpotrf(C.int(n), f64(a), C.int(lda))
+	})
+	return lapackOK(info)
+}
+
+// Dpotrs solves Uᵀ U X = B by two row-major triangular solves.
+func (o OpenBLAS) Dpotrs(n, nrhs int, a []float64, lda int, b []float64, ldb int) {
+	checkMat(n, n, lda, len(a))
+	checkMat(n, nrhs, ldb, len(b))
+	if n == 0 || nrhs == 0 {
+		return
+	}
+	o.run(float64(n)*float64(n)*float64(nrhs), func() {
+		C.lr_dpotrs(C.int(n), C.int(nrhs), f64(a), C.int(lda), f64(b), C.int(ldb))
+	})
+}
