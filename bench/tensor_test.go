@@ -93,13 +93,18 @@ func BenchmarkTensor(b *testing.B) {
 		x := gaussianTensor(c.shape, 1)
 		b.Run(be.Name()+"/"+c.name, func(b *testing.B) {
 			var rel float64
+			cpu0 := cpuSeconds()
 			for b.Loop() {
 				var err error
 				if rel, err = runTensorCase(be, c, x); err != nil {
 					b.Fatal(err)
 				}
 			}
+			// CPU seconds (user+sys of the whole process) per op: on a
+			// shared machine wall time varies with the load, CPU time less.
+			b.ReportMetric((cpuSeconds()-cpu0)/float64(b.N), "cpu-s/op")
 			b.ReportMetric(rel, "relerr")
+			b.Logf("%s: final relative error %.7f", c.name, rel)
 		})
 	}
 }
@@ -208,6 +213,15 @@ func BenchmarkTensorPeakRSS(b *testing.B) {
 	}
 }
 
+// cpuSeconds is the user+system CPU time of this process so far.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
 func sizeOfShape(shape []int) int {
 	n := 1
 	for _, d := range shape {
@@ -246,14 +260,17 @@ func BenchmarkTensorPeer(b *testing.B) {
 				}
 			}
 			b.ReportMetric(res.Seconds, "peer-s")
+			b.ReportMetric(res.CPUSeconds, "peer-cpu-s")
 			b.ReportMetric(res.RelError, "relerr")
+			b.Logf("%s: peer final relative error %.7f", c.name, res.RelError)
 		})
 	}
 }
 
 type peerResult struct {
-	Seconds  float64 `json:"seconds"`
-	RelError float64 `json:"rel_error"`
+	Seconds    float64 `json:"seconds"`
+	RelError   float64 `json:"rel_error"`
+	CPUSeconds float64 `json:"-"` // of the whole Python process
 }
 
 func runTensorPeer(py, path string, c tensorCase) (peerResult, error) {
@@ -283,6 +300,7 @@ func runTensorPeer(py, path string, c tensorCase) (peerResult, error) {
 	if err := json.Unmarshal(out, &res); err != nil {
 		return peerResult{}, fmt.Errorf("peer output %q: %v", out, err)
 	}
+	res.CPUSeconds = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
 	if math.IsNaN(res.RelError) {
 		return peerResult{}, fmt.Errorf("peer returned NaN")
 	}

@@ -198,7 +198,7 @@ func CPALS[T Float](ctx context.Context, b linalg.Backend, x *Dense[T], opts CPO
 		res.RelErrors = append(res.RelErrors, rel)
 		res.Iterations = it
 		if progress != nil {
-			progress(Progress{Iteration: it, RelError: rel})
+			progress(Progress{Stage: "als", Iteration: it, MaxIterations: opts.MaxIter, RelError: rel, Fraction: float64(it) / float64(opts.MaxIter)})
 		}
 		if opts.Tol > 0 && it > 1 && math.Abs(res.RelErrors[it-2]-rel) < opts.Tol {
 			res.Converged = true

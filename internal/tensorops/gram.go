@@ -13,11 +13,16 @@ import (
 	"github.com/lowrank/lowrank/internal/linalg"
 )
 
-// Progress reports one finished iteration of CPALS or Tucker: its number
-// (0 is the initialisation) and the relative error ‖X − X̂‖/‖X‖ after it.
+// Progress reports how far CPALS or Tucker has come; it has the fields of
+// linalg.Progress (and will become an alias of it). Stage is "als" for CP
+// sweeps, "hosvd" for Tucker's initialisation (Iteration 0) and "hooi" for
+// its sweeps. RelError is ‖X − X̂‖/‖X‖ after the step.
 type Progress struct {
-	Iteration int
-	RelError  float64
+	Stage         string  `json:"stage"`
+	Iteration     int     `json:"iteration"`
+	MaxIterations int     `json:"max_iterations"`
+	RelError      float64 `json:"rel_error"`
+	Fraction      float64 `json:"fraction"`
 }
 
 // modeGram writes the upper triangle of the I_n × I_n Gram matrix

@@ -228,7 +228,7 @@ func (s *tuckerState[T]) run(ctx context.Context, opts TuckerOptions, progress f
 	}
 	res.RelErrors = append(res.RelErrors, rel)
 	if progress != nil {
-		progress(Progress{Iteration: 0, RelError: rel})
+		progress(Progress{Stage: "hosvd", MaxIterations: opts.MaxIter, RelError: rel, Fraction: 1 / float64(opts.MaxIter+1)})
 	}
 	var active []int
 	for _, m := range s.modes {
@@ -252,7 +252,7 @@ func (s *tuckerState[T]) run(ctx context.Context, opts TuckerOptions, progress f
 		res.RelErrors = append(res.RelErrors, rel)
 		res.Iterations = it
 		if progress != nil {
-			progress(Progress{Iteration: it, RelError: rel})
+			progress(Progress{Stage: "hooi", Iteration: it, MaxIterations: opts.MaxIter, RelError: rel, Fraction: float64(it+1) / float64(opts.MaxIter+1)})
 		}
 		if opts.Tol > 0 && math.Abs(res.RelErrors[it-1]-rel) < opts.Tol {
 			res.Converged = true
