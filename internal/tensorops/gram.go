@@ -68,22 +68,21 @@ func modeGram[T Float](ctx context.Context, b linalg.Backend, x []T, shape []int
 // triangle read, stride n) with the largest eigenvalues, as the columns of
 // an n×k row-major matrix in decreasing order of eigenvalue, and all n
 // eigenvalues in decreasing order, clamped at 0. The eigenproblem is solved
-// in float64.
-func leadingEigvecs[T Float](b linalg.Backend, g []T, n, k int) (vecs []float64, vals []float64, err error) {
-	a := make([]float64, n*n)
+// in the precision of T (xSYEVD): a float32 Gram holds float32 rounding
+// already, and SSYEVD is about twice as fast as DSYEVD.
+func leadingEigvecs[T Float](b linalg.Backend, g []T, n, k int) (vecs []T, vals []float64, err error) {
+	a := make([]T, n*n)
 	for i := range n {
-		for j := i; j < n; j++ {
-			a[i*n+j] = float64(g[i*n+j])
-		}
+		copy(a[i*n+i:(i+1)*n], g[i*n+i:(i+1)*n])
 	}
-	w := make([]float64, n)
-	if !b.Dsyevd(n, a, n, w) {
+	w := make([]T, n)
+	if !linalg.Syevd(b, n, a, n, w) {
 		return nil, nil, lowrank.Errorf(lowrank.EINTERNAL, "", "symmetric eigensolver did not converge (n=%d)", n)
 	}
-	vecs = make([]float64, n*k)
+	vecs = make([]T, n*k)
 	vals = make([]float64, n)
 	for c := range n {
-		vals[c] = max(0, w[n-1-c])
+		vals[c] = max(0, float64(w[n-1-c]))
 	}
 	for c := range k {
 		src := n - 1 - c

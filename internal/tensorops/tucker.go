@@ -21,12 +21,12 @@ type TuckerOptions struct {
 	// 1 ≤ Ranks[k] ≤ I_{Modes[k]}. Exactly one of Ranks and Rule is set.
 	Ranks []int `json:"ranks,omitempty"`
 	// Rule chooses the ranks instead: Rank (the same for every mode),
-	// RelError ε or Energy e (taken as ε = sqrt(1 − e)), guaranteeing
-	// ‖X − X̂‖ ≤ ε‖X‖ after the HOSVD; see Tucker. Compression is not
-	// supported.
+	// RelError ε or Energy e (taken as ε = sqrt(1 − e), i.e. at least a
+	// fraction e of ‖X‖² kept), guaranteeing ‖X − X̂‖ ≤ ε‖X‖; see Tucker.
+	// Compression is not supported.
 	Rule *linalg.RankRule `json:"rule,omitempty"`
 	// MaxIter is the number of HOOI sweeps after the initialisation (≥ 0);
-	// 0 returns the truncated HOSVD.
+	// 0 returns the sequentially truncated HOSVD.
 	MaxIter int `json:"max_iter"`
 	// Tol stops HOOI once the relative error changes by less than Tol
 	// between sweeps (≥ 0; 0 runs all MaxIter sweeps).
@@ -138,19 +138,24 @@ func (o TuckerOptions) validate(shape []int) ([]int, error) {
 // opts.Modes, by truncated HOSVD followed by opts.MaxIter sweeps of HOOI
 // (De Lathauwer, De Moor & Vandewalle 2000).
 //
-// HOSVD. The sequentially truncated HOSVD (Vannieuwenhoven, Vandebril &
-// Meerbergen 2012) processes the modes in order, each time taking Uₙ as the
-// leading eigenvectors of the Gram matrix Y₍ₙ₎Y₍ₙ₎ᵀ (I_n × I_n, by SYRK on a
-// view of Y) of the tensor Y already projected on the earlier modes, then
-// projecting Y on Uₙ. The Gram's eigenvalues are the squared singular values
-// σᵢ⁽ⁿ⁾² of Y₍ₙ₎, so no SVD of a wide unfolding is ever run, and the error is
+// Factors from Grams. The leading left singular vectors of an unfolding
+// Y₍ₙ₎ are the leading eigenvectors of its Gram matrix Y₍ₙ₎Y₍ₙ₎ᵀ
+// (I_n × I_n, by SYRK on a row-major view of Y), and its eigenvalues are the
+// squared singular values σᵢ⁽ⁿ⁾². No SVD of a wide unfolding is ever run.
 //
-//	‖X − X̂‖² = Σₙ Σ_{i>rₙ} σᵢ⁽ⁿ⁾²,
+// HOSVD. With MaxIter = 0 the result is the sequentially truncated HOSVD
+// (Vannieuwenhoven, Vandebril & Meerbergen 2012): each mode's Gram is of the
+// tensor already projected on the earlier modes, which is cheaper and never
+// worse. HOOI starts from the classic truncated HOSVD (every Gram of X),
+// as De Lathauwer et al. do, so that its sweeps follow the textbook
+// iterates. Either way the error obeys
 //
-// which is also an upper bound for the plain HOSVD's spectra. A rank rule
-// with target ε therefore gives each of the N' compressed modes the budget
-// ε²‖X‖²/N' of discarded energy, chosen by linalg.RankRule.Choose on that
-// mode's spectrum, which guarantees a total relative error ≤ ε.
+//	‖X − X̂‖² ≤ Σₙ Σ_{i>rₙ} σᵢ⁽ⁿ⁾²,
+//
+// so a rank rule with target ε gives each of the N' compressed modes the
+// budget ε²‖X‖²/N' of discarded energy, chosen by linalg.RankRule.Choose on
+// that mode's spectrum: the total relative error is then ≤ ε, and HOOI only
+// lowers it.
 //
 // HOOI. Each sweep replaces, mode by mode, Uₙ by the leading eigenvectors
 // of the Gram of X ×_{m≠n} U_mᵀ. Modes kept at full rank (rₙ = I_n, e.g. a
@@ -159,7 +164,10 @@ func (o TuckerOptions) validate(shape []int) ([]int, error) {
 // Gram, which leaves the fit unchanged and the core all-orthogonal in them.
 // The first, most expensive, projection of each Gram is one GEMM on a
 // row-major view of X with that mode first (X itself for mode 0, else one
-// copy of X made once), choosing the mode that shrinks X most.
+// copy of X made once), choosing the mode that shrinks X most. The
+// eigenvectors come from a full xSYEVD of the Gram, or, when rₙ ≪ I_n makes
+// it cheaper (useSubspace), from subspace iteration on an oversampled basis
+// carried over from the previous sweep (refineSubspace).
 //
 // The error after each step comes from ‖X − X̂‖² = ‖X‖² − ‖G‖² (orthonormal
 // factors); below 10·sqrt(u) it is recomputed from an explicit
@@ -206,19 +214,14 @@ func (s *tuckerState[T]) run(ctx context.Context, opts TuckerOptions, progress f
 		for k, m := range s.modes {
 			r := fixedRank(opts, k)
 			s.ranks[m] = r
-			k := oversampled(r, x.Shape[m])
-			basis := randomOrthonormal(s.b, x.Shape[m], k, rng)
-			s.bases[m] = basis
 			u := NewMatrix[T](x.Shape[m], r)
-			for i := range x.Shape[m] {
-				for c := range r {
-					u.Data[i*r+c] = T(basis[i*k+c])
-				}
+			for i, v := range randomOrthonormal(s.b, x.Shape[m], r, rng) {
+				u.Data[i] = T(v)
 			}
 			s.factors[m] = u
 		}
 		core = MultiModeProduct(s.b, x, s.factors, true)
-	} else if core, err = s.hosvd(ctx, opts); err != nil {
+	} else if core, err = s.hosvd(ctx, opts, opts.MaxIter == 0); err != nil {
 		return nil, err
 	}
 	res := &TuckerResult[T]{Modes: slices.Clone(s.modes), ParamsOriginal: int64(x.Len())}
@@ -294,15 +297,22 @@ func fixedRank(o TuckerOptions, k int) int {
 	return o.Rule.Rank
 }
 
-// hosvd runs the sequentially truncated HOSVD over s.modes, choosing the
-// ranks, and returns the core.
-func (s *tuckerState[T]) hosvd(ctx context.Context, opts TuckerOptions) (*Dense[T], error) {
+// hosvd computes the truncated HOSVD over s.modes, choosing the ranks, and
+// returns the core. sequential selects the sequentially truncated variant:
+// each mode's Gram is taken of the tensor already projected on the earlier
+// modes (cheaper, and a lower error); otherwise every Gram is of X itself,
+// the classic HOSVD that De Lathauwer et al. start HOOI from.
+func (s *tuckerState[T]) hosvd(ctx context.Context, opts TuckerOptions, sequential bool) (*Dense[T], error) {
 	x := s.x
 	cur, shape := x.Data, slices.Clone(x.Shape)
 	for k, m := range s.modes {
 		in := shape[m]
+		src, srcShape, srcNorm2 := x.Data, x.Shape, s.normX2
+		if sequential {
+			src, srcShape, srcNorm2 = cur, shape, sumSq(cur)
+		}
 		g := make([]T, in*in)
-		if err := modeGram(ctx, s.b, cur, shape, m, g); err != nil {
+		if err := modeGram(ctx, s.b, src, srcShape, m, g); err != nil {
 			return nil, err
 		}
 		vecs, vals, err := leadingEigvecs(s.b, g, in, in)
@@ -311,28 +321,26 @@ func (s *tuckerState[T]) hosvd(ctx context.Context, opts TuckerOptions) (*Dense[
 		}
 		r := fixedRank(opts, k)
 		if r == 0 {
-			if r, err = s.chooseRank(opts.Rule, vals, sumSq(cur), shape, m); err != nil {
+			if r, err = s.chooseRank(opts.Rule, vals, srcNorm2, srcShape, m); err != nil {
 				return nil, err
 			}
 		}
 		u := NewMatrix[T](in, r)
 		for i := range in {
-			for c := range r {
-				u.Data[i*r+c] = T(vecs[i*in+c])
-			}
+			copy(u.Data[i*r:(i+1)*r], vecs[i*in:i*in+r])
 		}
 		s.ranks[m], s.factors[m] = r, u
-		k := oversampled(r, in)
-		basis := make([]float64, in*k)
-		for i := range in {
-			copy(basis[i*k:(i+1)*k], vecs[i*in:i*in+k])
+		if !sequential {
+			continue
 		}
-		s.bases[m] = basis
 		next := slices.Clone(shape)
 		next[m] = r
 		out := make([]T, sizeOf(next))
 		ttm(s.b, cur, shape, m, u, true, out)
 		cur, shape = out, next
+	}
+	if !sequential {
+		return MultiModeProduct(s.b, x, s.factors, true), nil
 	}
 	return &Dense[T]{Shape: shape, Data: cur}, nil
 }
@@ -489,36 +497,63 @@ func (s *tuckerState[T]) eig(ctx context.Context, data []T, shape []int, axis, r
 	if err != nil {
 		return nil, nil, err
 	}
-	u := NewMatrix[T](in, r)
-	for i, v := range vecs {
-		u.Data[i] = T(v)
-	}
-	return u, vals, nil
+	return &Matrix[T]{Rows: in, Cols: r, Data: vecs}, vals, nil
 }
 
-// HOOI's inner eigensolver: subspace iteration on a basis oversampled by
-// max(8, r/2) columns (capped at I_n), warm-started from the previous
-// sweep, until a step changes the discarded energy by less than the
-// fraction refineTol, at most refineMaxSteps steps per mode and sweep.
+// HOOI's inner eigensolver, when the subspace iteration is the cheaper
+// one: a basis oversampled by max(8, r/2) columns (capped at I_n),
+// warm-started from the previous sweep, refined until a step changes the
+// discarded energy by less than the fraction refineTol, at most
+// refineMaxSteps steps per mode and sweep.
 const (
-	refineTol      = 1e-3
+	refineTol      = 1e-6
 	refineMaxSteps = 30
 )
 
 func oversampled(r, n int) int { return min(n, r+max(8, r/2)) }
 
+// useSubspace reports whether refineMaxSteps/4 subspace-iteration steps on
+// an n×n Gram with k columns cost less than a full eigendecomposition
+// (about 10·n³ flops with vectors): true only for ranks well below n.
+func useSubspace(n, k int) bool {
+	step := 2*float64(n)*float64(n)*float64(k) + 4*float64(n)*float64(k)*float64(k)
+	return step*refineMaxSteps/4 < 10*float64(n)*float64(n)*float64(n)
+}
+
 // refine replaces the factor of mode (at the given axis of data) by the
-// leading eigenvectors of the Gram of that unfolding, refined from the
-// mode's basis of the previous sweep.
+// leading eigenvectors of the Gram of that unfolding: by a full
+// eigendecomposition, or by subspace iteration from the previous sweep's
+// basis when that costs less (useSubspace).
 func (s *tuckerState[T]) refine(ctx context.Context, data []T, shape []int, axis, mode int) error {
 	in, r := shape[axis], s.ranks[mode]
+	k := oversampled(r, in)
+	if !useSubspace(in, k) {
+		u, _, err := s.eig(ctx, data, shape, axis, r)
+		if err != nil {
+			return err
+		}
+		s.factors[mode] = u
+		return nil
+	}
 	g := make([]T, in*in)
 	if err := modeGram(ctx, s.b, data, shape, axis, g); err != nil {
 		return err
 	}
 	g64 := toFloat64(make([]float64, in*in), g)
-	q := s.bases[mode]
-	k := len(q) / in
+	q, ok := s.bases[mode]
+	if !ok {
+		// First use: the current factor plus seeded random columns.
+		q = randomOrthonormal(s.b, in, k, newRand(uint64(mode)))
+		for i := range in {
+			for c := range r {
+				q[i*k+c] = float64(s.factors[mode].Data[i*r+c])
+			}
+		}
+		tau := make([]float64, k)
+		s.b.Dgeqrf(in, k, q, k, tau)
+		s.b.Dorgqr(in, k, k, q, k, tau)
+		s.bases[mode] = q
+	}
 	s.refineSteps += refineSubspace(s.b, g64, in, k, q, refineMaxSteps, refineTol)
 	u := NewMatrix[T](in, r)
 	for i := range in {
