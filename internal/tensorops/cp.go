@@ -260,7 +260,8 @@ func newCPState[T Float](b linalg.Backend, x *Dense[T], opts CPOptions) *cpState
 	} else if s.chain {
 		s.t0 = make([]T, r*q0)
 	}
-	s.solve = newNormalSolver[T](b, r, maxI)
+	// The R×R solves are too small for threads to pay.
+	s.solve = newNormalSolver[T](b.WithThreads(1), r, maxI)
 	return s
 }
 

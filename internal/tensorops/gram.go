@@ -76,6 +76,12 @@ func leadingEigvecs[T Float](b linalg.Backend, g []T, n, k int) (vecs []T, vals 
 		copy(a[i*n+i:(i+1)*n], g[i*n+i:(i+1)*n])
 	}
 	w := make([]T, n)
+	if n < 2048 {
+		// Below this size xSYEVD is bound by its BLAS-2 tridiagonal
+		// reduction and gains nothing from threads, while OpenBLAS's
+		// waiting threads cost a great deal on a busy machine.
+		b = b.WithThreads(1)
+	}
 	if !linalg.Syevd(b, n, a, n, w) {
 		return nil, nil, lowrank.Errorf(lowrank.EINTERNAL, "", "symmetric eigensolver did not converge (n=%d)", n)
 	}

@@ -512,12 +512,12 @@ const (
 
 func oversampled(r, n int) int { return min(n, r+max(8, r/2)) }
 
-// useSubspace reports whether refineMaxSteps/4 subspace-iteration steps on
-// an n×n Gram with k columns cost less than a full eigendecomposition
-// (about 10·n³ flops with vectors): true only for ranks well below n.
+// useSubspace reports whether refineMaxSteps subspace-iteration steps on an
+// n×n Gram with k columns cost less than a full eigendecomposition (about
+// 10·n³ flops with vectors): true only for ranks well below n.
 func useSubspace(n, k int) bool {
 	step := 2*float64(n)*float64(n)*float64(k) + 4*float64(n)*float64(k)*float64(k)
-	return step*refineMaxSteps/4 < 10*float64(n)*float64(n)*float64(n)
+	return step*refineMaxSteps < 10*float64(n)*float64(n)*float64(n)
 }
 
 // refine replaces the factor of mode (at the given axis of data) by the
