@@ -237,9 +237,9 @@ func sizeOfShape(shape []int) int {
 // its time and final error. It needs a Python with NumPy: $LOWRANK_PYTHON,
 // python3 or /usr/bin/python3.
 func BenchmarkTensorPeer(b *testing.B) {
-	py := tensorPython()
-	if py == "" {
-		b.Skip("no Python interpreter that imports numpy (set LOWRANK_PYTHON)")
+	py, err := numpyPython()
+	if err != nil {
+		b.Skip(err)
 	}
 	dir := b.TempDir()
 	for _, c := range tensorCases {
@@ -315,16 +315,43 @@ func writeFloat32(path string, data []float32) error {
 	return os.WriteFile(path, buf, 0o600)
 }
 
-// tensorPython returns the first of $LOWRANK_PYTHON, python3 and
-// /usr/bin/python3 that imports numpy, or "".
-func tensorPython() string {
-	for _, py := range []string{os.Getenv("LOWRANK_PYTHON"), "python3", "/usr/bin/python3"} {
-		if py == "" {
+// TestTensorPeerScript runs the NumPy peer on small inputs, so a broken
+// script shows in the tests and not only when benchmarks are run.
+func TestTensorPeerScript(t *testing.T) {
+	py, err := numpyPython()
+	if err != nil {
+		t.Skip(err)
+	}
+	dir := t.TempDir()
+	shape := []int{8, 7, 3, 3}
+	x := gaussianTensor(shape, 3)
+	path := filepath.Join(dir, "x.f32")
+	if err := writeFloat32(path, x.Data); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []tensorCase{
+		{method: "cp", shape: shape, rank: 4, iters: 3, init: "random"},
+		{method: "tucker", shape: shape, ranks: []int{3, 3, 2, 3}, iters: 2, init: "svd"},
+		{method: "partial", shape: shape, ranks: []int{3, 3}, iters: 2, init: "svd"},
+	} {
+		res, err := runTensorPeer(py, path, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Gaussian data at these ranks: the fit is poor but not absent.
+		if !(res.RelError > 0.1 && res.RelError < 1) {
+			t.Fatalf("%s: peer relative error %g", c.method, res.RelError)
+		}
+		if c.method == "cp" {
 			continue
 		}
-		if exec.Command(py, "-c", "import numpy").Run() == nil {
-			return py
+		// Same algorithm, same data: the Tucker fits must agree.
+		got, err := runTensorCase(linalg.Default(1), c, x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := math.Abs(got - res.RelError); d > 1e-5 {
+			t.Fatalf("%s: Lowrank %.7f, peer %.7f", c.method, got, res.RelError)
 		}
 	}
-	return ""
 }
