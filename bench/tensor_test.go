@@ -8,7 +8,9 @@ package bench
 //	go test -tags openblas -run '^$' -bench 'Tensor' -benchtime 1x ./bench/
 //
 // Inputs are seeded standard Gaussian float32 tensors; every case runs a
-// fixed number of iterations with no tolerance stop, as the peer does.
+// fixed number of iterations with no tolerance stop, as the peer does. CP's
+// "random" init is a fixed set of uniform [0, 1) factors handed to both
+// Lowrank (as InitGiven) and the peer, so both follow the same ALS path.
 
 import (
 	"bytes"
@@ -64,12 +66,31 @@ func gaussianTensor(shape []int, seed uint64) *tensorops.Dense[float32] {
 	return x
 }
 
+// cpInitFactors are the random-init CP factors of case c: uniform on
+// [0, 1) from a fixed seed, float32-representable, one I_n × R matrix per
+// mode. The peer reads the same numbers, so both runs start alike.
+func cpInitFactors(c tensorCase) [][]float64 {
+	rng := rand.New(rand.NewPCG(7, 3))
+	out := make([][]float64, len(c.shape))
+	for k, d := range c.shape {
+		out[k] = make([]float64, d*c.rank)
+		for i := range out[k] {
+			out[k][i] = float64(float32(rng.Float64()))
+		}
+	}
+	return out
+}
+
 // runTensorCase decomposes x as c says and returns the final relative error.
 func runTensorCase(b linalg.Backend, c tensorCase, x *tensorops.Dense[float32]) (float64, error) {
 	ctx := context.Background()
 	switch c.method {
 	case "cp":
-		res, err := tensorops.CPALS(ctx, b, x, tensorops.CPOptions{Rank: c.rank, MaxIter: c.iters, Init: c.init, Seed: 7}, nil)
+		opts := tensorops.CPOptions{Rank: c.rank, MaxIter: c.iters, Init: c.init, Seed: 7}
+		if c.init == "random" {
+			opts.Init, opts.InitFactors = tensorops.InitGiven, cpInitFactors(c)
+		}
+		res, err := tensorops.CPALS(ctx, b, x, opts, nil)
 		if err != nil {
 			return 0, err
 		}
@@ -251,6 +272,17 @@ func BenchmarkTensorPeer(b *testing.B) {
 		if err := writeFloat32(path, x.Data); err != nil {
 			b.Fatal(err)
 		}
+		if c.method == "cp" {
+			var init []float32
+			for _, f := range cpInitFactors(c) {
+				for _, v := range f {
+					init = append(init, float32(v))
+				}
+			}
+			if err := writeFloat32(path+".init", init); err != nil {
+				b.Fatal(err)
+			}
+		}
 		b.Run("numpy_tensorly_algorithms/"+c.name, func(b *testing.B) {
 			var res peerResult
 			for b.Loop() {
@@ -285,6 +317,9 @@ func runTensorPeer(py, path string, c tensorCase) (peerResult, error) {
 		"--method", c.method, "--iters", strconv.Itoa(c.iters), "--init", c.init}
 	if c.method == "cp" {
 		args = append(args, "--rank", strconv.Itoa(c.rank))
+		if _, err := os.Stat(path + ".init"); err == nil {
+			args = append(args, "--init-file", path+".init")
+		}
 	} else {
 		args = append(args, "--ranks", ints(c.ranks))
 	}
@@ -329,8 +364,18 @@ func TestTensorPeerScript(t *testing.T) {
 	if err := writeFloat32(path, x.Data); err != nil {
 		t.Fatal(err)
 	}
+	cp := tensorCase{method: "cp", shape: shape, rank: 4, iters: 3, init: "random"}
+	var init []float32
+	for _, f := range cpInitFactors(cp) {
+		for _, v := range f {
+			init = append(init, float32(v))
+		}
+	}
+	if err := writeFloat32(path+".init", init); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []tensorCase{
-		{method: "cp", shape: shape, rank: 4, iters: 3, init: "random"},
+		cp,
 		{method: "tucker", shape: shape, ranks: []int{3, 3, 2, 3}, iters: 2, init: "svd"},
 		{method: "partial", shape: shape, ranks: []int{3, 3}, iters: 2, init: "svd"},
 	} {
@@ -342,10 +387,8 @@ func TestTensorPeerScript(t *testing.T) {
 		if !(res.RelError > 0.1 && res.RelError < 1) {
 			t.Fatalf("%s: peer relative error %g", c.method, res.RelError)
 		}
-		if c.method == "cp" {
-			continue
-		}
-		// Same algorithm, same data: the Tucker fits must agree.
+		// Same algorithm, same data and start: the fits must agree (to
+		// float32 rounding, amplified a little by the iterations).
 		got, err := runTensorCase(linalg.Default(1), c, x)
 		if err != nil {
 			t.Fatal(err)

@@ -53,9 +53,12 @@ def khatri_rao(mats):
     return out
 
 
-def cp_als(x, rank, iters, rng):
+def cp_als(x, rank, iters, rng, init=None):
     n = x.ndim
-    factors = [rng.random_sample((d, rank)).astype(x.dtype) for d in x.shape]
+    if init is None:
+        factors = [rng.random_sample((d, rank)).astype(x.dtype) for d in x.shape]
+    else:
+        factors = [f.copy() for f in init]
     norm_x = np.linalg.norm(x)
     err = None
     for _ in range(iters):
@@ -114,13 +117,21 @@ def main():
     p.add_argument("--iters", type=int, required=True)
     p.add_argument("--init", default="random")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--init-file", help="CP: raw float32 initial factors, I_n x rank each, in mode order")
     a = p.parse_args()
     shape = [int(s) for s in a.shape.split(",")]
     x = np.fromfile(a.data, dtype="<f4").reshape(shape)
     rng = np.random.RandomState(a.seed)
     start = time.perf_counter()
+    init = None
+    if a.init_file:
+        flat = np.fromfile(a.init_file, dtype="<f4")
+        init, off = [], 0
+        for d in shape:
+            init.append(flat[off:off + d * a.rank].reshape(d, a.rank))
+            off += d * a.rank
     if a.method == "cp":
-        factors, _ = cp_als(x, a.rank, a.iters, rng)
+        factors, _ = cp_als(x, a.rank, a.iters, rng, init)
         seconds = time.perf_counter() - start
         hat = np.einsum("ir,jr,kr,lr->ijkl", *factors) if x.ndim == 4 else None
         if hat is None:
