@@ -131,9 +131,10 @@ func (o CPOptions) Validate(shape []int) error {
 // recomputed from an explicit blockwise reconstruction, as is the final one.
 //
 // Normal equations are solved in float64 by Cholesky; when V is not
-// numerically positive definite (a diagonal ratio of its Cholesky factor
-// below ~sqrt(R·u₆₄)) a pseudo-inverse from V's eigendecomposition is used,
-// so no NaN reaches the factors.
+// numerically positive definite (Cholesky fails, or the squared ratio of
+// the smallest to the largest diagonal entry of its factor, a lower bound on
+// 1/cond(V), is below 10⁴·R·u₆₄) the pseudo-inverse from V's
+// eigendecomposition is used instead, so no NaN reaches the factors.
 //
 // svd init: the leading eigenvectors of X₍ₙ₎X₍ₙ₎ᵀ (I_n × I_n, by SYRK on a
 // view of X) replace the left singular vectors of X₍ₙ₎; columns beyond I_n
