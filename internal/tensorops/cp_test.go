@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 
 	"github.com/lowrank/lowrank"
@@ -334,5 +335,28 @@ func TestCPTreeMatchesPlain(t *testing.T) {
 		}
 		// Same algorithm, different summation order.
 		assertClose(t, fmt.Sprintf("%v errors", shape), tree.RelErrors, plain.RelErrors, 1e-9)
+	}
+}
+
+// TestCPSVDInitMemory: the svd init at a rank above the spatial modes'
+// sizes allocates a small multiple of the input, never an unfolding's full
+// SVD (TensorLy 0.9 asks for I₂²·8 bytes of Vᵀ here).
+func TestCPSVDInitMemory(t *testing.T) {
+	rng := rand.New(rand.NewPCG(191, 192))
+	x := randDense[float64](rng, 96, 96, 3, 3)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	res, err := CPALS(context.Background(), linalg.Default(2), x, CPOptions{Rank: 24, MaxIter: 3}, nil)
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkCPShapes(t, res, x.Shape, 24)
+	input := uint64(8 * x.Len())
+	// Workspace: the dimension tree's R·|X|/I₀ partials, Grams, blocks.
+	got := after.TotalAlloc - before.TotalAlloc
+	t.Logf("allocated %.1f MiB for a %.1f MiB input", float64(got)/(1<<20), float64(input)/(1<<20))
+	if got > 4*input+8<<20 {
+		t.Fatalf("allocated %d MiB for a %d MiB input", got>>20, input>>20)
 	}
 }
