@@ -62,6 +62,13 @@ type TuckerResult[T Float] struct {
 	ParamsFactors  int64
 }
 
+// Validate reports the first option out of range for a tensor of the given
+// shape as an EINVALID *lowrank.Error naming it (e.g. "ranks[2]").
+func (o TuckerOptions) Validate(shape []int) error {
+	_, err := o.validate(shape)
+	return err
+}
+
 // validate checks o for a tensor of the given shape and returns the modes
 // to compress.
 func (o TuckerOptions) validate(shape []int) ([]int, error) {

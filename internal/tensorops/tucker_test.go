@@ -443,3 +443,10 @@ func TestTuckerMatchesReferenceHOOI(t *testing.T) {
 		}
 	}
 }
+
+func TestTuckerOptionsValidate(t *testing.T) {
+	if err := (TuckerOptions{Ranks: []int{2, 2}, Modes: []int{1, 0}}).Validate([]int{3, 4, 5}); err != nil {
+		t.Fatal(err)
+	}
+	assertInvalid(t, TuckerOptions{Ranks: []int{2, 9}}.Validate([]int{3, 4}), "ranks[1]")
+}
