@@ -373,13 +373,25 @@ func TestUploadFormats(t *testing.T) {
 	r := upload(t, c, st, &client.CreateTensorParams{Format: ptr(client.CreateTensorParamsFormatNpy)})
 	wantProblem(t, "format mismatch", r.StatusCode(), r.HTTPResponse.Header, r.Body, "invalid", "format")
 
+	// .npz with two arrays.
+	var npz bytes.Buffer
+	if err := testCodec.WriteNPZ(&npz, []*jobs.Tensor{w, bias}); err != nil {
+		t.Fatal(err)
+	}
+	z := mustUpload(t, c, npz.Bytes(), &client.CreateTensorParams{Format: ptr(client.CreateTensorParamsFormatNpz)})
+	if z.Format != client.TensorFormatNpz || len(z.Tensors) != 2 {
+		t.Fatalf("npz upload %+v", z)
+	}
+	j = mustSubmit(t, c, client.JobRequest{Method: client.MethodSvd, TensorId: &z.Id, TensorName: &w.Name, Params: &map[string]any{"rank": 2}})
+	checkSVD(t, c, poll(t, c, j.Id, 30*time.Second), f64s(w), 6, 4, 1e-5)
+
 	// Listing.
 	lr, err := c.ListTensorsWithResponse(ctx, &client.ListTensorsParams{Limit: ptr(1)})
 	if err != nil || lr.JSON200 == nil || len(lr.JSON200.Items) != 1 || lr.JSON200.NextCursor == nil {
 		t.Fatalf("list tensors: %v %s", err, lr.Body)
 	}
-	lr, err = c.ListTensorsWithResponse(ctx, &client.ListTensorsParams{PageToken: lr.JSON200.NextCursor})
-	if err != nil || lr.JSON200 == nil || len(lr.JSON200.Items) != 1 || lr.JSON200.Items[0].Id != tn.Id {
+	lr, err = c.ListTensorsWithResponse(ctx, &client.ListTensorsParams{PageToken: lr.JSON200.NextCursor, Limit: ptr(10)})
+	if err != nil || lr.JSON200 == nil || len(lr.JSON200.Items) != 2 || lr.JSON200.Items[1].Id != tn.Id {
 		t.Fatalf("list tensors page 2: %v %s", err, lr.Body)
 	}
 }

@@ -203,7 +203,7 @@ func (s *syncBuffer) String() string {
 }
 
 // testCodec writes test inputs and reads downloaded factors.
-var testCodec jobs.Codec = jobs.InterimCodec{}
+var testCodec jobs.Codec = jobs.TensorioCodec{}
 
 func randTensor(name string, shape []int, seed uint64, f64 bool) *jobs.Tensor {
 	rng := rand.New(rand.NewPCG(seed, 99))

@@ -23,6 +23,7 @@ import (
 	"github.com/lowrank/lowrank/internal/jobs"
 	"github.com/lowrank/lowrank/internal/linalg"
 	"github.com/lowrank/lowrank/internal/store"
+	"github.com/lowrank/lowrank/internal/tensorio"
 )
 
 // version is set at build time: -ldflags "-X main.version=v1.2.3".
@@ -88,7 +89,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	limits := jobs.Limits{MaxElements: cfg.MaxElements, MaxRank: cfg.MaxRank, MaxIterations: cfg.MaxIterations}
-	codec := jobs.InterimCodec{}
+	codec := jobs.TensorioCodec{Limits: tensorio.Limits{MaxFileBytes: cfg.MaxUploadBytes, MaxElements: cfg.MaxElements}}
 	registry := jobs.DefaultRegistry()
 	if h.registry != nil {
 		h.registry(registry)

@@ -242,6 +242,11 @@ func (s *Service) Submit(ctx context.Context, req SubmitRequest) (*store.Job, er
 		if err != nil {
 			return nil, err
 		}
+		switch ti.DType {
+		case "float16", "bfloat16", "float32", "float64":
+		default:
+			return nil, lowrank.Errorf(lowrank.EUNSUPPORTED, "tensor_name", "tensor %q has dtype %s; float16, bfloat16, float32 and float64 are decomposed", ti.Name, ti.DType)
+		}
 		tensorName = ti.Name
 		info = InputInfo{Shape: ti.Shape, DType: ti.DType}
 		if n := elements(ti.Shape); n > s.cfg.Limits.MaxElements {

@@ -43,7 +43,7 @@ func setup(t *testing.T, mod func(*jobs.Config)) *bundle {
 		t.Fatal(err)
 	}
 	cfg := jobs.Config{
-		DB: db, Meta: meta, Blobs: blobs, Codec: jobs.InterimCodec{}, Registry: registry(),
+		DB: db, Meta: meta, Blobs: blobs, Codec: jobs.TensorioCodec{}, Registry: registry(),
 		Backend: linalg.Default(1), Workers: 2, QueueCapacity: 100,
 		Limits: jobs.Limits{MaxElements: 1 << 20, MaxRank: 64, MaxIterations: 100},
 		Logger: zaptest.NewLogger(t), Metrics: prometheus.NewRegistry(), Version: "test",

@@ -174,7 +174,12 @@ func (s *Service) execute(ctx context.Context, j *store.Job, log *zap.Logger) (j
 		}
 		return nil, "", timings, err
 	}
-	in, err := s.cfg.Codec.ReadTensor(blob, blob.Size(), j.TensorName)
+	// An .npy file holds one unnamed array; its name is the upload's.
+	name := j.TensorName
+	if _, fts, err := s.cfg.Codec.Inspect(blob, blob.Size()); err == nil && len(fts) == 1 && fts[0].Name == "" {
+		name = ""
+	}
+	in, err := s.cfg.Codec.ReadTensor(blob, blob.Size(), name)
 	blob.Close()
 	if err != nil {
 		return nil, "", timings, err
