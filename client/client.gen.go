@@ -217,15 +217,18 @@ func (e PCAParamsPrecision) Valid() bool {
 
 // Defines values for PCAParamsSolver.
 const (
-	PCAParamsSolverAuto       PCAParamsSolver = "auto"
-	PCAParamsSolverFull       PCAParamsSolver = "full"
-	PCAParamsSolverRandomized PCAParamsSolver = "randomized"
+	PCAParamsSolverAuto           PCAParamsSolver = "auto"
+	PCAParamsSolverCovarianceEigh PCAParamsSolver = "covariance_eigh"
+	PCAParamsSolverFull           PCAParamsSolver = "full"
+	PCAParamsSolverRandomized     PCAParamsSolver = "randomized"
 )
 
 // Valid indicates whether the value is a known member of the PCAParamsSolver enum.
 func (e PCAParamsSolver) Valid() bool {
 	switch e {
 	case PCAParamsSolverAuto:
+		return true
+	case PCAParamsSolverCovarianceEigh:
 		return true
 	case PCAParamsSolverFull:
 		return true
@@ -277,15 +280,21 @@ func (e ProblemCode) Valid() bool {
 
 // Defines values for SVDParamsAlgorithm.
 const (
-	SVDParamsAlgorithmAuto       SVDParamsAlgorithm = "auto"
-	SVDParamsAlgorithmFull       SVDParamsAlgorithm = "full"
-	SVDParamsAlgorithmRandomized SVDParamsAlgorithm = "randomized"
+	SVDParamsAlgorithmAuto           SVDParamsAlgorithm = "auto"
+	SVDParamsAlgorithmBlockKrylov    SVDParamsAlgorithm = "block_krylov"
+	SVDParamsAlgorithmFixedPrecision SVDParamsAlgorithm = "fixed_precision"
+	SVDParamsAlgorithmFull           SVDParamsAlgorithm = "full"
+	SVDParamsAlgorithmRandomized     SVDParamsAlgorithm = "randomized"
 )
 
 // Valid indicates whether the value is a known member of the SVDParamsAlgorithm enum.
 func (e SVDParamsAlgorithm) Valid() bool {
 	switch e {
 	case SVDParamsAlgorithmAuto:
+		return true
+	case SVDParamsAlgorithmBlockKrylov:
+		return true
+	case SVDParamsAlgorithmFixedPrecision:
 		return true
 	case SVDParamsAlgorithmFull:
 		return true
@@ -476,7 +485,8 @@ func (e CreateTensorParamsFormat) Valid() bool {
 	}
 }
 
-// CPParams Rank-R CP (CANDECOMP/PARAFAC) decomposition by ALS.
+// CPParams Rank-R CP (CANDECOMP/PARAFAC) decomposition by ALS. Factors: weights
+// (R) and factor_n (I_n × R) with unit columns.
 type CPParams struct {
 	Init    *CPParamsInit `json:"init,omitempty"`
 	L2Reg   *float64      `json:"l2_reg,omitempty"`
@@ -633,7 +643,10 @@ type Limits struct {
 // Method defines model for Method.
 type Method string
 
-// PCAParams PCA of a 2-D tensor (rows are samples, columns features).
+// PCAParams PCA of a 2-D tensor (rows are samples, columns features), with
+// scikit-learn's conventions. Factors: components (K × features), scores
+// (samples × K), mean, singular_values, explained_variance,
+// explained_variance_ratio.
 type PCAParams struct {
 	// NComponents A count (an integer ≥ 1) or a share of variance in (0, 1).
 	NComponents float64 `json:"n_components"`
@@ -710,6 +723,10 @@ type Result struct {
 // dimension by the product of the others). Give exactly one of rank,
 // energy, rel_error, compression.
 type SVDParams struct {
+	// Algorithm full is xGESDD on all of A; randomized is subspace iteration
+	// (Halko, Martinsson & Tropp 2011), block_krylov is Musco & Musco
+	// 2015, fixed_precision a blocked QB to an error target (Yu et al.
+	// 2018); auto picks by shape and rank.
 	Algorithm *SVDParamsAlgorithm `json:"algorithm,omitempty"`
 
 	// Compression Keep the largest rank whose factors hold at most this share of the parameters.
@@ -735,7 +752,10 @@ type SVDParams struct {
 	Seed     *uint64  `json:"seed,omitempty"`
 }
 
-// SVDParamsAlgorithm defines model for SVDParams.Algorithm.
+// SVDParamsAlgorithm full is xGESDD on all of A; randomized is subspace iteration
+// (Halko, Martinsson & Tropp 2011), block_krylov is Musco & Musco
+// 2015, fixed_precision a blocked QB to an error target (Yu et al.
+// 2018); auto picks by shape and rank.
 type SVDParamsAlgorithm string
 
 // SVDParamsOutputDtype The dtype factors are stored in (default the precision).
@@ -771,7 +791,9 @@ type TensorList struct {
 	NextCursor *string  `json:"next_cursor,omitempty"`
 }
 
-// TuckerParams Tucker decomposition by HOOI; give exactly one of ranks, energy, rel_error.
+// TuckerParams (Partial) Tucker decomposition by truncated HOSVD and HOOI; give exactly
+// one of ranks (one per entry of modes), energy, rel_error. Factors: core
+// and factor_m for each compressed mode m.
 type TuckerParams struct {
 	Energy  *float64          `json:"energy,omitempty"`
 	Init    *TuckerParamsInit `json:"init,omitempty"`

@@ -20,6 +20,11 @@ import (
 
 var ctx = context.Background()
 
+// tolF32 is how closely a float32 job's reported rel_error matches the
+// residual: rel_error is sqrt(‖A‖² − ΣS²)/‖A‖, whose cancellation limits
+// it to about sqrt(u₃₂) ≈ 3.5e-4 absolute.
+const tolF32 = 5e-4
+
 // pollInterval is how often tests poll a job.
 var pollInterval = 10 * time.Millisecond
 
@@ -185,9 +190,7 @@ func TestEndToEndSVD(t *testing.T) {
 		tn.Tensors[0].Dtype != "float32" || fmt.Sprint(tn.Tensors[0].Shape) != "[48 32]" || len(tn.Sha256) != 64 {
 		t.Fatalf("tensor %+v", tn)
 	}
-	// float32 data and factors: the residual agrees with rel_error to
-	// float32 rounding (about 1e-6 relative, times the size).
-	const tol = 1e-4
+	const tol = tolF32
 	for _, tc := range []struct {
 		params map[string]any
 		check  func(r client.Result) string
@@ -358,7 +361,7 @@ func TestUploadFormats(t *testing.T) {
 	wantProblem(t, "unknown tensor_name", jr.StatusCode(), jr.HTTPResponse.Header, jr.Body, "not_found", "tensor_name")
 	j := mustSubmit(t, c, client.JobRequest{Method: client.MethodSvd, TensorId: &tn.Id, TensorName: &w.Name, Params: &map[string]any{"rank": 4}})
 	done := poll(t, c, j.Id, 30*time.Second)
-	checkSVD(t, c, done, f64s(w), 6, 4, 1e-5)
+	checkSVD(t, c, done, f64s(w), 6, 4, tolF32)
 	// A 1-D tensor cannot be an SVD input.
 	jr = submit(t, c, client.JobRequest{Method: client.MethodSvd, TensorId: &tn.Id, TensorName: &bias.Name, Params: &map[string]any{"rank": 1}})
 	wantProblem(t, "1-D svd", jr.StatusCode(), jr.HTTPResponse.Header, jr.Body, "invalid", "tensor")
@@ -383,7 +386,7 @@ func TestUploadFormats(t *testing.T) {
 		t.Fatalf("npz upload %+v", z)
 	}
 	j = mustSubmit(t, c, client.JobRequest{Method: client.MethodSvd, TensorId: &z.Id, TensorName: &w.Name, Params: &map[string]any{"rank": 2}})
-	checkSVD(t, c, poll(t, c, j.Id, 30*time.Second), f64s(w), 6, 4, 1e-5)
+	checkSVD(t, c, poll(t, c, j.Id, 30*time.Second), f64s(w), 6, 4, tolF32)
 
 	// Listing.
 	lr, err := c.ListTensorsWithResponse(ctx, &client.ListTensorsParams{Limit: ptr(1)})

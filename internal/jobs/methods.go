@@ -6,25 +6,32 @@ import (
 	"math"
 	"strconv"
 
-	"gonum.org/v1/gonum/lapack"
-
 	"github.com/lowrank/lowrank"
 	"github.com/lowrank/lowrank/internal/linalg"
+	"github.com/lowrank/lowrank/internal/tensorops"
 )
 
 // SVDParams are the params of "svd": a truncated SVD A ≈ U·diag(S)·Vᵀ of
-// the input read as a matrix (see matrixShape).
+// the input read as a matrix (see matrixShape), by linalg.TruncatedSVD.
 type SVDParams struct {
 	linalg.RankRule
-	// Algorithm is auto, full or randomized.
+	// Algorithm is auto, full, randomized, block_krylov or fixed_precision.
 	Algorithm string `json:"algorithm"`
-	// Oversamples are the extra sketch columns of the randomized algorithm.
+	// Oversamples are the extra sketch columns of the randomized algorithms.
 	Oversamples *int `json:"oversamples,omitempty"`
-	// PowerIterations are the subspace iterations of the randomized algorithm.
+	// PowerIterations are the subspace iterations (Krylov depth) of the
+	// randomized algorithms; 0 means none.
 	PowerIterations *int   `json:"power_iterations,omitempty"`
 	Seed            uint64 `json:"seed"`
 	Common
 }
+
+// maxOversamples bounds the sketch's extra columns; beyond a few dozen they
+// buy no accuracy (Halko et al. 2011, §4.2) and only cost memory.
+const maxOversamples = 1000
+
+// maxPowerIterations is linalg's bound on subspace iterations.
+const maxPowerIterations = 100
 
 func (p *SVDParams) validate(in InputInfo, lim Limits) error {
 	m, n, err := matrixShape(in.Shape)
@@ -37,29 +44,25 @@ func (p *SVDParams) validate(in InputInfo, lim Limits) error {
 	if p.Algorithm == "" {
 		p.Algorithm = "auto"
 	}
-	if err := oneOf("algorithm", p.Algorithm, "auto", "full", "randomized"); err != nil {
+	if err := oneOf("algorithm", p.Algorithm, "auto", "full", "randomized", "block_krylov", "fixed_precision"); err != nil {
 		return err
 	}
 	if p.Oversamples == nil {
-		v := 10
+		v := linalg.DefaultOversamples
 		p.Oversamples = &v
 	}
 	if *p.Oversamples < 0 || *p.Oversamples > maxOversamples {
 		return invalid("oversamples", "must be in [0, %d], got %d", maxOversamples, *p.Oversamples)
 	}
 	if p.PowerIterations == nil {
-		v := 4
+		v := linalg.DefaultPowerIterations
 		p.PowerIterations = &v
 	}
-	if *p.PowerIterations < 0 || *p.PowerIterations > lim.MaxIterations {
-		return invalid("power_iterations", "must be in [0, %d], got %d", lim.MaxIterations, *p.PowerIterations)
+	if limit := min(maxPowerIterations, lim.MaxIterations); *p.PowerIterations < 0 || *p.PowerIterations > limit {
+		return invalid("power_iterations", "must be in [0, %d], got %d", limit, *p.PowerIterations)
 	}
 	return p.Common.validate(in)
 }
-
-// maxOversamples bounds the sketch's extra columns; beyond a few dozen they
-// buy no accuracy (Halko et al. 2011, §4.2) and only cost memory.
-const maxOversamples = 1000
 
 // PCAParams are the params of "pca": rows are samples, columns features.
 type PCAParams struct {
@@ -67,21 +70,36 @@ type PCAParams struct {
 	// of variance to explain.
 	NComponents json.Number `json:"n_components"`
 	Whiten      bool        `json:"whiten"`
-	Solver      string      `json:"solver"`
-	Seed        uint64      `json:"seed"`
+	// Solver is auto, full, randomized or covariance_eigh.
+	Solver string `json:"solver"`
+	Seed   uint64 `json:"seed"`
 	Common
+}
+
+func (p *PCAParams) options() linalg.PCAOptions {
+	o := linalg.PCAOptions{Whiten: p.Whiten, Solver: linalg.PCASolver(p.Solver), Seed: p.Seed}
+	if k, err := p.NComponents.Int64(); err == nil {
+		o.Components = int(k)
+	} else if f, err := p.NComponents.Float64(); err == nil {
+		o.VarianceFraction = f
+	}
+	return o
 }
 
 func (p *PCAParams) validate(in InputInfo, lim Limits) error {
 	if len(in.Shape) != 2 {
 		return lowrank.Errorf(lowrank.EINVALID, "tensor", "pca needs a 2-D tensor (samples × features), got shape %v", in.Shape)
 	}
+	if in.Shape[0] < 2 {
+		return lowrank.Errorf(lowrank.EINVALID, "tensor", "pca needs at least 2 samples (rows), got %d", in.Shape[0])
+	}
 	if p.NComponents == "" {
 		return invalid("n_components", "is required: a count ≥ 1 or a variance share in (0, 1)")
 	}
+	maxK := int64(min(in.Shape[0], in.Shape[1]))
 	if k, err := p.NComponents.Int64(); err == nil {
-		if k < 1 || k > int64(min(in.Shape[0], in.Shape[1])) {
-			return invalid("n_components", "must be in [1, %d], got %d", min(in.Shape[0], in.Shape[1]), k)
+		if k < 1 || k > maxK {
+			return invalid("n_components", "must be in [1, %d], got %d", maxK, k)
 		}
 		if k > int64(lim.MaxRank) {
 			return lowrank.Errorf(lowrank.ETOOLARGE, "n_components", "%d exceeds the server's limit of %d", k, lim.MaxRank)
@@ -92,14 +110,14 @@ func (p *PCAParams) validate(in InputInfo, lim Limits) error {
 	if p.Solver == "" {
 		p.Solver = "auto"
 	}
-	if err := oneOf("solver", p.Solver, "auto", "full", "randomized"); err != nil {
+	if err := p.options().Validate(); err != nil {
 		return err
 	}
 	return p.Common.validate(in)
 }
 
 // CPParams are the params of "cp": a rank-R CANDECOMP/PARAFAC decomposition
-// by alternating least squares.
+// by alternating least squares (tensorops.CPALS).
 type CPParams struct {
 	Rank    int     `json:"rank"`
 	MaxIter int     `json:"max_iter"`
@@ -108,6 +126,10 @@ type CPParams struct {
 	Seed    uint64  `json:"seed"`
 	L2Reg   float64 `json:"l2_reg"`
 	Common
+}
+
+func (p *CPParams) options() tensorops.CPOptions {
+	return tensorops.CPOptions{Rank: p.Rank, MaxIter: p.MaxIter, Tol: p.Tol, Init: p.Init, Seed: p.Seed, L2: p.L2Reg}
 }
 
 func (p *CPParams) validate(in InputInfo, lim Limits) error {
@@ -130,80 +152,67 @@ func (p *CPParams) validate(in InputInfo, lim Limits) error {
 		return invalid("tol", "must be in (0, 1), got %g", p.Tol)
 	}
 	if p.Init == "" {
-		p.Init = "svd"
+		p.Init = tensorops.InitSVD
 	}
-	if err := oneOf("init", p.Init, "svd", "random"); err != nil {
+	if err := oneOf("init", p.Init, tensorops.InitSVD, tensorops.InitRandom); err != nil {
 		return err
 	}
-	if !(p.L2Reg >= 0) || math.IsInf(p.L2Reg, 0) {
-		return invalid("l2_reg", "must be ≥ 0, got %g", p.L2Reg)
+	if err := p.options().Validate(in.Shape); err != nil {
+		if e := (*lowrank.Error)(nil); asLowrank(err, &e) && e.Field == "l2" {
+			return invalid("l2_reg", "%s", e.Message)
+		}
+		return err
 	}
 	return p.Common.validate(in)
 }
 
-// TuckerParams are the params of "tucker": a Tucker decomposition by HOOI,
-// with per-mode ranks given or chosen by an energy or error target.
+// TuckerParams are the params of "tucker": a (partial) Tucker decomposition
+// by truncated HOSVD and HOOI (tensorops.Tucker), with ranks per compressed
+// mode or chosen by an energy or error target.
 type TuckerParams struct {
+	// Ranks gives one rank per entry of Modes (per mode when Modes is
+	// omitted).
 	Ranks    []int   `json:"ranks,omitempty"`
 	Energy   float64 `json:"energy,omitempty"`
 	RelError float64 `json:"rel_error,omitempty"`
-	Modes    []int   `json:"modes,omitempty"`
-	MaxIter  int     `json:"max_iter"`
-	Tol      float64 `json:"tol"`
-	Init     string  `json:"init"`
-	Seed     uint64  `json:"seed"`
+	// Modes lists the modes to compress (default all).
+	Modes   []int   `json:"modes,omitempty"`
+	MaxIter int     `json:"max_iter"`
+	Tol     float64 `json:"tol"`
+	// Init is hosvd or random.
+	Init string `json:"init"`
+	Seed uint64 `json:"seed"`
 	Common
 }
 
+func (p *TuckerParams) options() tensorops.TuckerOptions {
+	o := tensorops.TuckerOptions{Modes: p.Modes, Ranks: p.Ranks, MaxIter: p.MaxIter, Tol: p.Tol, Init: tensorops.InitSVD, Seed: p.Seed}
+	if p.Init == "random" {
+		o.Init = tensorops.InitRandom
+	}
+	if p.Ranks == nil && (p.Energy != 0 || p.RelError != 0) {
+		o.Rule = &linalg.RankRule{Energy: p.Energy, RelError: p.RelError}
+	}
+	return o
+}
+
 func (p *TuckerParams) validate(in InputInfo, lim Limits) error {
-	nd := len(in.Shape)
-	if nd < 2 {
+	if len(in.Shape) < 2 {
 		return lowrank.Errorf(lowrank.EINVALID, "tensor", "tucker needs at least 2 dimensions, got shape %v", in.Shape)
 	}
 	set := 0
-	if p.Ranks != nil {
-		set++
-		if len(p.Ranks) != nd {
-			return invalid("ranks", "needs one rank per mode (%d), got %d", nd, len(p.Ranks))
-		}
-		for i, r := range p.Ranks {
-			if r < 1 || r > in.Shape[i] {
-				return lowrank.Errorf(lowrank.EINVALID, "ranks["+itoa(i)+"]", "must be in [1, %d], got %d", in.Shape[i], r)
-			}
-			if r > lim.MaxRank {
-				return lowrank.Errorf(lowrank.ETOOLARGE, "ranks["+itoa(i)+"]", "%d exceeds the server's limit of %d", r, lim.MaxRank)
-			}
-		}
-	}
-	if p.Energy != 0 {
-		set++
-		if !(p.Energy > 0 && p.Energy <= 1) {
-			return invalid("energy", "must be in (0, 1], got %g", p.Energy)
-		}
-	}
-	if p.RelError != 0 {
-		set++
-		if !(p.RelError > 0 && p.RelError < 1) {
-			return invalid("rel_error", "must be in (0, 1), got %g", p.RelError)
+	for _, given := range []bool{p.Ranks != nil, p.Energy != 0, p.RelError != 0} {
+		if given {
+			set++
 		}
 	}
 	if set != 1 {
 		return invalid("ranks", "give exactly one of ranks, energy, rel_error (got %d)", set)
 	}
-	if p.Modes == nil {
-		for i := range nd {
-			p.Modes = append(p.Modes, i)
+	for i, r := range p.Ranks {
+		if r > lim.MaxRank {
+			return lowrank.Errorf(lowrank.ETOOLARGE, "ranks["+strconv.Itoa(i)+"]", "%d exceeds the server's limit of %d", r, lim.MaxRank)
 		}
-	}
-	seen := map[int]bool{}
-	for i, m := range p.Modes {
-		if m < 0 || m >= nd || seen[m] {
-			return lowrank.Errorf(lowrank.EINVALID, "modes["+itoa(i)+"]", "must be a distinct mode in [0, %d), got %d", nd, m)
-		}
-		seen[m] = true
-	}
-	if len(p.Modes) == 0 {
-		return invalid("modes", "must name at least one mode")
 	}
 	if err := checkIterations("max_iter", &p.MaxIter, 50, lim); err != nil {
 		return err
@@ -220,27 +229,199 @@ func (p *TuckerParams) validate(in InputInfo, lim Limits) error {
 	if err := oneOf("init", p.Init, "hosvd", "random"); err != nil {
 		return err
 	}
+	if err := p.options().Validate(in.Shape); err != nil {
+		return err
+	}
 	return p.Common.validate(in)
 }
 
-func itoa(i int) string { return strconv.Itoa(i) }
+func asLowrank(err error, target **lowrank.Error) bool { return errorsAs(err, target) }
 
-func runPCA(context.Context, Env, *Tensor, *PCAParams) (*Output, error) { return nil, errNotYet("pca") }
-func runCP(context.Context, Env, *Tensor, *CPParams) (*Output, error)   { return nil, errNotYet("cp") }
-func runTucker(context.Context, Env, *Tensor, *TuckerParams) (*Output, error) {
-	return nil, errNotYet("tucker")
+// progressOf adapts a kernel's progress report.
+func progressOf(env Env) func(stage string, it, maxIt int, rel, frac float64) {
+	return func(_ string, it, maxIt int, rel, frac float64) {
+		if env.Progress != nil {
+			env.Progress(Progress{Iteration: it, MaxIterations: maxIt, RelError: rel, Fraction: frac})
+		}
+	}
 }
 
-// runSVD computes the truncated SVD in the requested precision.
 func runSVD(ctx context.Context, env Env, in *Tensor, p *SVDParams) (*Output, error) {
 	m, n, err := matrixShape(in.Shape)
 	if err != nil {
 		return nil, err
 	}
 	if p.Precision == "float64" {
-		return svdKernel(ctx, env, m, n, toF64(in), p)
+		return svdRun(ctx, env, m, n, toF64(in), p)
 	}
-	return svdKernel(ctx, env, m, n, toF32(in), p)
+	return svdRun(ctx, env, m, n, toF32(in), p)
+}
+
+func svdRun[T linalg.Float](ctx context.Context, env Env, m, n int, a []T, p *SVDParams) (*Output, error) {
+	opts := linalg.SVDOptions{Rule: p.RankRule, Algorithm: linalg.SVDAlgorithm(p.Algorithm), Seed: p.Seed,
+		Oversamples: noneIfZero(*p.Oversamples), PowerIterations: noneIfZero(*p.PowerIterations)}
+	report := progressOf(env)
+	res, err := linalg.TruncatedSVD(ctx, env.Backend, m, n, a, n, opts, func(pr linalg.Progress) {
+		report(pr.Stage, pr.Iteration, pr.MaxIterations, pr.RelError, pr.Fraction)
+	})
+	if err != nil {
+		return nil, prefixParams(err)
+	}
+	r := res.K
+	return &Output{
+		Factors: []*Tensor{
+			newTensor("U", []int{m, r}, res.U),
+			newTensor("S", []int{r}, res.S),
+			newTensor("Vt", []int{r, n}, res.Vt),
+		},
+		Ranks:          []int{r},
+		RelError:       res.EstimatedError,
+		ParamsOriginal: res.Choice.ParamsOriginal,
+		ParamsFactors:  res.Choice.ParamsFactors,
+		Iterations:     res.Passes,
+		Converged:      true,
+		Extras: map[string]any{
+			"algorithm":       string(res.Algorithm),
+			"retained_energy": res.Choice.RetainedEnergy,
+			"matrix_shape":    []int{m, n},
+			"passes":          res.Passes,
+		},
+	}, nil
+}
+
+// noneIfZero maps the API's 0 ("none") to linalg's negative ("none"), whose
+// 0 means "the default".
+func noneIfZero(v int) int {
+	if v == 0 {
+		return -1
+	}
+	return v
+}
+
+// prefixParams names a kernel's complaint about an option as a param; the
+// input's own faults ("tensor...") keep their field.
+func prefixParams(err error) error { return prefixField(err, "params") }
+
+func runPCA(ctx context.Context, env Env, in *Tensor, p *PCAParams) (*Output, error) {
+	if p.Precision == "float64" {
+		return pcaRun(ctx, env, in.Shape[0], in.Shape[1], toF64(in), p)
+	}
+	return pcaRun(ctx, env, in.Shape[0], in.Shape[1], toF32(in), p)
+}
+
+func pcaRun[T linalg.Float](ctx context.Context, env Env, samples, features int, x []T, p *PCAParams) (*Output, error) {
+	report := progressOf(env)
+	res, err := linalg.PCA(ctx, env.Backend, samples, features, x, features, p.options(), func(pr linalg.Progress) {
+		report(pr.Stage, pr.Iteration, pr.MaxIterations, pr.RelError, pr.Fraction)
+	})
+	if err != nil {
+		return nil, prefixParams(err)
+	}
+	k := res.K
+	var explained float64
+	for _, v := range res.ExplainedVarianceRatio {
+		explained += float64(v)
+	}
+	return &Output{
+		Factors: []*Tensor{
+			newTensor("components", []int{k, features}, res.Components),
+			newTensor("scores", []int{samples, k}, res.Scores),
+			newTensor("mean", []int{features}, res.Mean),
+			newTensor("singular_values", []int{k}, res.SingularValues),
+			newTensor("explained_variance", []int{k}, res.ExplainedVariance),
+			newTensor("explained_variance_ratio", []int{k}, res.ExplainedVarianceRatio),
+		},
+		Ranks: []int{k},
+		// The error of the rank-k reconstruction of the centred data,
+		// relative to its norm: the unexplained share of the variance.
+		RelError:       math.Sqrt(max(0, 1-explained)),
+		ParamsOriginal: int64(samples) * int64(features),
+		ParamsFactors:  int64(samples)*int64(k) + int64(k)*int64(features) + int64(features),
+		Iterations:     1,
+		Converged:      true,
+		Extras: map[string]any{
+			"solver":             string(res.Solver),
+			"algorithm":          string(res.Algorithm),
+			"whiten":             res.Whiten,
+			"explained_variance": explained,
+			"noise_variance":     res.NoiseVariance,
+			"total_variance":     res.TotalVariance,
+		},
+	}, nil
+}
+
+func runCP(ctx context.Context, env Env, in *Tensor, p *CPParams) (*Output, error) {
+	if p.Precision == "float64" {
+		return cpRun(ctx, env, &tensorops.Dense[float64]{Shape: in.Shape, Data: toF64(in)}, p)
+	}
+	return cpRun(ctx, env, &tensorops.Dense[float32]{Shape: in.Shape, Data: toF32(in)}, p)
+}
+
+func cpRun[T tensorops.Float](ctx context.Context, env Env, x *tensorops.Dense[T], p *CPParams) (*Output, error) {
+	report := progressOf(env)
+	res, err := tensorops.CPALS(ctx, env.Backend, x, p.options(), func(pr tensorops.Progress) {
+		report(pr.Stage, pr.Iteration, pr.MaxIterations, pr.RelError, pr.Fraction)
+	})
+	if err != nil {
+		return nil, prefixParams(err)
+	}
+	out := &Output{
+		Factors:        []*Tensor{newTensor("weights", []int{len(res.Weights)}, res.Weights)},
+		Ranks:          []int{p.Rank},
+		RelError:       res.RelError,
+		ParamsOriginal: res.ParamsOriginal,
+		ParamsFactors:  res.ParamsFactors,
+		Iterations:     res.Iterations,
+		Converged:      res.Converged,
+		Extras:         map[string]any{"rel_errors": finite(res.RelErrors)},
+	}
+	for n, f := range res.Factors {
+		out.Factors = append(out.Factors, newTensor("factor_"+strconv.Itoa(n), []int{f.Rows, f.Cols}, f.Data))
+	}
+	return out, nil
+}
+
+func runTucker(ctx context.Context, env Env, in *Tensor, p *TuckerParams) (*Output, error) {
+	if p.Precision == "float64" {
+		return tuckerRun(ctx, env, &tensorops.Dense[float64]{Shape: in.Shape, Data: toF64(in)}, p)
+	}
+	return tuckerRun(ctx, env, &tensorops.Dense[float32]{Shape: in.Shape, Data: toF32(in)}, p)
+}
+
+func tuckerRun[T tensorops.Float](ctx context.Context, env Env, x *tensorops.Dense[T], p *TuckerParams) (*Output, error) {
+	report := progressOf(env)
+	res, err := tensorops.Tucker(ctx, env.Backend, x, p.options(), func(pr tensorops.Progress) {
+		report(pr.Stage, pr.Iteration, pr.MaxIterations, pr.RelError, pr.Fraction)
+	})
+	if err != nil {
+		return nil, prefixParams(err)
+	}
+	out := &Output{
+		Factors:        []*Tensor{newTensor("core", res.Core.Shape, res.Core.Data)},
+		Ranks:          res.Ranks,
+		RelError:       res.RelError,
+		ParamsOriginal: res.ParamsOriginal,
+		ParamsFactors:  res.ParamsFactors,
+		Iterations:     res.Iterations,
+		Converged:      res.Converged,
+		Extras:         map[string]any{"modes": res.Modes, "rel_errors": finite(res.RelErrors)},
+	}
+	for k, f := range res.Factors {
+		out.Factors = append(out.Factors, newTensor("factor_"+strconv.Itoa(res.Modes[k]), []int{f.Rows, f.Cols}, f.Data))
+	}
+	return out, nil
+}
+
+// finite replaces NaN and Inf (which JSON cannot hold) by -1.
+func finite(v []float64) []float64 {
+	out := make([]float64, len(v))
+	for i, x := range v {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			x = -1
+		}
+		out[i] = x
+	}
+	return out
 }
 
 func toF64(t *Tensor) []float64 {
@@ -263,67 +444,6 @@ func toF32(t *Tensor) []float32 {
 		out[i] = float32(v)
 	}
 	return out
-}
-
-// svdKernel is the interim full SVD (xGESDD on all of A, then truncation
-// by the rank rule) until linalg.TruncatedSVD lands.
-func svdKernel[T linalg.Float](ctx context.Context, env Env, m, n int, a []T, p *SVDParams) (*Output, error) {
-	k := min(m, n)
-	work := make([]T, len(a))
-	copy(work, a)
-	s := make([]T, k)
-	u := make([]T, m*k)
-	vt := make([]T, k*n)
-	var ok bool
-	switch w := any(work).(type) {
-	case []float64:
-		ok = env.Backend.Dgesdd(lapack.SVDStore, m, n, w, n, any(s).([]float64), any(u).([]float64), k, any(vt).([]float64), n)
-	case []float32:
-		ok = env.Backend.Sgesdd(lapack.SVDStore, m, n, w, n, any(s).([]float32), any(u).([]float32), k, any(vt).([]float32), n)
-	}
-	if !ok {
-		return nil, lowrank.Errorf(lowrank.EINTERNAL, "", "svd did not converge")
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	sigma := make([]float64, k)
-	var normSq float64
-	for i, v := range s {
-		sigma[i] = float64(v)
-		normSq += sigma[i] * sigma[i]
-	}
-	ch, err := p.RankRule.Choose(sigma, normSq, k, func(r int) int64 { return int64(r) * int64(m+n+1) }, int64(m)*int64(n))
-	if err != nil {
-		return nil, prefixField(err, "params")
-	}
-	r := ch.Rank
-	uk := make([]T, m*r)
-	for i := range m {
-		copy(uk[i*r:(i+1)*r], u[i*k:i*k+r])
-	}
-	out := &Output{
-		Ranks:          []int{r},
-		RelError:       ch.RelError,
-		ParamsOriginal: ch.ParamsOriginal,
-		ParamsFactors:  ch.ParamsFactors,
-		Iterations:     1,
-		Converged:      true,
-		Extras: map[string]any{
-			"algorithm":       "full",
-			"retained_energy": ch.RetainedEnergy,
-			"matrix_shape":    []int{m, n},
-		},
-	}
-	out.Factors = []*Tensor{
-		newTensor("U", []int{m, r}, uk),
-		newTensor("S", []int{r}, append([]T(nil), s[:r]...)),
-		newTensor("Vt", []int{r, n}, append([]T(nil), vt[:r*n]...)),
-	}
-	if env.Progress != nil {
-		env.Progress(Progress{Iteration: 1, MaxIterations: 1, RelError: ch.RelError, Fraction: 1})
-	}
-	return out, nil
 }
 
 func newTensor[T linalg.Float](name string, shape []int, data []T) *Tensor {

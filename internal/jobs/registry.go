@@ -175,6 +175,8 @@ func prefixField(err error, prefix string) error {
 	return &c
 }
 
+func errorsAs(err error, target **lowrank.Error) bool { return errors.As(err, target) }
+
 func invalid(field, format string, args ...any) error {
 	return lowrank.Errorf(lowrank.EINVALID, field, format, args...)
 }
@@ -270,10 +272,6 @@ func checkIterations(field string, v *int, def int, lim Limits) error {
 		return lowrank.Errorf(lowrank.ETOOLARGE, field, "%d exceeds the server's limit of %d", *v, lim.MaxIterations)
 	}
 	return nil
-}
-
-func errNotYet(method string) error {
-	return lowrank.Errorf(lowrank.EUNSUPPORTED, "method", "%s is not yet available on this server", method)
 }
 
 // DefaultRegistry is every method Lowrank has.
