@@ -769,3 +769,64 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+func TestOtherMethods(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "")
+	c := s.client("")
+	conv := randTensor("conv.weight", []int{6, 4, 3, 3}, 20, false)
+	tn := mustUpload(t, c, safetensorsBytes(t, conv), nil)
+	for _, tc := range []struct {
+		method  client.Method
+		params  map[string]any
+		factors []string
+	}{
+		{client.MethodCp, map[string]any{"rank": 3, "max_iter": 20}, []string{"weights", "factor_0", "factor_1", "factor_2", "factor_3"}},
+		{client.MethodTucker, map[string]any{"ranks": []int{3, 2}, "modes": []int{0, 1}}, []string{"core", "factor_0", "factor_1"}},
+		{client.MethodTucker, map[string]any{"rel_error": 0.5}, nil},
+		{client.MethodSvd, map[string]any{"energy": 0.9, "algorithm": "full"}, []string{"U", "S", "Vt"}},
+	} {
+		params := tc.params
+		j := mustSubmit(t, c, client.JobRequest{Method: tc.method, TensorId: &tn.Id, Params: &params})
+		d := poll(t, c, j.Id, 60*time.Second)
+		if d.Status != client.JobStatusSucceeded {
+			t.Fatalf("%s %v: %s %+v", tc.method, tc.params, d.Status, d.Error)
+		}
+		if !(d.Result.RelError >= 0 && d.Result.RelError < 1) || d.Result.ParamsOriginal != 6*4*3*3 {
+			t.Errorf("%s: result %+v", tc.method, d.Result)
+		}
+		for i, name := range tc.factors {
+			if d.Result.Factors[i].Name != name {
+				t.Errorf("%s: factor %d is %s, want %s", tc.method, i, d.Result.Factors[i].Name, name)
+			}
+		}
+		if d.Method == "tucker" && tc.factors != nil {
+			if got := fmt.Sprint(d.Result.Factors[0].Shape); got != "[3 2 3 3]" {
+				t.Errorf("partial tucker core shape %s", got)
+			}
+		}
+		getFactor(t, c, d.Id, d.Result.Factors[0].Name)
+	}
+	pca := randTensor("", []int{30, 5}, 21, true)
+	j := mustSubmit(t, c, client.JobRequest{Method: client.MethodPca, Tensor: &client.InlineTensor{Shape: pca.Shape, Data: pca.F64},
+		Params: &map[string]any{"n_components": 2, "whiten": true}})
+	if d := poll(t, c, j.Id, 60*time.Second); d.Status != client.JobStatusSucceeded || d.Result.Ranks[0] != 2 {
+		t.Fatalf("pca: %s %+v", d.Status, d.Error)
+	}
+	// Kernel-level validation surfaces as a named param too.
+	jr := submit(t, c, client.JobRequest{Method: client.MethodTucker, TensorId: &tn.Id, Params: &map[string]any{"ranks": []int{3, 9}, "modes": []int{0, 1}}})
+	wantProblem(t, "tucker rank over mode size", jr.StatusCode(), jr.HTTPResponse.Header, jr.Body, "invalid", "params.ranks[1]")
+	jr = submit(t, c, client.JobRequest{Method: client.MethodPca, TensorId: &tn.Id, Params: &map[string]any{"n_components": 2}})
+	wantProblem(t, "pca on 4-D", jr.StatusCode(), jr.HTTPResponse.Header, jr.Body, "invalid", "tensor")
+}
+
+func TestJobTimeout(t *testing.T) {
+	t.Parallel()
+	s := startWithSleep(t, "", "--job-timeout", "300ms")
+	c := s.client("")
+	j := mustSubmit(t, c, sleepJob(30))
+	d := poll(t, c, j.Id, 30*time.Second)
+	if d.Status != client.JobStatusFailed || d.Error == nil || d.Error.Code != "canceled" || !strings.Contains(d.Error.Message, "300ms") {
+		t.Fatalf("timed-out job: %s %+v", d.Status, d.Error)
+	}
+}
