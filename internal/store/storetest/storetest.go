@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -124,6 +126,41 @@ func BlobStore(t *testing.T, newStore func(t *testing.T) store.BlobStore) {
 			if _, err := s.Put(ctx, k, bytes.NewReader(nil)); lowrank.ErrorCode(err) != lowrank.EINVALID {
 				t.Errorf("Put %q: %v, want EINVALID", k, err)
 			}
+		}
+	})
+
+	t.Run("Adopt", func(t *testing.T) {
+		s := newStore(t)
+		a, ok := s.(store.Adopter)
+		if !ok {
+			t.Skip("not an Adopter")
+		}
+		f, err := os.CreateTemp(a.SpoolDir(), ".spool-*")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.WriteString("adopted bytes")
+		f.Close()
+		if err := a.Adopt(ctx, "adopted", f.Name()); err != nil {
+			t.Fatal(err)
+		}
+		b, err := s.Open(ctx, "adopted")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(b)
+		b.Close()
+		if string(got) != "adopted bytes" {
+			t.Fatalf("adopted blob %q", got)
+		}
+		if _, err := os.Stat(f.Name()); !os.IsNotExist(err) {
+			t.Errorf("spooled file still there: %v", err)
+		}
+		// Only temporary files of the spool dir can be adopted.
+		other := filepath.Join(t.TempDir(), ".x")
+		os.WriteFile(other, []byte("x"), 0o600)
+		if err := a.Adopt(ctx, "stolen", other); err == nil {
+			t.Error("adopted a file outside the spool dir")
 		}
 	})
 
