@@ -27,7 +27,7 @@ func TestFigures(t *testing.T) {
 		c := s.client("")
 		a := randTensor("", []int{64, 64}, 1, false)
 		tn := mustUpload(t, c, npyBytes(t, a), nil)
-		const clients, perClient = 8, 10
+		const clients, perClient = 8, 40
 		start := time.Now()
 		var wg sync.WaitGroup
 		for range clients {
