@@ -68,6 +68,4 @@ type Codec interface {
 	// NPYHeader is the .npy header of little-endian, C-order data of dtype
 	// and shape, for streaming raw bytes after it.
 	NPYHeader(dtype string, shape []int) ([]byte, error)
-	// WriteJSON writes t as a JSON object {name, dtype, shape, data}.
-	WriteJSON(w io.Writer, t *Tensor) error
 }

@@ -123,11 +123,3 @@ func (TensorioCodec) NPYHeader(dtype string, shape []int) ([]byte, error) {
 	}
 	return tensorio.NPYHeader(dt, shape)
 }
-
-func (TensorioCodec) WriteJSON(w io.Writer, t *Tensor) error {
-	fts, err := toFile([]*Tensor{t})
-	if err != nil {
-		return err
-	}
-	return tensorio.WriteJSON(w, fts[0])
-}
