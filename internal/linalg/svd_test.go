@@ -1,0 +1,607 @@
+package linalg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"gonum.org/v1/gonum/blas"
+
+	"github.com/lowrank/lowrank"
+)
+
+const noT, yesT = blas.NoTrans, blas.Trans
+
+// testMatrix returns an m×n float64 matrix U·diag(sigma)·Vᵀ (stride lda,
+// padding filled with NaN so stride bugs show) with U, V Haar-like random
+// orthonormal factors from the QR of Gaussian matrices. len(sigma) ≤ min(m, n).
+func testMatrix(b Backend, seed uint64, m, n, lda int, sigma []float64) []float64 {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	r := len(sigma)
+	orth := func(rows int) []float64 {
+		g := make([]float64, rows*r)
+		for i := range g {
+			g[i] = rng.NormFloat64()
+		}
+		tau := make([]float64, r)
+		b.Dgeqrf(rows, r, g, r, tau)
+		b.Dorgqr(rows, r, r, g, r, tau)
+		return g
+	}
+	u, v := orth(m), orth(n)
+	for i := range m {
+		for j := range r {
+			u[i*r+j] *= sigma[j]
+		}
+	}
+	a := make([]float64, (m-1)*lda+n+3)
+	for i := range a {
+		a[i] = math.NaN()
+	}
+	b.Dgemm(noT, yesT, m, n, r, 1, u, r, v, r, 0, a, lda)
+	return a
+}
+
+func gaussianMatrix(seed uint64, m, n, lda int) []float64 {
+	rng := rand.New(rand.NewPCG(seed, 2))
+	a := make([]float64, (m-1)*lda+n)
+	for i := range m {
+		for j := range n {
+			a[i*lda+j] = rng.NormFloat64()
+		}
+	}
+	return a
+}
+
+func toF32(a []float64) []float32 {
+	out := make([]float32, len(a))
+	for i, v := range a {
+		out[i] = float32(v)
+	}
+	return out
+}
+
+// checkSVD verifies the factors of r against the m×n a: shapes, sorted
+// non-negative σ, orthonormal U columns and Vt rows (to orthTol), the sign
+// convention, and returns ‖A − UΣVᵀ‖_F / ‖A‖_F.
+func checkSVD[T Float](t *testing.T, r *SVDResult[T], m, n int, a []T, lda int, orthTol float64) float64 {
+	t.Helper()
+	k := r.K
+	if r.M != m || r.N != n || len(r.U) != m*k || len(r.S) != k || len(r.Vt) != k*n || r.Choice.Rank != k {
+		t.Fatalf("shapes: M=%d N=%d K=%d len(U)=%d len(S)=%d len(Vt)=%d rank=%d", r.M, r.N, k, len(r.U), len(r.S), len(r.Vt), r.Choice.Rank)
+	}
+	for i, s := range r.S {
+		if !(s >= 0) || (i > 0 && s > r.S[i-1]) {
+			t.Fatalf("σ not sorted non-negative: %v", r.S)
+		}
+	}
+	// QᵀQ − I for U (columns) and V (rows of Vt), in float64.
+	var worst float64
+	for i := range k {
+		for j := range k {
+			var du, dv float64
+			for x := range m {
+				du += float64(r.U[x*k+i]) * float64(r.U[x*k+j])
+			}
+			for x := range n {
+				dv += float64(r.Vt[i*n+x]) * float64(r.Vt[j*n+x])
+			}
+			if i == j {
+				du, dv = du-1, dv-1
+			}
+			worst = max(worst, math.Abs(du), math.Abs(dv))
+		}
+	}
+	if worst > orthTol {
+		t.Errorf("orthogonality error %.3g > %.3g", worst, orthTol)
+	}
+	for j := range k {
+		best, at := -1.0, 0
+		for i := range m {
+			if v := math.Abs(float64(r.U[i*k+j])); v > best {
+				best, at = v, i
+			}
+		}
+		if r.U[at*k+j] < 0 {
+			t.Errorf("column %d of U: largest entry %g is negative", j, r.U[at*k+j])
+		}
+	}
+	var res, nrm float64
+	for i := range m {
+		for j := range n {
+			var s float64
+			for x := range k {
+				s += float64(r.U[i*k+x]) * float64(r.S[x]) * float64(r.Vt[x*n+j])
+			}
+			d := float64(a[i*lda+j]) - s
+			res += d * d
+			nrm += float64(a[i*lda+j]) * float64(a[i*lda+j])
+		}
+	}
+	if nrm == 0 {
+		return math.Sqrt(res)
+	}
+	return math.Sqrt(res / nrm)
+}
+
+func TestSVDFullSweep(t *testing.T) {
+	sizes := []int{1, 2, 3, 5, 10, 33}
+	for _, b := range Backends(2) {
+		for _, m := range sizes {
+			for _, n := range sizes {
+				lda := n + 3
+				p := min(m, n)
+				sigma := make([]float64, p)
+				for i := range sigma {
+					sigma[i] = 1 / float64(i+1)
+				}
+				a := testMatrix(b, uint64(m*100+n), m, n, lda, sigma)
+				t.Run(fmt.Sprintf("%s/%dx%d/f64", b.Name(), m, n), func(t *testing.T) {
+					r, err := SVD(b, m, n, a, lda)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if r.K != p {
+						t.Fatalf("K = %d, want %d", r.K, p)
+					}
+					// Backward-stable SVD: residual a small multiple of
+					// p·ε₆₄ (1e-12 allows p ≤ 33 with a wide margin).
+					if res := checkSVD(t, r, m, n, a, lda, 1e-12); res > 1e-12 {
+						t.Errorf("residual %.3g", res)
+					}
+					for i, s := range r.S {
+						if math.Abs(float64(s)-sigma[i]) > 1e-12 {
+							t.Errorf("σ%d = %v, want %v", i, s, sigma[i])
+						}
+					}
+				})
+				t.Run(fmt.Sprintf("%s/%dx%d/f32", b.Name(), m, n), func(t *testing.T) {
+					a32 := toF32(a)
+					r, err := SVD(b, m, n, a32, lda)
+					if err != nil {
+						t.Fatal(err)
+					}
+					// float32 rounding (ε₃₂ ≈ 6e-8) times p and a margin.
+					if res := checkSVD(t, r, m, n, a32, lda, 1e-5); res > 1e-5 {
+						t.Errorf("residual %.3g", res)
+					}
+				})
+			}
+		}
+	}
+}
+
+func TestFullSVDSquareFactors(t *testing.T) {
+	for _, b := range Backends(2) {
+		m, n, lda := 7, 4, 7
+		a := gaussianMatrix(3, m, n, lda)
+		u, s, vt, err := FullSVD(b, m, n, a, lda)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(u) != m*m || len(s) != n || len(vt) != n*n {
+			t.Fatalf("%s: shapes %d %d %d", b.Name(), len(u), len(s), len(vt))
+		}
+		// The last m−n columns of U complete an orthonormal basis.
+		for i := range m {
+			for j := range m {
+				var d float64
+				for x := range m {
+					d += u[x*m+i] * u[x*m+j]
+				}
+				if i == j {
+					d--
+				}
+				if math.Abs(d) > 1e-13 {
+					t.Fatalf("%s: UᵀU − I has %g at (%d,%d)", b.Name(), d, i, j)
+				}
+			}
+		}
+	}
+}
+
+// optimalError is the Eckart–Young error of rank k for singular values sigma.
+func optimalError(sigma []float64, k int) float64 {
+	var tail, all float64
+	for i, s := range sigma {
+		all += s * s
+		if i >= k {
+			tail += s * s
+		}
+	}
+	return math.Sqrt(tail / all)
+}
+
+func TestRandomizedAlgorithms(t *testing.T) {
+	const m, n, k = 240, 180, 12
+	p := min(m, n)
+	decaying := make([]float64, p)
+	for i := range decaying {
+		decaying[i] = math.Pow(0.9, float64(i))
+	}
+	cases := []struct {
+		alg    SVDAlgorithm
+		power  int
+		factor float64 // allowed error / optimal error
+	}{
+		// q = 4 on a spectrum decaying by 0.9 per index: the error is
+		// within 1 % of Eckart–Young (HMT 2011, Thm 10.7 with
+		// (σ_{k+p}/σ_k)^{2q+1} ≈ 0.9^{9·10}, negligible).
+		{SVDRandomized, 4, 1.01},
+		{SVDBlockKrylov, 3, 1.01},
+		// Without power iterations the bound is loose: sqrt(1+k/(p−1)) ≈ 1.5.
+		{SVDRandomized, -1, 1.6},
+	}
+	for _, b := range Backends(2) {
+		lda := n + 3
+		a := testMatrix(b, 7, m, n, lda, decaying)
+		opt := optimalError(decaying, k)
+		for _, c := range cases {
+			t.Run(fmt.Sprintf("%s/%s/q%d", b.Name(), c.alg, c.power), func(t *testing.T) {
+				opts := SVDOptions{Rule: RankRule{Rank: k}, Algorithm: c.alg, PowerIterations: c.power, Seed: 1}
+				r, err := TruncatedSVD(context.Background(), b, m, n, a, lda, opts, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Algorithm != c.alg || r.K != k {
+					t.Fatalf("ran %s at rank %d", r.Algorithm, r.K)
+				}
+				// Randomized factors: U = Q·Ũ with Q from Cholesky QR2 and Ũ
+				// from a Gram eigenbasis times an SVD; both orthonormal to
+				// a small multiple of ε₆₄ — 1e-10 leaves room for growth
+				// with the sketch size.
+				res := checkSVD(t, r, m, n, a, lda, 1e-10)
+				if res > c.factor*opt {
+					t.Errorf("error %.6g > %.3g × optimal %.6g", res, c.factor, opt)
+				}
+				// The estimate equals the true error up to rounding.
+				if math.Abs(r.EstimatedError-res) > 1e-9 {
+					t.Errorf("estimated error %.9g, true %.9g", r.EstimatedError, res)
+				}
+				a32 := toF32(a)
+				r32, err := TruncatedSVD(context.Background(), b, m, n, a32, lda, opts, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// float32 factors: orthogonality to ~1e-6 with margin;
+				// error within the same factor plus float32 rounding.
+				if res := checkSVD(t, r32, m, n, a32, lda, 2e-5); res > c.factor*opt+1e-5 {
+					t.Errorf("f32 error %.6g > %.3g × optimal %.6g", res, c.factor, opt)
+				}
+			})
+		}
+	}
+}
+
+func TestRandomizedExactLowRank(t *testing.T) {
+	// A matrix of exact rank 5 is recovered to rounding by every algorithm,
+	// and all agree with the full SVD, signs included.
+	const m, n = 70, 90
+	sigma := []float64{5, 4, 3, 2, 1}
+	for _, b := range Backends(2) {
+		a := testMatrix(b, 11, m, n, n, sigma)
+		full, err := TruncatedSVD(context.Background(), b, m, n, a, n, SVDOptions{Rule: RankRule{Rank: 5}, Algorithm: SVDFull}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, alg := range []SVDAlgorithm{SVDRandomized, SVDBlockKrylov} {
+			r, err := TruncatedSVD(context.Background(), b, m, n, a, n, SVDOptions{Rule: RankRule{Rank: 5}, Algorithm: alg, Seed: 3}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Exact rank 5: the sketch captures A to rounding, amplified
+			// by the Gram step's selection at most by (σ₁/σ₅)² = 25.
+			if res := checkSVD(t, r, m, n, a, n, 1e-10); res > 1e-10 {
+				t.Errorf("%s %s: residual %.3g on an exact rank-5 matrix", b.Name(), alg, res)
+			}
+			for i := range r.U {
+				if math.Abs(r.U[i]-full.U[i]) > 1e-9 {
+					t.Fatalf("%s %s: U differs from the full SVD at %d: %g vs %g", b.Name(), alg, i, r.U[i], full.U[i])
+				}
+			}
+		}
+		// Rank-deficient: asking for more components than the rank gives
+		// zero σ and still orthonormal factors (the QR fallback).
+		r, err := TruncatedSVD(context.Background(), b, m, n, a, n, SVDOptions{Rule: RankRule{Rank: 8}, Algorithm: SVDRandomized, Seed: 3}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkSVD(t, r, m, n, a, n, 1e-10)
+		if r.S[7] > 1e-10 {
+			t.Errorf("%s: σ8 = %g of a rank-5 matrix", b.Name(), r.S[7])
+		}
+	}
+}
+
+func TestFixedPrecision(t *testing.T) {
+	const m, n = 300, 260
+	p := min(m, n)
+	sigma := make([]float64, p)
+	for i := range sigma {
+		sigma[i] = 1 / float64(i+1)
+	}
+	for _, b := range Backends(2) {
+		a := testMatrix(b, 5, m, n, n, sigma)
+		for _, tol := range []float64{0.3, 0.1, 0.05} {
+			// The optimal rank for tol.
+			kopt := 0
+			for optimalError(sigma, kopt) > tol {
+				kopt++
+			}
+			t.Run(fmt.Sprintf("%s/tol%g", b.Name(), tol), func(t *testing.T) {
+				var reports []Progress
+				opts := SVDOptions{Rule: RankRule{RelError: tol}, Algorithm: SVDFixedPrecision, BlockSize: 8, Seed: 2}
+				r, err := TruncatedSVD(context.Background(), b, m, n, a, n, opts, func(p Progress) { reports = append(reports, p) })
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Orthogonality as in TestRandomizedAlgorithms (κ ≤ 60 here).
+				res := checkSVD(t, r, m, n, a, n, 1e-10)
+				if res > tol*(1+1e-9) {
+					t.Errorf("error %.6g misses the target %g", res, tol)
+				}
+				// With one power step the captured subspace is close to the
+				// optimal one: rank at most 10 % (and 2) above optimal.
+				if r.K < kopt || float64(r.K) > 1.1*float64(kopt)+2 {
+					t.Errorf("rank %d, optimal %d", r.K, kopt)
+				}
+				if len(reports) == 0 || reports[len(reports)-1].Fraction != 1 {
+					t.Errorf("progress reports %v", reports)
+				}
+			})
+		}
+		// Energy is rel_error² complemented; auto with p > 256 runs fixed
+		// precision and reaches the same rank.
+		r1, err := TruncatedSVD(context.Background(), b, m, n, a, n, SVDOptions{Rule: RankRule{RelError: 0.1}, Seed: 2}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r2, err := TruncatedSVD(context.Background(), b, m, n, a, n, SVDOptions{Rule: RankRule{Energy: 0.99}, Seed: 2}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r1.Algorithm != SVDFixedPrecision || r1.K != r2.K {
+			t.Errorf("auto: %s rank %d; energy rank %d", r1.Algorithm, r1.K, r2.K)
+		}
+		// A target that needs more than min(m, n)/4 components makes auto
+		// fall back to the full SVD.
+		r3, err := TruncatedSVD(context.Background(), b, m, n, a, n, SVDOptions{Rule: RankRule{RelError: 0.005}, Seed: 2}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r3.Algorithm != SVDFull || r3.Choice.RelError > 0.005 {
+			t.Errorf("auto for a tight target: %s, error %g", r3.Algorithm, r3.Choice.RelError)
+		}
+	}
+}
+
+func TestAutoChoice(t *testing.T) {
+	b := NewGonum(2)
+	cases := []struct {
+		m, n int
+		rule RankRule
+		want SVDAlgorithm
+	}{
+		{50, 40, RankRule{Rank: 3}, SVDFull},                    // small: full
+		{300, 280, RankRule{Rank: 20}, SVDBlockKrylov},          // 30 ≤ 280/4
+		{300, 280, RankRule{Rank: 80}, SVDFull},                 // 90 > 70
+		{300, 280, RankRule{Compression: 0.05}, SVDBlockKrylov}, // k = 14
+		{300, 280, RankRule{Compression: 0.5, Multiple: 8}, SVDFull},
+	}
+	for _, c := range cases {
+		a := gaussianMatrix(1, c.m, c.n, c.n)
+		r, err := TruncatedSVD(context.Background(), b, c.m, c.n, a, c.n, SVDOptions{Rule: c.rule}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Algorithm != c.want {
+			t.Errorf("%d×%d %+v: auto ran %s, want %s", c.m, c.n, c.rule, r.Algorithm, c.want)
+		}
+	}
+}
+
+func TestSVDDeterminism(t *testing.T) {
+	const m, n = 120, 90
+	for _, b := range Backends(2) {
+		a := toF32(gaussianMatrix(9, m, n, n))
+		for _, opts := range []SVDOptions{
+			{Rule: RankRule{Rank: 10}, Algorithm: SVDRandomized, Seed: 42},
+			{Rule: RankRule{Rank: 10}, Algorithm: SVDBlockKrylov, Seed: 42},
+			{Rule: RankRule{RelError: 0.8}, Algorithm: SVDFixedPrecision, Seed: 42},
+		} {
+			r1, err1 := TruncatedSVD(context.Background(), b, m, n, a, n, opts, nil)
+			r2, err2 := TruncatedSVD(context.Background(), b, m, n, a, n, opts, nil)
+			if err1 != nil || err2 != nil {
+				t.Fatal(err1, err2)
+			}
+			for i := range r1.U {
+				if r1.U[i] != r2.U[i] {
+					t.Fatalf("%s %s: U differs at %d between equal seeds", b.Name(), opts.Algorithm, i)
+				}
+			}
+			for i := range r1.Vt {
+				if r1.Vt[i] != r2.Vt[i] {
+					t.Fatalf("%s %s: Vt differs at %d between equal seeds", b.Name(), opts.Algorithm, i)
+				}
+			}
+			opts.Seed++
+			r3, _ := TruncatedSVD(context.Background(), b, m, n, a, n, opts, nil)
+			if r3.U[0] == r1.U[0] && r3.U[1] == r1.U[1] {
+				t.Errorf("%s %s: another seed gave the same factors", b.Name(), opts.Algorithm)
+			}
+		}
+	}
+}
+
+func TestSVDBadInput(t *testing.T) {
+	b := NewGonum(1)
+	good := gaussianMatrix(1, 4, 3, 3)
+	nan := append([]float64(nil), good...)
+	nan[5] = math.NaN()
+	inf := append([]float64(nil), good...)
+	inf[0] = math.Inf(-1)
+	cases := []struct {
+		name  string
+		m, n  int
+		a     []float64
+		lda   int
+		opts  SVDOptions
+		field string
+	}{
+		{"nan", 4, 3, nan, 3, SVDOptions{Rule: RankRule{Rank: 1}}, "tensor"},
+		{"inf", 4, 3, inf, 3, SVDOptions{Rule: RankRule{Rank: 1}}, "tensor"},
+		{"empty rows", 0, 3, nil, 3, SVDOptions{Rule: RankRule{Rank: 1}}, "tensor"},
+		{"empty cols", 4, 0, good, 1, SVDOptions{Rule: RankRule{Rank: 1}}, "tensor"},
+		{"short slice", 4, 3, good[:8], 3, SVDOptions{Rule: RankRule{Rank: 1}}, "tensor"},
+		{"small stride", 4, 3, good, 2, SVDOptions{Rule: RankRule{Rank: 1}}, "tensor"},
+		{"rank too large", 4, 3, good, 3, SVDOptions{Rule: RankRule{Rank: 4}}, "rank"},
+		{"rank too large randomized", 4, 3, good, 3, SVDOptions{Rule: RankRule{Rank: 4}, Algorithm: SVDRandomized}, "rank"},
+		{"no rule", 4, 3, good, 3, SVDOptions{}, "rank"},
+		{"bad algorithm", 4, 3, good, 3, SVDOptions{Rule: RankRule{Rank: 1}, Algorithm: "magic"}, "algorithm"},
+		{"bad compression", 4, 3, good, 3, SVDOptions{Rule: RankRule{Compression: 0.1}}, "compression"},
+	}
+	for _, c := range cases {
+		_, err := TruncatedSVD(context.Background(), b, c.m, c.n, c.a, c.lda, c.opts, nil)
+		var le *lowrank.Error
+		if !errors.As(err, &le) || le.Code != lowrank.EINVALID || le.Field != c.field {
+			t.Errorf("%s: got %v, want EINVALID on %q", c.name, err, c.field)
+		}
+	}
+}
+
+func TestSVDCancel(t *testing.T) {
+	const m, n = 400, 300
+	for _, b := range Backends(2) {
+		a := gaussianMatrix(4, m, n, n)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, err := TruncatedSVD(ctx, b, m, n, a, n, SVDOptions{Rule: RankRule{Rank: 5}}, nil)
+		if lowrank.ErrorCode(err) != lowrank.ECANCELED || !errors.Is(err, context.Canceled) {
+			t.Errorf("%s: pre-canceled: %v", b.Name(), err)
+		}
+		// Cancel from the first progress report: the kernel stops at its
+		// next check instead of running the remaining passes.
+		for _, opts := range []SVDOptions{
+			{Rule: RankRule{Rank: 5}, Algorithm: SVDRandomized, PowerIterations: 50},
+			{Rule: RankRule{Rank: 5}, Algorithm: SVDBlockKrylov, PowerIterations: 20},
+			{Rule: RankRule{RelError: 1e-9}, Algorithm: SVDFixedPrecision, BlockSize: 4},
+		} {
+			ctx, cancel := context.WithCancel(context.Background())
+			calls := 0
+			start := time.Now()
+			_, err := TruncatedSVD(ctx, b, m, n, a, n, opts, func(Progress) { calls++; cancel() })
+			if lowrank.ErrorCode(err) != lowrank.ECANCELED {
+				t.Errorf("%s %s: %v", b.Name(), opts.Algorithm, err)
+			}
+			if calls != 1 {
+				t.Errorf("%s %s: %d progress calls after cancel", b.Name(), opts.Algorithm, calls)
+			}
+			t.Logf("%s %s: canceled after %v", b.Name(), opts.Algorithm, time.Since(start))
+			cancel()
+		}
+	}
+}
+
+// Every algorithm on small and edge shapes (tall, wide, 1×n, sketch width
+// equal to min(m, n), Krylov depth capped to 0), float32 and float64, with
+// padded strides: no panics, valid factors, exact recovery when the rank is
+// full.
+func TestTruncatedSVDShapes(t *testing.T) {
+	sizes := []int{1, 2, 3, 5, 17, 40}
+	algs := []SVDAlgorithm{SVDFull, SVDRandomized, SVDBlockKrylov, SVDFixedPrecision}
+	for _, b := range Backends(2) {
+		for _, m := range sizes {
+			for _, n := range sizes {
+				p := min(m, n)
+				lda := n + 3
+				sigma := make([]float64, p)
+				for i := range sigma {
+					sigma[i] = math.Pow(0.5, float64(i))
+				}
+				a := testMatrix(b, uint64(7*m+n), m, n, lda, sigma)
+				for _, alg := range algs {
+					for _, k := range []int{1, p} {
+						rule := RankRule{Rank: k}
+						if alg == SVDFixedPrecision {
+							rule = RankRule{RelError: 1e-6}
+						}
+						opts := SVDOptions{Rule: rule, Algorithm: alg, BlockSize: 2, Seed: 9}
+						r, err := TruncatedSVD(context.Background(), b, m, n, a, lda, opts, nil)
+						if err != nil {
+							t.Fatalf("%s %dx%d %s k=%d: %v", b.Name(), m, n, alg, k, err)
+						}
+						// Orthogonality and residual to 1e-10: rounding of
+						// sketches no wider than 40 columns.
+						res := checkSVD(t, r, m, n, a, lda, 1e-10)
+						if want := optimalError(sigma, r.K); res > want*1.05+1e-10 {
+							t.Errorf("%s %dx%d %s k=%d: error %.3g, optimal %.3g", b.Name(), m, n, alg, r.K, res, want)
+						}
+						r32, err := TruncatedSVD(context.Background(), b, m, n, toF32(a), lda, opts, nil)
+						if err != nil {
+							t.Fatalf("%s %dx%d %s k=%d f32: %v", b.Name(), m, n, alg, k, err)
+						}
+						if r32.K != r.K && alg != SVDFixedPrecision {
+							t.Errorf("f32 rank %d, f64 rank %d", r32.K, r.K)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// A thread budget changes how BLAS splits its work, not the answer: factors
+// from 1 and 2 threads agree to rounding.
+func TestSVDThreadsAgree(t *testing.T) {
+	const m, n = 200, 150
+	for _, b := range Backends(1) {
+		a := gaussianMatrix(8, m, n, n)
+		opts := SVDOptions{Rule: RankRule{Rank: 6}, Algorithm: SVDBlockKrylov, Seed: 4}
+		r1, err1 := TruncatedSVD(context.Background(), b.WithThreads(1), m, n, a, n, opts, nil)
+		r2, err2 := TruncatedSVD(context.Background(), b.WithThreads(2), m, n, a, n, opts, nil)
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		// Different summation orders: σ agree to 1e-10 relative; vectors of
+		// a Gaussian matrix's leading σ (gaps ≈ 1 %) to 1e-8.
+		for i := range r1.S {
+			if math.Abs(r1.S[i]-r2.S[i]) > 1e-10*r1.S[0] {
+				t.Errorf("%s: σ%d %v vs %v", b.Name(), i, r1.S[i], r2.S[i])
+			}
+		}
+		for i := range r1.U {
+			if math.Abs(r1.U[i]-r2.U[i]) > 1e-8 {
+				t.Fatalf("%s: U[%d] %v vs %v", b.Name(), i, r1.U[i], r2.U[i])
+			}
+		}
+	}
+}
+
+func TestSVDZeroMatrix(t *testing.T) {
+	const m, n = 6, 5
+	for _, b := range Backends(1) {
+		a := make([]float64, m*n)
+		for _, opts := range []SVDOptions{
+			{Rule: RankRule{Rank: 2}, Algorithm: SVDFull},
+			{Rule: RankRule{Rank: 2}, Algorithm: SVDRandomized},
+			{Rule: RankRule{Rank: 2}, Algorithm: SVDBlockKrylov},
+			{Rule: RankRule{RelError: 0.1}, Algorithm: SVDFixedPrecision},
+			{Rule: RankRule{Energy: 0.9}},
+		} {
+			r, err := TruncatedSVD(context.Background(), b, m, n, a, n, opts, nil)
+			if err != nil {
+				t.Fatalf("%s %+v: %v", b.Name(), opts, err)
+			}
+			checkSVD(t, r, m, n, a, n, 1e-12)
+			for _, s := range r.S {
+				if s != 0 {
+					t.Errorf("%s %+v: σ = %v of a zero matrix", b.Name(), opts, r.S)
+				}
+			}
+		}
+	}
+}

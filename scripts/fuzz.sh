@@ -1,0 +1,12 @@
+#!/bin/sh
+# Runs every fuzz target of internal/tensorio in turn for a duration each
+# (default 10s), e.g. scripts/fuzz.sh 10m. Extra arguments go to go test
+# (e.g. -parallel 1). A crasher is saved under testdata/fuzz and fails the run.
+set -eu
+T=${1:-10s}
+[ $# -gt 0 ] && shift
+cd "$(dirname "$0")/.."
+for target in FuzzNPY FuzzNPZ FuzzSafetensors FuzzJSON FuzzSniff; do
+	echo "== $target ($T)"
+	go test -run '^$' -fuzz "^$target\$" -fuzztime "$T" "$@" ./internal/tensorio
+done
