@@ -324,6 +324,7 @@ func runTensorPeer(py, path string, c tensorCase) (peerResult, error) {
 		args = append(args, "--ranks", ints(c.ranks))
 	}
 	cmd := exec.Command(py, args...)
+	cmd.Env = peerEnv(runtime.GOMAXPROCS(0))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	start := time.Now()

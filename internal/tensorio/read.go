@@ -270,7 +270,9 @@ func (s *Spooled) Remove() error { return os.Remove(s.Path) }
 // synced, sniffed and inspected (for .npz every entry's size and CRC-32 is
 // checked too), and it must hold at least one tensor of a readable dtype.
 // On success the caller owns the file (typically renaming it into place);
-// on any error it has been removed.
+// on any error it has been removed. An error from r itself (a client gone,
+// a body size cap) is returned as it is, for the caller to classify;
+// cancellation of ctx is checked between reads and returns ctx.Err().
 func Spool(ctx context.Context, r io.Reader, dir string, limits Limits) (s *Spooled, err error) {
 	lim := limits.withDefaults()
 	file, err := os.CreateTemp(dir, ".upload-*")

@@ -403,7 +403,9 @@ func readSafetensorsTensor(r io.ReaderAt, h *SafetensorsHeader, i int) (*Tensor,
 // WriteSafetensors writes tensors, in the order given and each in its own
 // dtype, with metadata as __metadata__ (omitted when empty). Keys of the
 // metadata map are written sorted, so the output is deterministic. The
-// header is padded with spaces so the data starts at a multiple of 8 bytes.
+// header is padded with spaces so the data starts at a multiple of 8 bytes;
+// a tensor's own data is aligned to its element size when the tensors before
+// it keep it so (list wider dtypes first to be sure).
 func WriteSafetensors(w io.Writer, tensors []*Tensor, metadata map[string]string) error {
 	const f = FormatSafetensors
 	var hdr bytes.Buffer

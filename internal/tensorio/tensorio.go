@@ -6,6 +6,16 @@
 // *lowrank.Error (never a panic) that names the format, the tensor and the
 // fault.
 //
+// Errors about the data have Field "file" and a message that starts with the
+// format, then the tensor, then the fault and its place, e.g.
+//
+//	safetensors: tensor "fc.weight": data_offsets [0,100) but F32 [5,6] needs 120 bytes
+//
+// with code EINVALID (malformed), EUNSUPPORTED (a dtype, version or format
+// not read, pickle included) or ETOOLARGE (a Limits bound). A tensor name
+// not in the file is ENOTFOUND with Field "tensor". Failures of the
+// underlying reader are EINTERNAL and wrap the cause.
+//
 // Pickle is never read: PyTorch .pt/.pth files are rejected with a hint to
 // convert them to safetensors.
 //

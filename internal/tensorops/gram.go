@@ -13,17 +13,11 @@ import (
 	"github.com/lowrank/lowrank/internal/linalg"
 )
 
-// Progress reports how far CPALS or Tucker has come; it has the fields of
-// linalg.Progress (and will become an alias of it). Stage is "als" for CP
-// sweeps, "hosvd" for Tucker's initialisation (Iteration 0) and "hooi" for
-// its sweeps. RelError is ‖X − X̂‖/‖X‖ after the step.
-type Progress struct {
-	Stage         string  `json:"stage"`
-	Iteration     int     `json:"iteration"`
-	MaxIterations int     `json:"max_iterations"`
-	RelError      float64 `json:"rel_error"`
-	Fraction      float64 `json:"fraction"`
-}
+// Progress is linalg.Progress, the one progress report of every kernel.
+// CPALS reports Stage "als" after each sweep; Tucker reports "hosvd" for
+// its initialisation (Iteration 0) and "hooi" after each sweep. RelError is
+// ‖X − X̂‖/‖X‖ after the step.
+type Progress = linalg.Progress
 
 // modeGram writes the upper triangle of the I_n × I_n Gram matrix
 // G = X₍ₙ₎·X₍ₙ₎ᵀ into g (stride I_n), without forming the unfolding when a

@@ -152,8 +152,8 @@ func (o TuckerOptions) validate(shape []int) ([]int, error) {
 //
 // HOSVD. With MaxIter = 0 the result is the sequentially truncated HOSVD
 // (Vannieuwenhoven, Vandebril & Meerbergen 2012): each mode's Gram is of the
-// tensor already projected on the earlier modes, which is cheaper and never
-// worse. HOOI starts from the classic truncated HOSVD (every Gram of X),
+// tensor already projected on the earlier modes, which is cheaper and in
+// practice at least as accurate. HOOI starts from the classic truncated HOSVD (every Gram of X),
 // as De Lathauwer et al. do, so that its sweeps follow the textbook
 // iterates. Either way the error obeys
 //
