@@ -9,6 +9,8 @@ import (
 	"math"
 	"mime/multipart"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -748,6 +750,17 @@ func TestHelpAndConfig(t *testing.T) {
 	}
 	if cfg.Workers != 3 || cfg.MaxRank != 9 || len(cfg.APIKeys) != 2 {
 		t.Errorf("env/flag precedence: %+v", cfg)
+	}
+	keys := filepath.Join(t.TempDir(), "keys")
+	os.WriteFile(keys, []byte("# team keys\nk1\n\n  k2  \n"), 0o600)
+	cfg, err = parseConfig([]string{"--api-keys-file", keys, "--api-keys", "k0"}, func(string) string { return "" }, io.Discard)
+	if err != nil || fmt.Sprint(cfg.APIKeys) != "[k0 k1 k2]" {
+		t.Errorf("keys file: %v %v", cfg, err)
+	}
+	empty := filepath.Join(t.TempDir(), "empty")
+	os.WriteFile(empty, []byte("# none\n"), 0o600)
+	if _, err := parseConfig([]string{"--api-keys-file", empty}, func(string) string { return "" }, io.Discard); err == nil {
+		t.Error("empty keys file accepted")
 	}
 	if _, err := parseConfig(nil, func(k string) string { return map[string]string{"LOWRANK_WORKERS": "x"}[k] }, io.Discard); err == nil {
 		t.Error("bad env value accepted")
