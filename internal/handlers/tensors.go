@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"mime"
+	"mime/multipart"
 	"net/http"
 	"os"
 	"path"
@@ -121,11 +122,13 @@ func tooLarge(limit int64) error {
 
 // filePart finds the multipart part named "file", reading (and
 // discarding) any parts before it.
-func filePart(body io.Reader, boundary string) (*multipartPart, error) {
+func filePart(body io.Reader, boundary string) (*multipart.Part, error) {
 	if boundary == "" {
 		return nil, badRequest("file", "multipart body without a boundary")
 	}
-	mr := newMultipartReader(body, boundary)
+	// The parts are read as a stream, never parsed into memory or temp
+	// files the way ParseMultipartForm would.
+	mr := multipart.NewReader(body, boundary)
 	for {
 		p, err := mr.NextPart()
 		if err == io.EOF {
@@ -139,7 +142,7 @@ func filePart(body io.Reader, boundary string) (*multipartPart, error) {
 			return nil, badRequest("file", "malformed multipart body: %v", err)
 		}
 		if p.FormName() == "file" {
-			return &multipartPart{p}, nil
+			return p, nil
 		}
 		_, _ = io.Copy(io.Discard, p)
 	}
