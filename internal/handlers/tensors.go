@@ -37,8 +37,8 @@ func tensorJSON(t *store.Tensor) tensorResponse {
 var uploadFormats = map[string]bool{"npy": true, "npz": true, "safetensors": true}
 
 // handleTensorCreate streams an upload (a raw body, or the multipart field
-// "file") into the blob store, never holding it in memory, then inspects
-// its headers. A file that is not a readable tensor file is deleted again.
+// "file") to disk, never holding it in memory, checks it and stores it as a
+// blob. A file that is not a readable tensor file leaves nothing behind.
 func (s *server) handleTensorCreate(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	format := q.Get("format")
@@ -57,6 +57,9 @@ func (s *server) handleTensorCreate(w http.ResponseWriter, r *http.Request) erro
 	filename := ""
 	if mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "multipart/form-data" {
 		part, err := filePart(body, params["boundary"])
+		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+			return tooLarge(limit)
+		}
 		if err != nil {
 			return err
 		}
@@ -99,13 +102,15 @@ func (s *server) storeUpload(ctx context.Context, key string, body io.Reader, fo
 	if err != nil {
 		return nil, err
 	}
-	defer os.Remove(sp.Path) // a no-op once adopted
 	t, err := tensorRecord(key, sp, format, name, filename)
+	if err == nil && canAdopt {
+		if err = adopter.Adopt(ctx, key, sp.Path); err == nil {
+			return t, nil
+		}
+	}
+	defer os.Remove(sp.Path)
 	if err != nil {
 		return nil, err
-	}
-	if canAdopt {
-		return t, adopter.Adopt(ctx, key, sp.Path)
 	}
 	f, err := os.Open(sp.Path)
 	if err != nil {
