@@ -652,6 +652,18 @@ func TestLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantProblem(t, "multipart over limit", mr.StatusCode(), mr.HTTPResponse.Header, mr.Body, "too_large", "file")
+	// Cut off inside a field before the file.
+	var pre bytes.Buffer
+	mw := multipart.NewWriter(&pre)
+	_ = mw.WriteField("note", strings.Repeat("x", 5000))
+	fw, _ := mw.CreateFormFile("file", "x.npy")
+	fw.Write(big[:100])
+	mw.Close()
+	mr, err = c.CreateTensorWithBodyWithResponse(ctx, &client.CreateTensorParams{}, mw.FormDataContentType(), io.MultiReader(&pre))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantProblem(t, "multipart preamble over limit", mr.StatusCode(), mr.HTTPResponse.Header, mr.Body, "too_large", "file")
 
 	inline := &client.InlineTensor{Shape: []int{5, 5}, Data: make([]float64, 25)}
 	jr := submit(t, c, client.JobRequest{Method: client.MethodSvd, Tensor: inline, Params: &map[string]any{"rank": 4}})
