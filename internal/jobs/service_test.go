@@ -34,7 +34,7 @@ func setup(t *testing.T, mod func(*jobs.Config)) *bundle {
 }
 
 // setupIn builds a Service on the database and blobs in dir, started or not.
-func setupIn(t *testing.T, dir string, start bool, mod func(*jobs.Config)) *bundle {
+func setupIn(t testing.TB, dir string, start bool, mod func(*jobs.Config)) *bundle {
 	t.Helper()
 	ctx := context.Background()
 	db, err := store.OpenSQLite(filepath.Join(dir, "lowrank.db"))
