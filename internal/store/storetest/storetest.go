@@ -431,13 +431,18 @@ func MetaStore(t *testing.T, newStore func(t *testing.T) store.MetaStore) {
 		var wg sync.WaitGroup
 		var mu sync.Mutex
 		codes := map[string]int{}
+		var admitted []string
 		for i := range 10 {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				err := s.CreateJob(ctx, &store.Job{ID: fmt.Sprintf("a%d", i), Method: "svd", CreatedAt: t0}, 3, nil)
+				id := fmt.Sprintf("a%d", i)
+				err := s.CreateJob(ctx, &store.Job{ID: id, Method: "svd", CreatedAt: t0}, 3, nil)
 				mu.Lock()
 				codes[lowrank.ErrorCode(err)]++
+				if err == nil {
+					admitted = append(admitted, id)
+				}
 				mu.Unlock()
 			}()
 		}
@@ -446,9 +451,9 @@ func MetaStore(t *testing.T, newStore func(t *testing.T) store.MetaStore) {
 			t.Fatalf("10 submissions against capacity 3: %v, want 3 admitted and 7 EOVERLOADED", codes)
 		}
 		// A finished job frees its slot.
-		_, _ = s.TransitionJob(ctx, "a0", []store.JobStatus{store.JobQueued}, store.JobUpdate{Status: store.JobCanceled})
-		_, _ = s.TransitionJob(ctx, "a1", []store.JobStatus{store.JobQueued}, store.JobUpdate{Status: store.JobCanceled})
-		_, _ = s.TransitionJob(ctx, "a2", []store.JobStatus{store.JobQueued}, store.JobUpdate{Status: store.JobCanceled})
+		if ok, err := s.TransitionJob(ctx, admitted[0], []store.JobStatus{store.JobQueued}, store.JobUpdate{Status: store.JobCanceled}); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
 		if err := s.CreateJob(ctx, &store.Job{ID: "b", Method: "svd", CreatedAt: t0}, 3, nil); err != nil {
 			t.Fatalf("after slots freed: %v", err)
 		}
