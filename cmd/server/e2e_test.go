@@ -668,7 +668,7 @@ func TestLimits(t *testing.T) {
 	inline := &client.InlineTensor{Shape: []int{5, 5}, Data: make([]float64, 25)}
 	jr := submit(t, c, client.JobRequest{Method: client.MethodSvd, Tensor: inline, Params: &map[string]any{"rank": 4}})
 	wantProblem(t, "rank over max-rank", jr.StatusCode(), jr.HTTPResponse.Header, jr.Body, "too_large", "params.rank")
-	first := mustSubmit(t, c, sleepJob(0.5))
+	first := mustSubmit(t, c, sleepJob(2)) // long enough to be active at the next submit, even on a loaded machine
 	jr = submit(t, c, client.JobRequest{Method: client.MethodSvd, Tensor: inline, Params: &map[string]any{"rank": 2}})
 	wantProblem(t, "queue full", jr.StatusCode(), jr.HTTPResponse.Header, jr.Body, "overloaded", "")
 	if ra := jr.HTTPResponse.Header.Get("Retry-After"); ra == "" {
