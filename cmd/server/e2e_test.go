@@ -713,7 +713,7 @@ func TestSystemEndpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	info := ir.JSON200
-	if info.Workers != 2 || info.Threads < 1 || info.Backend == "" || fmt.Sprint(info.Methods) != "[cp pca svd tucker]" || info.Auth {
+	if info.Workers != 2 || info.Threads < 1 || info.Backend == "" || info.BackendDescription == nil || fmt.Sprint(info.Methods) != "[cp pca svd tucker]" || info.Auth {
 		t.Errorf("info %+v", info)
 	}
 	if rr, _ := c.GetReadyWithResponse(ctx); rr.JSON200 == nil || rr.JSON200.Status != "ok" {
