@@ -4,8 +4,10 @@ GO    ?= go
 TAGS  ?= $(shell pkg-config --exists openblas lapacke 2>/dev/null && echo openblas)
 ARGS  ?=
 BENCH ?= .
+BENCHTIME ?= 3x
+FUZZTIME ?= 10s
 
-.PHONY: build run test test-go test-openblas bench fmt vet generate clean
+.PHONY: build run test test-go test-openblas bench fuzz fmt vet generate clean
 
 build:
 	$(GO) build -tags '$(TAGS)' -o bin/server ./cmd/server
@@ -36,8 +38,14 @@ test-openblas:
 		echo "SKIP OpenBLAS suite: pkg-config finds no openblas and lapacke (apt-get install pkg-config libopenblas-dev liblapacke-dev)"; \
 	fi
 
+# Benchmarks against the peers (see bench/README.md); the whole set takes
+# tens of minutes, BENCH=SVD or BENCH=GEMM picks one family.
 bench:
-	$(GO) test -tags '$(TAGS)' -run '^$$' -bench '$(BENCH)' -benchtime 3x ./bench/...
+	$(GO) test -tags '$(TAGS)' -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -timeout 90m -v ./bench/...
+
+# Every fuzz target of the file readers for FUZZTIME each.
+fuzz:
+	scripts/fuzz.sh $(FUZZTIME)
 
 fmt:
 	gofmt -l -w .

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"gonum.org/v1/gonum/blas"
 
@@ -20,7 +21,8 @@ import (
 //
 //	go test -tags openblas -run '^$' -bench GEMM -benchtime 3x ./bench
 //
-// GFLOP/s counts 2·n³ flops per product.
+// GFLOP/s counts 2·n³ flops per product; best-GFLOP/s is the fastest
+// product, the figure NumPy's peer script reports.
 
 var gemmSizes = []int{1024, 2048}
 
@@ -47,10 +49,19 @@ func benchGemm[T linalg.Float](b *testing.B, be linalg.Backend, n int) {
 		y[i] = T(2*rng.Float64() - 1)
 	}
 	linalg.Gemm(be, blas.NoTrans, blas.NoTrans, n, n, n, 1, x, n, y, n, 0, c, n) // warm-up
+	var best time.Duration
 	for b.Loop() {
+		t := time.Now()
 		linalg.Gemm(be, blas.NoTrans, blas.NoTrans, n, n, n, 1, x, n, y, n, 0, c, n)
+		if d := time.Since(t); best == 0 || d < best {
+			best = d
+		}
 	}
-	b.ReportMetric(2*float64(n)*float64(n)*float64(n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+	flops := 2 * float64(n) * float64(n) * float64(n)
+	b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+	// The fastest product, comparable with the peer's figure and less
+	// sensitive to other load on a shared machine.
+	b.ReportMetric(flops/best.Seconds()/1e9, "best-GFLOP/s")
 }
 
 // BenchmarkGEMMNumPy runs peers/gemm.py: each iteration is one run of the
@@ -68,7 +79,7 @@ func BenchmarkGEMMNumPy(b *testing.B) {
 					for b.Loop() {
 						gflops = runNumPyGemm(b, python, n, dtype, threads)
 					}
-					b.ReportMetric(gflops, "GFLOP/s")
+					b.ReportMetric(gflops, "best-GFLOP/s")
 				})
 			}
 		}

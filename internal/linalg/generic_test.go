@@ -32,3 +32,15 @@ func TestGenericRejectsNamedType(t *testing.T) {
 	}()
 	Geqrf(NewGonum(1), 1, 1, []weight{1}, 1, []weight{0})
 }
+
+func TestDescribe(t *testing.T) {
+	if got, want := Describe(NewGonum(2)), "gonum (pure Go), threads=2"; got != want {
+		t.Errorf("Describe(NewGonum(2)) = %q, want %q", got, want)
+	}
+	for _, b := range Backends(3) {
+		d := Describe(b)
+		if len(d) < len(b.Name()) || d[:len(b.Name())] != b.Name() || d[len(d)-len("threads=3"):] != "threads=3" {
+			t.Errorf("Describe(%s) = %q, want the name first and threads=3 last", b.Name(), d)
+		}
+	}
+}

@@ -33,16 +33,24 @@ static const char *lr_symbol_library(const char *sym) {
 // lr_lwork turns a workspace size returned in a float into an int. A float32
 // holds 24 bits of mantissa, so a size above 2^24 may come back rounded
 // down; add the possible error back.
+// A size past the 32-bit LAPACK integer comes back as 0, which the
+// allocation below turns into LR_NOMEM.
 static lapack_int lr_lwork(double w) {
-	return (lapack_int)ceil(w * (1.0 + 1.0 / 8388608.0)) + 1;
+	double n = ceil(w * (1.0 + 1.0 / 8388608.0)) + 1;
+	return n < 2147483647.0 ? (lapack_int)n : 0;
 }
 
-#define LR_ALLOC(T, n) ((T *)malloc(sizeof(T) * (size_t)((n) > 0 ? (n) : 1)))
+// LR_NOMEM is returned as INFO when a workspace cannot be had.
+#define LR_NOMEM -1000
+#define LR_ALLOC(T, n) ((n) > 0 ? (T *)malloc(sizeof(T) * (size_t)(n)) : NULL)
 
 static int lr_sgesdd(char jobz, int m, int n, float *a, int lda, float *s,
 		float *u, int ldu, float *vt, int ldvt) {
 	int p = m < n ? m : n;
 	lapack_int *iwork = LR_ALLOC(lapack_int, 8 * p);
+	if (iwork == NULL) {
+		return LR_NOMEM;
+	}
 	float q;
 	lapack_int info = LAPACKE_sgesdd_work(LAPACK_COL_MAJOR, jobz, m, n, a, lda, s, u, ldu, vt, ldvt, &q, -1, iwork);
 	if (info == 0) {
@@ -50,7 +58,7 @@ static int lr_sgesdd(char jobz, int m, int n, float *a, int lda, float *s,
 		float *work = LR_ALLOC(float, lwork);
 		if (work == NULL) {
 			free(iwork);
-			return -1000;
+			return LR_NOMEM;
 		}
 		info = LAPACKE_sgesdd_work(LAPACK_COL_MAJOR, jobz, m, n, a, lda, s, u, ldu, vt, ldvt, work, lwork, iwork);
 		free(work);
@@ -63,6 +71,9 @@ static int lr_dgesdd(char jobz, int m, int n, double *a, int lda, double *s,
 		double *u, int ldu, double *vt, int ldvt) {
 	int p = m < n ? m : n;
 	lapack_int *iwork = LR_ALLOC(lapack_int, 8 * p);
+	if (iwork == NULL) {
+		return LR_NOMEM;
+	}
 	double q;
 	lapack_int info = LAPACKE_dgesdd_work(LAPACK_COL_MAJOR, jobz, m, n, a, lda, s, u, ldu, vt, ldvt, &q, -1, iwork);
 	if (info == 0) {
@@ -70,7 +81,7 @@ static int lr_dgesdd(char jobz, int m, int n, double *a, int lda, double *s,
 		double *work = LR_ALLOC(double, lwork);
 		if (work == NULL) {
 			free(iwork);
-			return -1000;
+			return LR_NOMEM;
 		}
 		info = LAPACKE_dgesdd_work(LAPACK_COL_MAJOR, jobz, m, n, a, lda, s, u, ldu, vt, ldvt, work, lwork, iwork);
 		free(work);
@@ -92,7 +103,7 @@ static int lr_ssyevd(char uplo, int n, float *a, int lda, float *w) {
 	if (work == NULL || iwork == NULL) {
 		free(work);
 		free(iwork);
-		return -1000;
+		return LR_NOMEM;
 	}
 	info = LAPACKE_ssyevd_work(LAPACK_COL_MAJOR, 'V', uplo, n, a, lda, w, work, lwork, iwork, iq);
 	free(work);
@@ -113,7 +124,7 @@ static int lr_dsyevd(char uplo, int n, double *a, int lda, double *w) {
 	if (work == NULL || iwork == NULL) {
 		free(work);
 		free(iwork);
-		return -1000;
+		return LR_NOMEM;
 	}
 	info = LAPACKE_dsyevd_work(LAPACK_COL_MAJOR, 'V', uplo, n, a, lda, w, work, lwork, iwork, iq);
 	free(work);
@@ -131,7 +142,7 @@ static int lr_sgelqf(int m, int n, float *a, int lda, float *tau) {
 	lapack_int lwork = lr_lwork(q);
 	float *work = LR_ALLOC(float, lwork);
 	if (work == NULL) {
-		return -1000;
+		return LR_NOMEM;
 	}
 	info = LAPACKE_sgelqf_work(LAPACK_COL_MAJOR, m, n, a, lda, tau, work, lwork);
 	free(work);
@@ -147,7 +158,7 @@ static int lr_dgelqf(int m, int n, double *a, int lda, double *tau) {
 	lapack_int lwork = lr_lwork(q);
 	double *work = LR_ALLOC(double, lwork);
 	if (work == NULL) {
-		return -1000;
+		return LR_NOMEM;
 	}
 	info = LAPACKE_dgelqf_work(LAPACK_COL_MAJOR, m, n, a, lda, tau, work, lwork);
 	free(work);
@@ -163,7 +174,7 @@ static int lr_sorglq(int m, int n, int k, float *a, int lda, const float *tau) {
 	lapack_int lwork = lr_lwork(q);
 	float *work = LR_ALLOC(float, lwork);
 	if (work == NULL) {
-		return -1000;
+		return LR_NOMEM;
 	}
 	info = LAPACKE_sorglq_work(LAPACK_COL_MAJOR, m, n, k, a, lda, tau, work, lwork);
 	free(work);
@@ -179,7 +190,7 @@ static int lr_dorglq(int m, int n, int k, double *a, int lda, const double *tau)
 	lapack_int lwork = lr_lwork(q);
 	double *work = LR_ALLOC(double, lwork);
 	if (work == NULL) {
-		return -1000;
+		return LR_NOMEM;
 	}
 	info = LAPACKE_dorglq_work(LAPACK_COL_MAJOR, m, n, k, a, lda, tau, work, lwork);
 	free(work);
@@ -233,6 +244,16 @@ import (
 //     upper triangle; the solve uses two CBLAS triangular solves.
 //
 // Threads: see threadGate.
+//
+// References:
+//
+//	E. Anderson et al., LAPACK Users' Guide, 3rd ed., SIAM, 1999
+//	(xGESDD, xSYEVD, xGELQF, xORGLQ, xPOTRF).
+//	M. Gu and S. C. Eisenstat, A divide-and-conquer algorithm for the
+//	bidiagonal SVD, SIAM J. Matrix Anal. Appl. 16(1), 1995 (xGESDD).
+//	M. Gu and S. C. Eisenstat, A divide-and-conquer algorithm for the
+//	symmetric tridiagonal eigenproblem, SIAM J. Matrix Anal. Appl. 16(1),
+//	1995 (xSYEVD).
 type OpenBLAS struct {
 	threads int
 }
@@ -393,6 +414,9 @@ func checkGesdd(job lapack.SVDJob, m, n, lda, la, ls, ldu, lu, ldvt, lvt int) C.
 // lapackOK maps INFO to ok, panicking on an argument error: those are
 // programmer errors the shape checks should have caught.
 func lapackOK(info C.int) bool {
+	if info == C.LR_NOMEM {
+		panic(errNoWorkspace)
+	}
 	if info < 0 {
 		panic(fmt.Sprintf("%s (INFO = %d)", errLapackArg, int(info)))
 	}

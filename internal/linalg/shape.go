@@ -20,6 +20,9 @@ const (
 	errBadSVDJob = "linalg: bad SVD job"
 	errTooLarge  = "linalg: dimension does not fit a 32-bit LAPACK integer"
 	errLapackArg = "linalg: LAPACK rejected an argument"
+	// errNoWorkspace: the workspace LAPACK asks for cannot be allocated or
+	// exceeds its 32-bit size.
+	errNoWorkspace = "linalg: LAPACK workspace too large"
 )
 
 // checkMat panics unless a holds a rows×cols row-major matrix with stride ld.

@@ -1,0 +1,638 @@
+package tensorops
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/lowrank/lowrank"
+	"github.com/lowrank/lowrank/internal/linalg"
+)
+
+// TuckerOptions configures Tucker.
+type TuckerOptions struct {
+	// Modes lists the modes to compress, distinct and in the order the
+	// truncated HOSVD processes them; nil means every mode. Partial Tucker
+	// leaves the other modes at full size with no factor: Tucker-2 of a conv
+	// filter (out, in, kh, kw) is Modes = {0, 1}.
+	Modes []int `json:"modes,omitempty"`
+	// Ranks gives one rank per entry of Modes (per mode when Modes is nil),
+	// 1 ≤ Ranks[k] ≤ I_{Modes[k]}. Exactly one of Ranks and Rule is set.
+	Ranks []int `json:"ranks,omitempty"`
+	// Rule chooses the ranks instead: Rank (the same for every mode),
+	// RelError ε or Energy e (taken as ε = sqrt(1 − e), i.e. at least a
+	// fraction e of ‖X‖² kept), guaranteeing ‖X − X̂‖ ≤ ε‖X‖; see Tucker.
+	// Compression is not supported.
+	Rule *linalg.RankRule `json:"rule,omitempty"`
+	// MaxIter is the number of HOOI sweeps after the initialisation (≥ 0);
+	// 0 returns the sequentially truncated HOSVD.
+	MaxIter int `json:"max_iter"`
+	// Tol stops HOOI once the relative error changes by less than Tol
+	// between sweeps (≥ 0; 0 runs all MaxIter sweeps).
+	Tol float64 `json:"tol"`
+	// Init is InitSVD (truncated HOSVD, the default when empty) or
+	// InitRandom (orthonormalised Gaussian factors; needs Ranks or
+	// Rule.Rank).
+	Init string `json:"init"`
+	Seed uint64 `json:"seed"`
+}
+
+// TuckerResult is a (partial) Tucker decomposition
+// X ≈ G ×_{Modes[0]} U₀ ×_{Modes[1]} U₁ ….
+type TuckerResult[T Float] struct {
+	// Core has shape Ranks[k] at mode Modes[k] and I_n at the other modes.
+	Core *Dense[T]
+	// Modes and Ranks say which modes were compressed and to what rank.
+	Modes []int
+	Ranks []int
+	// Factors[k] is I_{Modes[k]} × Ranks[k] with orthonormal columns.
+	Factors []*Matrix[T]
+	// RelErrors[0] is the error of the initialisation, RelErrors[k] that
+	// after HOOI sweep k, all from ‖X − X̂‖² = ‖X‖² − ‖G‖².
+	RelErrors []float64
+	// RelError is ‖X − X̂‖/‖X‖ of the result (from an explicit reconstruction
+	// when the formula above is at round-off).
+	RelError   float64
+	Iterations int
+	Converged  bool
+	// ParamsOriginal is the element count of X; ParamsFactors that of the
+	// core plus the factors.
+	ParamsOriginal int64
+	ParamsFactors  int64
+}
+
+// Validate reports the first option out of range for a tensor of the given
+// shape as an EINVALID *lowrank.Error naming it (e.g. "ranks[2]").
+func (o TuckerOptions) Validate(shape []int) error {
+	_, err := o.validate(shape)
+	return err
+}
+
+// validate checks o for a tensor of the given shape and returns the modes
+// to compress.
+func (o TuckerOptions) validate(shape []int) ([]int, error) {
+	nModes := len(shape)
+	modes := o.Modes
+	if modes == nil {
+		modes = make([]int, nModes)
+		for i := range modes {
+			modes[i] = i
+		}
+	}
+	if len(modes) == 0 {
+		return nil, lowrank.Errorf(lowrank.EINVALID, "modes", "must name at least one mode")
+	}
+	seen := make([]bool, nModes)
+	for k, m := range modes {
+		field := fmt.Sprintf("modes[%d]", k)
+		if m < 0 || m >= nModes {
+			return nil, lowrank.Errorf(lowrank.EINVALID, field, "mode %d is out of range for an order-%d tensor", m, nModes)
+		}
+		if seen[m] {
+			return nil, lowrank.Errorf(lowrank.EINVALID, field, "mode %d is listed twice", m)
+		}
+		seen[m] = true
+	}
+	switch {
+	case o.Ranks != nil && o.Rule != nil:
+		return nil, lowrank.Errorf(lowrank.EINVALID, "ranks", "give ranks or a rank rule, not both")
+	case o.Ranks == nil && o.Rule == nil:
+		return nil, lowrank.Errorf(lowrank.EINVALID, "ranks", "give ranks or a rank rule")
+	case o.Ranks != nil:
+		if len(o.Ranks) != len(modes) {
+			return nil, lowrank.Errorf(lowrank.EINVALID, "ranks", "has %d entries for %d modes", len(o.Ranks), len(modes))
+		}
+		for k, r := range o.Ranks {
+			if r < 1 || r > shape[modes[k]] {
+				return nil, lowrank.Errorf(lowrank.EINVALID, fmt.Sprintf("ranks[%d]", k), "must be in [1, %d] (the size of mode %d), got %d", shape[modes[k]], modes[k], r)
+			}
+		}
+	default:
+		if err := o.Rule.Validate(); err != nil {
+			return nil, err
+		}
+		if o.Rule.Compression != 0 {
+			return nil, lowrank.Errorf(lowrank.EINVALID, "compression", "is not supported for Tucker; use rank, energy or rel_error")
+		}
+		if o.Rule.Rank > 0 {
+			for _, m := range modes {
+				if o.Rule.Rank > shape[m] {
+					return nil, lowrank.Errorf(lowrank.EINVALID, "rank", "%d exceeds the size %d of mode %d", o.Rule.Rank, shape[m], m)
+				}
+			}
+		}
+	}
+	if o.MaxIter < 0 {
+		return nil, lowrank.Errorf(lowrank.EINVALID, "max_iter", "must be ≥ 0, got %d", o.MaxIter)
+	}
+	if !(o.Tol >= 0) || math.IsInf(o.Tol, 0) {
+		return nil, lowrank.Errorf(lowrank.EINVALID, "tol", "must be a finite number ≥ 0, got %g", o.Tol)
+	}
+	switch o.Init {
+	case "", InitSVD:
+	case InitRandom:
+		if o.Ranks == nil && o.Rule.Rank == 0 {
+			return nil, lowrank.Errorf(lowrank.EINVALID, "init", "random init needs explicit ranks")
+		}
+	default:
+		return nil, lowrank.Errorf(lowrank.EINVALID, "init", "must be %q or %q, got %q", InitSVD, InitRandom, o.Init)
+	}
+	return modes, nil
+}
+
+// Tucker computes a Tucker decomposition of x, or a partial one on
+// opts.Modes, by truncated HOSVD followed by opts.MaxIter sweeps of HOOI
+// (De Lathauwer, De Moor & Vandewalle 2000).
+//
+// Factors from Grams. The leading left singular vectors of an unfolding
+// Y₍ₙ₎ are the leading eigenvectors of its Gram matrix Y₍ₙ₎Y₍ₙ₎ᵀ
+// (I_n × I_n, by SYRK on a row-major view of Y), and its eigenvalues are the
+// squared singular values σᵢ⁽ⁿ⁾². No SVD of a wide unfolding is ever run.
+//
+// HOSVD. With MaxIter = 0 the result is the sequentially truncated HOSVD
+// (Vannieuwenhoven, Vandebril & Meerbergen 2012): each mode's Gram is of the
+// tensor already projected on the earlier modes, which is cheaper and in
+// practice at least as accurate. HOOI starts from the classic truncated HOSVD (every Gram of X),
+// as De Lathauwer et al. do, so that its sweeps follow the textbook
+// iterates. Either way the error obeys
+//
+//	‖X − X̂‖² ≤ Σₙ Σ_{i>rₙ} σᵢ⁽ⁿ⁾²,
+//
+// so a rank rule with target ε gives each of the N' compressed modes the
+// budget ε²‖X‖²/N' of discarded energy, chosen by linalg.RankRule.Choose on
+// that mode's spectrum: the total relative error is then ≤ ε, and HOOI only
+// lowers it.
+//
+// HOOI. Each sweep replaces, mode by mode, Uₙ by the leading eigenvectors
+// of the Gram of X ×_{m≠n} U_mᵀ. Modes kept at full rank (rₙ = I_n, e.g. a
+// 3×3 kernel) do not change that Gram's eigenvectors and are skipped; their
+// factors are fixed at the end as the eigenvectors of the core's mode-n
+// Gram, which leaves the fit unchanged and the core all-orthogonal in them.
+// The first, most expensive, projection of each Gram is one GEMM on a
+// row-major view of X with that mode first (X itself for mode 0, else one
+// copy of X made once), choosing the mode that shrinks X most. The
+// eigenvectors come from a full xSYEVD of the Gram, or, when rₙ ≪ I_n makes
+// it cheaper (useSubspace), from subspace iteration on an oversampled basis
+// carried over from the previous sweep (refineSubspace).
+//
+// The error after each step comes from ‖X − X̂‖² = ‖X‖² − ‖G‖² (orthonormal
+// factors); below 10·sqrt(u) it is recomputed from an explicit
+// reconstruction. Progress and cancellation work as in CPALS.
+func Tucker[T Float](ctx context.Context, b linalg.Backend, x *Dense[T], opts TuckerOptions, progress func(Progress)) (*TuckerResult[T], error) {
+	if err := x.Validate(); err != nil {
+		return nil, err
+	}
+	modes, err := opts.validate(x.Shape)
+	if err != nil {
+		return nil, err
+	}
+	s := &tuckerState[T]{b: b, x: x, modes: modes, normX2: sumSq(x.Data), perms: map[int][]T{}, bases: map[int][]float64{}}
+	res, err := s.run(ctx, opts, progress)
+	if err != nil {
+		return nil, canceled(err)
+	}
+	return res, nil
+}
+
+type tuckerState[T Float] struct {
+	b       linalg.Backend
+	x       *Dense[T]
+	modes   []int
+	normX2  float64
+	ranks   []int        // per mode of x; I_n where not compressed
+	factors []*Matrix[T] // per mode of x; nil where not compressed
+	perms   map[int][]T  // x with mode m moved first
+	// bases holds, per compressed mode, the oversampled orthonormal basis
+	// (I_n × k, float64) HOOI refines from sweep to sweep.
+	bases map[int][]float64
+	// refineSteps counts subspace-iteration steps, for tests and tuning.
+	refineSteps int
+}
+
+func (s *tuckerState[T]) run(ctx context.Context, opts TuckerOptions, progress func(Progress)) (*TuckerResult[T], error) {
+	x := s.x
+	s.ranks = slices.Clone(x.Shape)
+	s.factors = make([]*Matrix[T], x.Order())
+	var core *Dense[T]
+	var err error
+	if opts.Init == InitRandom {
+		rng := newRand(opts.Seed)
+		for k, m := range s.modes {
+			r := fixedRank(opts, k)
+			s.ranks[m] = r
+			u := NewMatrix[T](x.Shape[m], r)
+			for i, v := range randomOrthonormal(s.b, x.Shape[m], r, rng) {
+				u.Data[i] = T(v)
+			}
+			s.factors[m] = u
+		}
+		core = MultiModeProduct(s.b, x, s.factors, true)
+	} else if core, err = s.hosvd(ctx, opts, opts.MaxIter == 0); err != nil {
+		return nil, err
+	}
+	res := &TuckerResult[T]{Modes: slices.Clone(s.modes), ParamsOriginal: int64(x.Len())}
+	rel, err := s.relError(ctx, core)
+	if err != nil {
+		return nil, err
+	}
+	res.RelErrors = append(res.RelErrors, rel)
+	if progress != nil {
+		progress(Progress{Stage: "hosvd", MaxIterations: opts.MaxIter, RelError: rel, Fraction: 1 / float64(opts.MaxIter+1)})
+	}
+	var active []int
+	for _, m := range s.modes {
+		if s.ranks[m] < x.Shape[m] {
+			active = append(active, m)
+		}
+	}
+	if len(active) == 0 {
+		res.Converged = true
+	}
+	for it := 1; it <= opts.MaxIter && len(active) > 0; it++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if core, err = s.hooiSweep(ctx, active); err != nil {
+			return nil, err
+		}
+		if rel, err = s.relError(ctx, core); err != nil {
+			return nil, err
+		}
+		res.RelErrors = append(res.RelErrors, rel)
+		res.Iterations = it
+		if progress != nil {
+			progress(Progress{Stage: "hooi", Iteration: it, MaxIterations: opts.MaxIter, RelError: rel, Fraction: float64(it+1) / float64(opts.MaxIter+1)})
+		}
+		if opts.Tol > 0 && math.Abs(res.RelErrors[it-1]-rel) < opts.Tol {
+			res.Converged = true
+			break
+		}
+	}
+	if res.Iterations > 0 {
+		// HOOI left the full-rank modes unprojected: rotate them to the
+		// eigenvectors of the core's Grams.
+		for _, m := range s.modes {
+			if s.ranks[m] < x.Shape[m] {
+				continue
+			}
+			vecs, _, err := s.eig(ctx, core.Data, core.Shape, m, x.Shape[m])
+			if err != nil {
+				return nil, err
+			}
+			s.factors[m] = vecs
+			core = ModeProduct(s.b, core, vecs, m, true)
+		}
+	}
+	res.Core = core
+	res.RelError = rel
+	res.ParamsFactors = int64(core.Len())
+	for _, m := range s.modes {
+		res.Ranks = append(res.Ranks, s.ranks[m])
+		res.Factors = append(res.Factors, s.factors[m])
+		res.ParamsFactors += int64(x.Shape[m]) * int64(s.ranks[m])
+	}
+	return res, nil
+}
+
+// fixedRank returns the rank given for entry k of Modes: Ranks[k] or
+// Rule.Rank (0 when the rule chooses it from a spectrum).
+func fixedRank(o TuckerOptions, k int) int {
+	if o.Ranks != nil {
+		return o.Ranks[k]
+	}
+	return o.Rule.Rank
+}
+
+// hosvd computes the truncated HOSVD over s.modes, choosing the ranks, and
+// returns the core. sequential selects the sequentially truncated variant:
+// each mode's Gram is taken of the tensor already projected on the earlier
+// modes (cheaper, and a lower error); otherwise every Gram is of X itself,
+// the classic HOSVD that De Lathauwer et al. start HOOI from.
+func (s *tuckerState[T]) hosvd(ctx context.Context, opts TuckerOptions, sequential bool) (*Dense[T], error) {
+	x := s.x
+	cur, shape := x.Data, slices.Clone(x.Shape)
+	for k, m := range s.modes {
+		in := shape[m]
+		src, srcShape, srcNorm2 := x.Data, x.Shape, s.normX2
+		if sequential {
+			src, srcShape, srcNorm2 = cur, shape, sumSq(cur)
+		}
+		g := make([]T, in*in)
+		if err := modeGram(ctx, s.b, src, srcShape, m, g); err != nil {
+			return nil, err
+		}
+		vecs, vals, err := leadingEigvecs(s.b, g, in, in)
+		if err != nil {
+			return nil, err
+		}
+		r := fixedRank(opts, k)
+		if r == 0 {
+			if r, err = s.chooseRank(opts.Rule, vals, srcNorm2, srcShape, m); err != nil {
+				return nil, err
+			}
+		}
+		u := NewMatrix[T](in, r)
+		for i := range in {
+			copy(u.Data[i*r:(i+1)*r], vecs[i*in:i*in+r])
+		}
+		s.ranks[m], s.factors[m] = r, u
+		if !sequential {
+			continue
+		}
+		next := slices.Clone(shape)
+		next[m] = r
+		out := make([]T, sizeOf(next))
+		ttm(s.b, cur, shape, m, u, true, out)
+		cur, shape = out, next
+	}
+	if !sequential {
+		return MultiModeProduct(s.b, x, s.factors, true), nil
+	}
+	return &Dense[T]{Shape: shape, Data: cur}, nil
+}
+
+// chooseRank picks the rank of mode m from the eigenvalues vals of the
+// current (partly projected) tensor's mode-m Gram, whose squared norm is
+// curNorm2, so that this mode discards at most ε²‖X‖²/N' (N' compressed
+// modes), ε = rule.RelError or sqrt(1 − rule.Energy).
+func (s *tuckerState[T]) chooseRank(rule *linalg.RankRule, vals []float64, curNorm2 float64, shape []int, m int) (int, error) {
+	eps := rule.RelError
+	if rule.Energy > 0 {
+		eps = math.Sqrt(1 - rule.Energy)
+	}
+	in := shape[m]
+	if eps == 0 {
+		return in, nil
+	}
+	if curNorm2 == 0 {
+		return 1, nil
+	}
+	budget := eps * eps * s.normX2 / float64(len(s.modes))
+	sigma := make([]float64, len(vals))
+	for i, v := range vals {
+		sigma[i] = math.Sqrt(v)
+	}
+	rest := int64(sizeOf(shape) / in)
+	r := linalg.RankRule{RelError: min(math.Sqrt(budget/curNorm2), 1-1e-12), Multiple: rule.Multiple}
+	ch, err := r.Choose(sigma, curNorm2, in, func(k int) int64 { return int64(k) * (int64(in) + rest) }, int64(in)*rest)
+	if err != nil {
+		return 0, err
+	}
+	return ch.Rank, nil
+}
+
+// hooiSweep runs one HOOI sweep over the active modes (rank < size) and
+// returns the core, unprojected on the other modes.
+func (s *tuckerState[T]) hooiSweep(ctx context.Context, active []int) (*Dense[T], error) {
+	x := s.x
+	for _, m := range s.modes {
+		if s.ranks[m] == x.Shape[m] {
+			s.factors[m] = nil // identity while iterating
+		}
+	}
+	var core *Dense[T]
+	for idx, n := range active {
+		data, shape, perm, err := s.projectAllBut(ctx, active, n)
+		if err != nil {
+			return nil, err
+		}
+		axis := slices.Index(perm, n)
+		if err := s.refine(ctx, data, shape, axis, n); err != nil {
+			return nil, err
+		}
+		u := s.factors[n]
+		if idx == len(active)-1 {
+			next := slices.Clone(shape)
+			next[axis] = s.ranks[n]
+			out := make([]T, sizeOf(next))
+			ttm(s.b, data, shape, axis, u, true, out)
+			core = permuteToModeOrder(out, next, perm)
+		}
+	}
+	return core, nil
+}
+
+// projectAllBut returns Y = X ×_{m∈active, m≠n} U_mᵀ with its axes in the
+// order perm (axis a holds mode perm[a]). The first product is one GEMM
+// U_m₁ᵀ·X₍m₁₎ on the row-major view of X with mode m₁ first, m₁ the mode
+// that shrinks X most; the others follow by ttm on the smaller result.
+func (s *tuckerState[T]) projectAllBut(ctx context.Context, active []int, n int) ([]T, []int, []int, error) {
+	x := s.x
+	var others []int
+	for _, m := range active {
+		if m != n {
+			others = append(others, m)
+		}
+	}
+	if len(others) == 0 {
+		perm := make([]int, x.Order())
+		for i := range perm {
+			perm[i] = i
+		}
+		return x.Data, x.Shape, perm, nil
+	}
+	slices.SortStableFunc(others, func(a, b int) int {
+		fa := float64(s.ranks[a]) / float64(x.Shape[a])
+		fb := float64(s.ranks[b]) / float64(x.Shape[b])
+		switch {
+		case fa < fb:
+			return -1
+		case fa > fb:
+			return 1
+		}
+		return 0
+	})
+	m1 := others[0]
+	perm := []int{m1}
+	shape := []int{s.ranks[m1]}
+	for m, d := range x.Shape {
+		if m != m1 {
+			perm = append(perm, m)
+			shape = append(shape, d)
+		}
+	}
+	xp := s.permuted(m1)
+	i1, rest, r1 := x.Shape[m1], x.Len()/x.Shape[m1], s.ranks[m1]
+	y := make([]T, r1*rest)
+	if err := projectFirst(ctx, s.b, xp, i1, rest, s.factors[m1], y); err != nil {
+		return nil, nil, nil, err
+	}
+	for _, m := range others[1:] {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, nil, err
+		}
+		axis := slices.Index(perm, m)
+		next := slices.Clone(shape)
+		next[axis] = s.ranks[m]
+		out := make([]T, sizeOf(next))
+		ttm(s.b, y, shape, axis, s.factors[m], true, out)
+		y, shape = out, next
+	}
+	return y, shape, perm, nil
+}
+
+// permuted returns x's data with mode m moved first (the others keeping
+// their order), copied once and cached; mode 0 is x itself.
+func (s *tuckerState[T]) permuted(m int) []T {
+	if m == 0 {
+		return s.x.Data
+	}
+	if d, ok := s.perms[m]; ok {
+		return d
+	}
+	p, in, q := splitAt(s.x.Shape, m)
+	out := make([]T, s.x.Len())
+	for pi := range p {
+		for i := range in {
+			copy(out[(i*p+pi)*q:(i*p+pi+1)*q], s.x.Data[(pi*in+i)*q:(pi*in+i+1)*q])
+		}
+	}
+	s.perms[m] = out
+	return out
+}
+
+// eig returns the r leading eigenvectors of the Gram of the given axis's
+// unfolding of data.
+func (s *tuckerState[T]) eig(ctx context.Context, data []T, shape []int, axis, r int) (*Matrix[T], []float64, error) {
+	in := shape[axis]
+	g := make([]T, in*in)
+	if err := modeGram(ctx, s.b, data, shape, axis, g); err != nil {
+		return nil, nil, err
+	}
+	vecs, vals, err := leadingEigvecs(s.b, g, in, r)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &Matrix[T]{Rows: in, Cols: r, Data: vecs}, vals, nil
+}
+
+// HOOI's inner eigensolver, when the subspace iteration is the cheaper
+// one: a basis oversampled by max(8, r/2) columns (capped at I_n),
+// warm-started from the previous sweep, refined until a step changes the
+// discarded energy by less than the fraction refineTol, at most
+// refineMaxSteps steps per mode and sweep.
+const (
+	refineTol      = 1e-6
+	refineMaxSteps = 30
+)
+
+func oversampled(r, n int) int { return min(n, r+max(8, r/2)) }
+
+// useSubspace reports whether refineMaxSteps subspace-iteration steps on an
+// n×n Gram with k columns cost less than a full eigendecomposition (about
+// 10·n³ flops with vectors): true only for ranks well below n.
+func useSubspace(n, k int) bool {
+	step := 2*float64(n)*float64(n)*float64(k) + 4*float64(n)*float64(k)*float64(k)
+	return step*refineMaxSteps < 10*float64(n)*float64(n)*float64(n)
+}
+
+// refine replaces the factor of mode (at the given axis of data) by the
+// leading eigenvectors of the Gram of that unfolding: by a full
+// eigendecomposition, or by subspace iteration from the previous sweep's
+// basis when that costs less (useSubspace).
+func (s *tuckerState[T]) refine(ctx context.Context, data []T, shape []int, axis, mode int) error {
+	in, r := shape[axis], s.ranks[mode]
+	k := oversampled(r, in)
+	if !useSubspace(in, k) {
+		u, _, err := s.eig(ctx, data, shape, axis, r)
+		if err != nil {
+			return err
+		}
+		s.factors[mode] = u
+		return nil
+	}
+	g := make([]T, in*in)
+	if err := modeGram(ctx, s.b, data, shape, axis, g); err != nil {
+		return err
+	}
+	g64 := toFloat64(make([]float64, in*in), g)
+	q, ok := s.bases[mode]
+	if !ok {
+		// First use: the current factor plus seeded random columns.
+		q = randomOrthonormal(s.b, in, k, newRand(uint64(mode)))
+		for i := range in {
+			for c := range r {
+				q[i*k+c] = float64(s.factors[mode].Data[i*r+c])
+			}
+		}
+		tau := make([]float64, k)
+		s.b.Dgeqrf(in, k, q, k, tau)
+		s.b.Dorgqr(in, k, k, q, k, tau)
+		s.bases[mode] = q
+	}
+	s.refineSteps += refineSubspace(s.b, g64, in, k, q, refineMaxSteps, refineTol)
+	u := NewMatrix[T](in, r)
+	for i := range in {
+		for c := range r {
+			u.Data[i*r+c] = T(q[i*k+c])
+		}
+	}
+	s.factors[mode] = u
+	return nil
+}
+
+// relError is ‖X − X̂‖/‖X‖ for the current factors and core: from
+// ‖X‖² − ‖G‖², or from an explicit reconstruction near round-off.
+func (s *tuckerState[T]) relError(ctx context.Context, core *Dense[T]) (float64, error) {
+	if s.normX2 == 0 {
+		return 0, nil
+	}
+	rel := math.Sqrt(max(0, s.normX2-sumSq(core.Data)) / s.normX2)
+	if rel >= 10*math.Sqrt(roundoff[T]()) {
+		return rel, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	hat := MultiModeProduct(s.b, core, s.factors, false)
+	var sum float64
+	for i, v := range s.x.Data {
+		d := float64(v) - float64(hat.Data[i])
+		sum += d * d
+	}
+	return math.Sqrt(sum / s.normX2), nil
+}
+
+// permuteToModeOrder copies data, whose axis a holds mode perm[a] with size
+// shape[a], into the tensor with its modes in increasing order.
+func permuteToModeOrder[T Float](data []T, shape, perm []int) *Dense[T] {
+	nm := len(shape)
+	outShape := make([]int, nm)
+	inStride := make([]int, nm) // per mode
+	stride := 1
+	for a := nm - 1; a >= 0; a-- {
+		outShape[perm[a]] = shape[a]
+		inStride[perm[a]] = stride
+		stride *= shape[a]
+	}
+	out := NewDense[T](outShape...)
+	idx := make([]int, nm)
+	off := 0
+	for o := range out.Data {
+		out.Data[o] = data[off]
+		for k := nm - 1; k >= 0; k-- {
+			idx[k]++
+			off += inStride[k]
+			if idx[k] < outShape[k] {
+				break
+			}
+			off -= idx[k] * inStride[k]
+			idx[k] = 0
+		}
+	}
+	return out
+}
+
+// randomOrthonormal returns an n×r matrix (r ≤ n) with orthonormal columns:
+// the Q factor of a seeded Gaussian matrix.
+func randomOrthonormal(b linalg.Backend, n, r int, rng interface{ NormFloat64() float64 }) []float64 {
+	a := make([]float64, n*r)
+	for i := range a {
+		a[i] = rng.NormFloat64()
+	}
+	tau := make([]float64, r)
+	b.Dgeqrf(n, r, a, r, tau)
+	b.Dorgqr(n, r, r, a, r, tau)
+	return a
+}
