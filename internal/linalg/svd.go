@@ -45,7 +45,8 @@ const (
 	DefaultPowerIterations = 4  // randomized: q = 4 subspace iterations
 	DefaultKrylovDepth     = 3  // block Krylov: q = 3 blocks beyond the first
 	DefaultQBPower         = 1  // fixed precision: one power step per block
-	DefaultQBBlock         = 32 // fixed precision: columns added per block
+	DefaultQBBlock         = 32 // fixed precision: columns of the first block
+	qbMaxBlock             = 256
 
 	// autoFullMaxDim: below this min(m, n) a full SVD is cheap (a few ms
 	// with LAPACK) and exact, so auto never randomizes.
@@ -78,7 +79,8 @@ type SVDOptions struct {
 	// algorithm's default, negative means none.
 	PowerIterations int
 	// BlockSize is the number of columns the fixed-precision algorithm adds
-	// per step; 0 means DefaultQBBlock.
+	// in its first step (later steps double it, up to 256); 0 means
+	// DefaultQBBlock.
 	BlockSize int
 	// Seed fixes every random choice: equal seeds give bit-identical
 	// factors on one backend and thread budget.
@@ -153,7 +155,7 @@ type SVDResult[T Float] struct {
 //     iteration needs q ≈ 7 for, in fewer passes over A. QᵀA comes for free
 //     from the products with Aᵀ already made.
 //   - fixed_precision: randQB_EI (Yu, Gu & Li 2018): grows an orthonormal Q
-//     and B = QᵀA by blocks of BlockSize columns until
+//     and B = QᵀA by blocks (BlockSize columns, doubling) until
 //     ‖A‖_F² − ‖B‖_F² ≤ target²·‖A‖_F², then an SVD of B; the rank rule
 //     is applied to B's singular values. Rank and compression rules need no
 //     spectrum and run randomized instead.
