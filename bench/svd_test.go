@@ -63,6 +63,7 @@ type svdRow struct {
 
 func BenchmarkSVD(b *testing.B) {
 	be := linalg.Default(svdThreads)
+	fmt.Printf("ours: %s\n", linalg.Describe(be))
 	b.Run("thin2048", func(b *testing.B) { benchThin(b, be, 2048) })
 	b.Run("truncated4096", func(b *testing.B) { benchTruncated(b, be, 4096, 256) })
 	b.Run("fixedprecision4096", func(b *testing.B) { benchFixedPrecision(b, be, 4096, 0.1) })
