@@ -132,6 +132,65 @@ static int lr_dsyevd(char uplo, int n, double *a, int lda, double *w) {
 	return info;
 }
 
+// lr_ssyevr and lr_dsyevr compute the eigenpairs il..iu with xSYEVR
+// (RANGE 'I', ABSTOL 0: LAPACK's default tolerance) and store their count
+// in *m.
+static int lr_ssyevr(char uplo, int n, int il, int iu, float *a, int lda, float *w,
+		float *z, int ldz, int *m) {
+	lapack_int *isuppz = LR_ALLOC(lapack_int, 2 * n);
+	if (isuppz == NULL) {
+		return LR_NOMEM;
+	}
+	lapack_int lm = 0, iq;
+	float q;
+	lapack_int info = LAPACKE_ssyevr_work(LAPACK_COL_MAJOR, 'V', 'I', uplo, n, a, lda, 0, 0, il, iu, 0,
+		&lm, w, z, ldz, isuppz, &q, -1, &iq, -1);
+	if (info == 0) {
+		lapack_int lwork = lr_lwork(q);
+		float *work = LR_ALLOC(float, lwork);
+		lapack_int *iwork = LR_ALLOC(lapack_int, iq);
+		if (work == NULL || iwork == NULL) {
+			info = LR_NOMEM;
+		} else {
+			info = LAPACKE_ssyevr_work(LAPACK_COL_MAJOR, 'V', 'I', uplo, n, a, lda, 0, 0, il, iu, 0,
+				&lm, w, z, ldz, isuppz, work, lwork, iwork, iq);
+		}
+		free(work);
+		free(iwork);
+	}
+	free(isuppz);
+	*m = lm;
+	return info;
+}
+
+static int lr_dsyevr(char uplo, int n, int il, int iu, double *a, int lda, double *w,
+		double *z, int ldz, int *m) {
+	lapack_int *isuppz = LR_ALLOC(lapack_int, 2 * n);
+	if (isuppz == NULL) {
+		return LR_NOMEM;
+	}
+	lapack_int lm = 0, iq;
+	double q;
+	lapack_int info = LAPACKE_dsyevr_work(LAPACK_COL_MAJOR, 'V', 'I', uplo, n, a, lda, 0, 0, il, iu, 0,
+		&lm, w, z, ldz, isuppz, &q, -1, &iq, -1);
+	if (info == 0) {
+		lapack_int lwork = lr_lwork(q);
+		double *work = LR_ALLOC(double, lwork);
+		lapack_int *iwork = LR_ALLOC(lapack_int, iq);
+		if (work == NULL || iwork == NULL) {
+			info = LR_NOMEM;
+		} else {
+			info = LAPACKE_dsyevr_work(LAPACK_COL_MAJOR, 'V', 'I', uplo, n, a, lda, 0, 0, il, iu, 0,
+				&lm, w, z, ldz, isuppz, work, lwork, iwork, iq);
+		}
+		free(work);
+		free(iwork);
+	}
+	free(isuppz);
+	*m = lm;
+	return info;
+}
+
 // The QR wrappers run the LQ routines: see OpenBLAS.Dgeqrf.
 static int lr_sgelqf(int m, int n, float *a, int lda, float *tau) {
 	float q;
@@ -235,7 +294,8 @@ import (
 //     our Vᵀ where it writes its U and our U where it writes its Vᵀ.
 //   - Symmetric eigenproblem: A = Aᵀ, and our upper triangle is the view's
 //     lower one. Only the n×n eigenvectors need a transpose in place, to land
-//     in the columns of a (gonum's convention) rather than its rows.
+//     in the columns of a (gonum's convention) rather than its rows; xSYEVR's
+//     n×m eigenvectors are transposed from a scratch matrix into z.
 //   - QR: the LQ factorisation of the view, Aᵀ = L Q, is A = Qᵀ Lᵀ, the QR
 //     factorisation of A; xGELQF leaves Lᵀ = R in our upper triangle and the
 //     reflectors in our columns below the diagonal, exactly where row-major
@@ -248,7 +308,10 @@ import (
 // References:
 //
 //	E. Anderson et al., LAPACK Users' Guide, 3rd ed., SIAM, 1999
-//	(xGESDD, xSYEVD, xGELQF, xORGLQ, xPOTRF).
+//	(xGESDD, xSYEVD, xSYEVR, xGELQF, xORGLQ, xPOTRF).
+//	I. S. Dhillon, B. N. Parlett and C. Vömel, The design and
+//	implementation of the MRRR algorithm, ACM Trans. Math. Softw. 32(4),
+//	2006 (xSYEVR).
 //	M. Gu and S. C. Eisenstat, A divide-and-conquer algorithm for the
 //	bidiagonal SVD, SIAM J. Matrix Anal. Appl. 16(1), 1995 (xGESDD).
 //	M. Gu and S. C. Eisenstat, A divide-and-conquer algorithm for the
@@ -497,6 +560,62 @@ func (o OpenBLAS) Dsyevd(n int, a []float64, lda int, w []float64) bool {
 	ok := lapackOK(info)
 	transposeSquare(n, a, lda)
 	return ok
+}
+
+// Ssyevr: see Dsyevr.
+func (o OpenBLAS) Ssyevr(n, il, iu int, a []float32, lda int, w, z []float32, ldz int) bool {
+	m := checkRange(n, il, iu)
+	checkMat(n, n, lda, len(a))
+	checkVec(m, len(w))
+	checkMat(n, m, ldz, len(z))
+	if n == 0 {
+		return true
+	}
+	wAll := make([]float32, n)
+	zc := make([]float32, n*m)
+	var info, got C.int
+	o.run(float64(n)*float64(n)*float64(n), func() {
+		info = C.lr_ssyevr('L', C.int(n), C.int(il), C.int(iu), f32(a), C.int(lda), f32(wAll), f32(zc), C.int(n), &got)
+	})
+	ok := lapackOK(info) && int(got) == m
+	copy(w, wAll[:m])
+	placeColumns(n, m, z, ldz, zc)
+	return ok
+}
+
+// Dsyevr runs LAPACK's DSYEVR with RANGE 'I' on the lower triangle of the
+// column-major view, which is our upper triangle. Its eigenvectors come
+// back as the columns of a column-major n×m matrix, i.e. the rows of a
+// row-major m×n one, and are transposed into the columns of z.
+func (o OpenBLAS) Dsyevr(n, il, iu int, a []float64, lda int, w, z []float64, ldz int) bool {
+	m := checkRange(n, il, iu)
+	checkMat(n, n, lda, len(a))
+	checkVec(m, len(w))
+	checkMat(n, m, ldz, len(z))
+	if n == 0 {
+		return true
+	}
+	wAll := make([]float64, n)
+	zc := make([]float64, n*m)
+	var info, got C.int
+	o.run(float64(n)*float64(n)*float64(n), func() {
+		info = C.lr_dsyevr('L', C.int(n), C.int(il), C.int(iu), f64(a), C.int(lda), f64(wAll), f64(zc), C.int(n), &got)
+	})
+	ok := lapackOK(info) && int(got) == m
+	copy(w, wAll[:m])
+	placeColumns(n, m, z, ldz, zc)
+	return ok
+}
+
+// placeColumns writes the column-major n×m zc (stride n) into the
+// row-major n×m z (stride ldz).
+func placeColumns[T Float](n, m int, z []T, ldz int, zc []T) {
+	for j := range m {
+		col := zc[j*n : (j+1)*n]
+		for i, v := range col {
+			z[i*ldz+j] = v
+		}
+	}
 }
 
 // Sgeqrf: see Dgeqrf.
