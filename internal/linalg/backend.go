@@ -79,8 +79,10 @@ type Backend interface {
 	// eigenvectors. With m = iu − il + 1, w receives the m eigenvalues in
 	// ascending order and the n×m z (stride ldz) the orthonormal
 	// eigenvectors in its columns, in the same order. A is destroyed.
-	// Backends with LAPACK's xSYEVR use it; others may compute every
-	// eigenpair and keep the ones asked for.
+	// This is LAPACK's xSYEVR with RANGE = 'I'; a backend may compute the
+	// pairs by another method (the OpenBLAS one: xSYTRD, xSTEDC, and
+	// xORMTR on the m columns; gonum: every eigenpair) with the same
+	// results up to rounding and signs.
 	Ssyevr(n, il, iu int, a []float32, lda int, w, z []float32, ldz int) (ok bool)
 	Dsyevr(n, il, iu int, a []float64, lda int, w, z []float64, ldz int) (ok bool)
 

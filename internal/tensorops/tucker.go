@@ -6,6 +6,8 @@ import (
 	"math"
 	"slices"
 
+	"gonum.org/v1/gonum/blas"
+
 	"github.com/lowrank/lowrank"
 	"github.com/lowrank/lowrank/internal/linalg"
 )
@@ -203,6 +205,9 @@ type tuckerState[T Float] struct {
 	ranks   []int        // per mode of x; I_n where not compressed
 	factors []*Matrix[T] // per mode of x; nil where not compressed
 	perms   map[int][]T  // x with mode m moved first
+	// arranged holds, per pair (n, m), x with mode n first and m last
+	// (projectLast).
+	arranged map[[2]int][]T
 	// bases holds, per compressed mode, the oversampled orthonormal basis
 	// (I_n × k, float64) HOOI refines from sweep to sweep.
 	bases map[int][]float64
@@ -276,7 +281,7 @@ func (s *tuckerState[T]) run(ctx context.Context, opts TuckerOptions, progress f
 			if s.ranks[m] < x.Shape[m] {
 				continue
 			}
-			vecs, _, err := s.eig(ctx, core.Data, core.Shape, m, x.Shape[m])
+			vecs, err := s.eig(ctx, core.Data, core.Shape, m, x.Shape[m])
 			if err != nil {
 				return nil, err
 			}
@@ -322,28 +327,35 @@ func (s *tuckerState[T]) hosvd(ctx context.Context, opts TuckerOptions, sequenti
 		if err := modeGram(ctx, s.b, src, srcShape, m, g); err != nil {
 			return nil, err
 		}
-		vecs, vals, err := leadingEigvecs(s.b, g, in, in)
+		r := fixedRank(opts, k)
+		var vecs []T
+		var err error
+		if r > 0 {
+			vecs, err = topEigvecs(s.b, g, in, r)
+		} else {
+			// A rank rule needs the whole spectrum.
+			var vals []float64
+			if vecs, vals, err = leadingEigvecs(s.b, g, in, in); err == nil {
+				r, err = s.chooseRank(opts.Rule, vals, srcNorm2, srcShape, m)
+			}
+			if err == nil && r < in {
+				for i := range in {
+					copy(vecs[i*r:(i+1)*r], vecs[i*in:i*in+r])
+				}
+				vecs = vecs[:in*r]
+			}
+		}
 		if err != nil {
 			return nil, err
 		}
-		r := fixedRank(opts, k)
-		if r == 0 {
-			if r, err = s.chooseRank(opts.Rule, vals, srcNorm2, srcShape, m); err != nil {
-				return nil, err
-			}
-		}
-		u := NewMatrix[T](in, r)
-		for i := range in {
-			copy(u.Data[i*r:(i+1)*r], vecs[i*in:i*in+r])
-		}
-		s.ranks[m], s.factors[m] = r, u
+		s.ranks[m], s.factors[m] = r, &Matrix[T]{Rows: in, Cols: r, Data: vecs}
 		if !sequential {
 			continue
 		}
 		next := slices.Clone(shape)
 		next[m] = r
 		out := make([]T, sizeOf(next))
-		ttm(s.b, cur, shape, m, u, true, out)
+		ttm(s.b, cur, shape, m, s.factors[m], true, out)
 		cur, shape = out, next
 	}
 	if !sequential {
@@ -432,6 +444,9 @@ func (s *tuckerState[T]) projectAllBut(ctx context.Context, active []int, n int)
 		}
 		return x.Data, x.Shape, perm, nil
 	}
+	if len(others) == 1 {
+		return s.projectLast(ctx, n, others[0])
+	}
 	slices.SortStableFunc(others, func(a, b int) int {
 		fa := float64(s.ranks[a]) / float64(x.Shape[a])
 		fb := float64(s.ranks[b]) / float64(x.Shape[b])
@@ -472,6 +487,87 @@ func (s *tuckerState[T]) projectAllBut(ctx context.Context, active []int, n int)
 	return y, shape, perm, nil
 }
 
+// projectLast returns Y = X ×_m U_mᵀ with its axes in the order perm =
+// (n, the other modes in order, m), the case of two compressed modes (every
+// other mode is kept whole). X is copied once into that axis order
+// (arranged), so Y is one GEMM, X' (P × I_m) · U_m, and Y's mode-n
+// unfolding is a row-major view of it: its Gram is one SYRK, with no copy.
+func (s *tuckerState[T]) projectLast(ctx context.Context, n, m int) ([]T, []int, []int, error) {
+	x := s.x
+	perm := []int{n}
+	for k := range x.Order() {
+		if k != n && k != m {
+			perm = append(perm, k)
+		}
+	}
+	perm = append(perm, m)
+	shape := make([]int, len(perm))
+	for a, k := range perm {
+		shape[a] = x.Shape[k]
+	}
+	key := [2]int{n, m}
+	xp, ok := s.arranged[key]
+	if !ok {
+		xp = permuteAxes(x, perm)
+		if s.arranged == nil {
+			s.arranged = map[[2]int][]T{}
+		}
+		s.arranged[key] = xp
+	}
+	im, rm := x.Shape[m], s.ranks[m]
+	rows := x.Len() / im
+	y := make([]T, rows*rm)
+	rb := max(1, min(rows, 4*blockElems/max(rm, im)))
+	for r0 := 0; r0 < rows; r0 += rb {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, nil, err
+		}
+		r1 := min(rows, r0+rb)
+		gemm(s.b, blas.NoTrans, blas.NoTrans, r1-r0, rm, im, 1, xp[r0*im:], im, s.factors[m].Data, rm, 0, y[r0*rm:], rm)
+	}
+	shape[len(shape)-1] = rm
+	return y, shape, perm, nil
+}
+
+// permuteAxes returns x's data with its axes in the order perm: axis a of
+// the result is mode perm[a] of x.
+func permuteAxes[T Float](x *Dense[T], perm []int) []T {
+	nm := x.Order()
+	stride := make([]int, nm) // of x, per mode
+	st := 1
+	for k := nm - 1; k >= 0; k-- {
+		stride[k] = st
+		st *= x.Shape[k]
+	}
+	shape := make([]int, nm)
+	inStride := make([]int, nm) // per axis of the result
+	for a, k := range perm {
+		shape[a], inStride[a] = x.Shape[k], stride[k]
+	}
+	out := make([]T, x.Len())
+	last := nm - 1
+	inner, step := shape[last], inStride[last]
+	idx := make([]int, nm)
+	off := 0
+	for o := 0; o < len(out); o += inner {
+		src := off
+		for j := range inner {
+			out[o+j] = x.Data[src]
+			src += step
+		}
+		for k := last - 1; k >= 0; k-- {
+			idx[k]++
+			off += inStride[k]
+			if idx[k] < shape[k] {
+				break
+			}
+			off -= idx[k] * inStride[k]
+			idx[k] = 0
+		}
+	}
+	return out
+}
+
 // permuted returns x's data with mode m moved first (the others keeping
 // their order), copied once and cached; mode 0 is x itself.
 func (s *tuckerState[T]) permuted(m int) []T {
@@ -494,17 +590,17 @@ func (s *tuckerState[T]) permuted(m int) []T {
 
 // eig returns the r leading eigenvectors of the Gram of the given axis's
 // unfolding of data.
-func (s *tuckerState[T]) eig(ctx context.Context, data []T, shape []int, axis, r int) (*Matrix[T], []float64, error) {
+func (s *tuckerState[T]) eig(ctx context.Context, data []T, shape []int, axis, r int) (*Matrix[T], error) {
 	in := shape[axis]
 	g := make([]T, in*in)
 	if err := modeGram(ctx, s.b, data, shape, axis, g); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	vecs, vals, err := leadingEigvecs(s.b, g, in, r)
+	vecs, err := topEigvecs(s.b, g, in, r)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return &Matrix[T]{Rows: in, Cols: r, Data: vecs}, vals, nil
+	return &Matrix[T]{Rows: in, Cols: r, Data: vecs}, nil
 }
 
 // HOOI's inner eigensolver, when the subspace iteration is the cheaper
@@ -535,7 +631,7 @@ func (s *tuckerState[T]) refine(ctx context.Context, data []T, shape []int, axis
 	in, r := shape[axis], s.ranks[mode]
 	k := oversampled(r, in)
 	if !useSubspace(in, k) {
-		u, _, err := s.eig(ctx, data, shape, axis, r)
+		u, err := s.eig(ctx, data, shape, axis, r)
 		if err != nil {
 			return err
 		}
