@@ -316,15 +316,39 @@ func fixedRank(o TuckerOptions, k int) int {
 // the classic HOSVD that De Lathauwer et al. start HOOI from.
 func (s *tuckerState[T]) hosvd(ctx context.Context, opts TuckerOptions, sequential bool) (*Dense[T], error) {
 	x := s.x
+	// Before HOOI with fixed ranks: a mode kept whole is skipped by the
+	// sweeps and rotated at the end, so its HOSVD factor would be thrown
+	// away; it stays the identity (nil), which changes neither the core's
+	// norm nor the sweeps. With exactly two compressed modes, their Grams
+	// come from the copies of X that HOOI will project (projectLast).
+	var compressed []int
+	for k, m := range s.modes {
+		if r := fixedRank(opts, k); r == 0 || r < x.Shape[m] {
+			compressed = append(compressed, m)
+		}
+	}
+	hooiNext := !sequential && opts.MaxIter > 0 && len(compressed) > 0
 	cur, shape := x.Data, slices.Clone(x.Shape)
 	for k, m := range s.modes {
 		in := shape[m]
-		src, srcShape, srcNorm2 := x.Data, x.Shape, s.normX2
-		if sequential {
+		if hooiNext && !slices.Contains(compressed, m) {
+			s.ranks[m], s.factors[m] = in, nil
+			continue
+		}
+		src, srcShape, srcNorm2, axis := x.Data, x.Shape, s.normX2, m
+		switch {
+		case sequential:
 			src, srcShape, srcNorm2 = cur, shape, sumSq(cur)
+		case hooiNext && len(compressed) == 2 && m != 0:
+			other := compressed[0]
+			if other == m {
+				other = compressed[1]
+			}
+			src, srcShape, _ = s.arrange(m, other)
+			axis = 0
 		}
 		g := make([]T, in*in)
-		if err := modeGram(ctx, s.b, src, srcShape, m, g); err != nil {
+		if err := modeGram(ctx, s.b, src, srcShape, axis, g); err != nil {
 			return nil, err
 		}
 		r := fixedRank(opts, k)
@@ -494,26 +518,8 @@ func (s *tuckerState[T]) projectAllBut(ctx context.Context, active []int, n int)
 // unfolding is a row-major view of it: its Gram is one SYRK, with no copy.
 func (s *tuckerState[T]) projectLast(ctx context.Context, n, m int) ([]T, []int, []int, error) {
 	x := s.x
-	perm := []int{n}
-	for k := range x.Order() {
-		if k != n && k != m {
-			perm = append(perm, k)
-		}
-	}
-	perm = append(perm, m)
-	shape := make([]int, len(perm))
-	for a, k := range perm {
-		shape[a] = x.Shape[k]
-	}
-	key := [2]int{n, m}
-	xp, ok := s.arranged[key]
-	if !ok {
-		xp = permuteAxes(x, perm)
-		if s.arranged == nil {
-			s.arranged = map[[2]int][]T{}
-		}
-		s.arranged[key] = xp
-	}
+	xp, shape, perm := s.arrange(n, m)
+	shape = slices.Clone(shape)
 	im, rm := x.Shape[m], s.ranks[m]
 	rows := x.Len() / im
 	y := make([]T, rows*rm)
@@ -527,6 +533,33 @@ func (s *tuckerState[T]) projectLast(ctx context.Context, n, m int) ([]T, []int,
 	}
 	shape[len(shape)-1] = rm
 	return y, shape, perm, nil
+}
+
+// arrange returns x's data with its axes in the order perm = (n, the other
+// modes in order, m), and its shape, copied once and cached.
+func (s *tuckerState[T]) arrange(n, m int) (data []T, shape, perm []int) {
+	x := s.x
+	perm = []int{n}
+	for k := range x.Order() {
+		if k != n && k != m {
+			perm = append(perm, k)
+		}
+	}
+	perm = append(perm, m)
+	shape = make([]int, len(perm))
+	for a, k := range perm {
+		shape[a] = x.Shape[k]
+	}
+	key := [2]int{n, m}
+	data, ok := s.arranged[key]
+	if !ok {
+		data = permuteAxes(x, perm)
+		if s.arranged == nil {
+			s.arranged = map[[2]int][]T{}
+		}
+		s.arranged[key] = data
+	}
+	return data, shape, perm
 }
 
 // permuteAxes returns x's data with its axes in the order perm: axis a of
