@@ -170,13 +170,19 @@ func (o TuckerOptions) validate(shape []int) ([]int, error) {
 // of the Gram of X ×_{m≠n} U_mᵀ. Modes kept at full rank (rₙ = I_n, e.g. a
 // 3×3 kernel) do not change that Gram's eigenvectors and are skipped; their
 // factors are fixed at the end as the eigenvectors of the core's mode-n
-// Gram, which leaves the fit unchanged and the core all-orthogonal in them.
-// The first, most expensive, projection of each Gram is one GEMM on a
-// row-major view of X with that mode first (X itself for mode 0, else one
-// copy of X made once), choosing the mode that shrinks X most. The
-// eigenvectors come from a full xSYEVD of the Gram, or, when rₙ ≪ I_n makes
-// it cheaper (useSubspace), from subspace iteration on an oversampled basis
-// carried over from the previous sweep (refineSubspace).
+// Gram, which leaves the fit unchanged and the core all-orthogonal in them;
+// the HOSVD start does not compute them either. With two compressed modes n
+// and m (Tucker-2, or a conv filter with its kernel modes kept whole), X is
+// copied once per mode into the axis order (n, rest, m): the projection is
+// one GEMM X'·U_m and its result's mode-n unfolding is a row-major view, so
+// the Gram is one SYRK (projectLast). With more, the first, most expensive,
+// projection is one GEMM on a row-major view of X with the mode that
+// shrinks X most first (X itself for mode 0, else one copy of X made once).
+// The eigenvectors are the rₙ leading eigenpairs of the Gram, computed
+// alone (linalg.Syevr, exact like a full eigendecomposition and about a
+// quarter cheaper), or, when rₙ ≪ I_n makes it cheaper (useSubspace), come
+// from subspace iteration on an oversampled basis carried over from the
+// previous sweep (refineSubspace).
 //
 // The error after each step comes from ‖X − X̂‖² = ‖X‖² − ‖G‖² (orthonormal
 // factors); below 10·sqrt(u) it is recomputed from an explicit
@@ -657,9 +663,9 @@ func useSubspace(n, k int) bool {
 }
 
 // refine replaces the factor of mode (at the given axis of data) by the
-// leading eigenvectors of the Gram of that unfolding: by a full
-// eigendecomposition, or by subspace iteration from the previous sweep's
-// basis when that costs less (useSubspace).
+// leading eigenvectors of the Gram of that unfolding: by the partial
+// eigensolver, or by subspace iteration from the previous sweep's basis
+// when that costs less (useSubspace).
 func (s *tuckerState[T]) refine(ctx context.Context, data []T, shape []int, axis, mode int) error {
 	in, r := shape[axis], s.ranks[mode]
 	k := oversampled(r, in)
