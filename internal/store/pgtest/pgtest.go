@@ -1,0 +1,253 @@
+// Package pgtest gives tests a real PostgreSQL server: either the one named
+// by LOWRANK_TEST_DATABASE_URL or a throwaway one it starts itself (initdb
+// into a temp dir, pg_ctl on a free port of 127.0.0.1), and a fresh,
+// empty database per test so tests stay independent.
+//
+// One Server serves a whole test package; the server starts on first use,
+// so a package's other tests do not pay for it:
+//
+//	var pg pgtest.Server
+//
+//	func TestMain(m *testing.M) {
+//		code := m.Run()
+//		pg.Stop()
+//		os.Exit(code)
+//	}
+//
+//	func TestX(t *testing.T) { url := pg.NewDatabase(t); ... }
+//
+// Without Postgres binaries the tests skip. PostgreSQL refuses to run as
+// root, so when the tests run as root (as in CI containers) the server runs
+// as the "postgres" system user that Debian's package creates, through
+// runuser or su.
+package pgtest
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+)
+
+// EnvURL names a server to use instead of starting one: a postgres:// URL
+// of a database the user may CREATE DATABASE from.
+const EnvURL = "LOWRANK_TEST_DATABASE_URL"
+
+// errNotFound is why the tests skip on a machine without Postgres.
+var errNotFound = errors.New("postgres not found (apt-get install postgresql); skipping Postgres store tests")
+
+// Server is a PostgreSQL server for one test package. The zero value is
+// ready to use; it connects or starts on the first NewDatabase.
+type Server struct {
+	once  sync.Once
+	err   error   // why there is no server
+	skip  bool    // err means "skip", not "fail"
+	admin *sql.DB // connection to the maintenance database
+	base  *url.URL
+	stop  func() error
+	seq   atomic.Int64
+}
+
+// NewDatabase creates an empty database for t, dropped when t ends, and
+// returns its URL. It skips t when no Postgres is available and fails it
+// when one is but cannot be started.
+func (s *Server) NewDatabase(t testing.TB) string {
+	t.Helper()
+	s.once.Do(s.init)
+	if s.err != nil {
+		if s.skip {
+			t.Skip(s.err)
+		}
+		t.Fatal(s.err)
+	}
+	// Unique across concurrent test processes sharing one external server.
+	name := fmt.Sprintf("lowrank_test_%d_%d", os.Getpid(), s.seq.Add(1))
+	ctx := context.Background()
+	if _, err := s.admin.ExecContext(ctx, `CREATE DATABASE `+name); err != nil {
+		t.Fatalf("pgtest: create database: %v", err)
+	}
+	// Registered before the test opens its pools, so it runs after their
+	// cleanups have closed them; FORCE ends any connection left over.
+	t.Cleanup(func() {
+		if _, err := s.admin.ExecContext(ctx, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`); err != nil {
+			t.Errorf("pgtest: drop database: %v", err)
+		}
+	})
+	u := *s.base
+	u.Path = "/" + name
+	return u.String()
+}
+
+// Stop closes the connection and stops the server if this package started
+// it. It is safe to call when the server was never used.
+func (s *Server) Stop() {
+	s.once.Do(func() { s.err, s.skip = errors.New("pgtest: stopped"), true })
+	if s.admin != nil {
+		s.admin.Close()
+	}
+	if s.stop != nil {
+		if err := s.stop(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+		}
+	}
+}
+
+func (s *Server) init() {
+	raw := os.Getenv(EnvURL)
+	if raw == "" {
+		bin, err := findBinDir()
+		if err != nil {
+			s.err, s.skip = err, true
+			return
+		}
+		var runAs *user.User
+		if os.Geteuid() == 0 {
+			if runAs, err = user.Lookup("postgres"); err != nil {
+				s.err, s.skip = fmt.Errorf("pgtest: running as root and there is no postgres user to run the server as (%v); skipping Postgres store tests", err), true
+				return
+			}
+		}
+		raw, s.stop, err = start(bin, runAs)
+		if err != nil {
+			s.err = err
+			return
+		}
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		s.err = fmt.Errorf("pgtest: %s must be a postgres:// URL", EnvURL)
+		return
+	}
+	s.base = u
+	if s.admin, err = sql.Open("pgx", raw); err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err = s.admin.PingContext(ctx)
+		cancel()
+	}
+	if err != nil {
+		s.err = fmt.Errorf("pgtest: connect to %s: %w", u.Redacted(), err)
+	}
+}
+
+// findBinDir finds the directory of initdb and pg_ctl: PATH first, then
+// Debian's versioned directories (newest first), where the postgresql
+// package installs them without putting them on PATH.
+func findBinDir() (string, error) {
+	if p, err := exec.LookPath("pg_ctl"); err == nil {
+		dir := filepath.Dir(p)
+		if _, err := os.Stat(filepath.Join(dir, "initdb")); err == nil {
+			return dir, nil
+		}
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	sort.Slice(dirs, func(i, j int) bool { return debianVersion(dirs[i]) > debianVersion(dirs[j]) })
+	for _, dir := range dirs {
+		if _, err := os.Stat(filepath.Join(dir, "pg_ctl")); err == nil {
+			return dir, nil
+		}
+	}
+	return "", errNotFound
+}
+
+func debianVersion(binDir string) int {
+	v, _ := strconv.Atoi(filepath.Base(filepath.Dir(binDir)))
+	return v
+}
+
+// start initialises a cluster in a new temp dir and starts it, as runAs when
+// that is not nil. It returns the URL of the maintenance database and a
+// function that stops the server and removes the dir.
+func start(bin string, runAs *user.User) (dbURL string, stop func() error, err error) {
+	dir, err := os.MkdirTemp("", "lowrank-pgtest-")
+	if err != nil {
+		return "", nil, fmt.Errorf("pgtest: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(dir)
+		}
+	}()
+	if runAs != nil {
+		uid, _ := strconv.Atoi(runAs.Uid)
+		gid, _ := strconv.Atoi(runAs.Gid)
+		if err := os.Chown(dir, uid, gid); err != nil {
+			return "", nil, fmt.Errorf("pgtest: %w", err)
+		}
+	}
+	data := filepath.Join(dir, "data")
+	logFile := filepath.Join(dir, "log")
+	run := func(name string, args ...string) error {
+		cmd := command(runAs, filepath.Join(bin, name), args...)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err != nil {
+			log, _ := os.ReadFile(logFile)
+			return fmt.Errorf("pgtest: %s: %v\n%s%s", name, err, out.Bytes(), log)
+		}
+		return nil
+	}
+	// The user is lowrank, whatever the OS user; trust auth is fine for a
+	// server that listens on loopback only and lives as long as the tests.
+	if err := run("initdb", "-D", data, "-A", "trust", "-U", "lowrank", "-E", "UTF8", "--locale=C", "--no-sync"); err != nil {
+		return "", nil, err
+	}
+	// A free port can be taken between picking and binding it; try a few.
+	for attempt := 0; ; attempt++ {
+		port, perr := freePort()
+		if perr != nil {
+			return "", nil, fmt.Errorf("pgtest: %w", perr)
+		}
+		opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off", port, dir)
+		err = run("pg_ctl", "-D", data, "-l", logFile, "-o", opts, "-w", "-t", "60", "start")
+		if err == nil {
+			stop := func() error {
+				defer os.RemoveAll(dir)
+				return run("pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
+			}
+			return fmt.Sprintf("postgres://lowrank@127.0.0.1:%d/postgres?sslmode=disable", port), stop, nil
+		}
+		if attempt == 2 {
+			return "", nil, err
+		}
+	}
+}
+
+// command runs a Postgres binary, as runAs when that is not nil.
+func command(runAs *user.User, path string, args ...string) *exec.Cmd {
+	if runAs == nil {
+		return exec.Command(path, args...)
+	}
+	if runuser, err := exec.LookPath("runuser"); err == nil {
+		return exec.Command(runuser, append([]string{"-u", runAs.Username, "--", path}, args...)...)
+	}
+	quoted := make([]string, 0, len(args)+1)
+	for _, a := range append([]string{path}, args...) {
+		quoted = append(quoted, "'"+strings.ReplaceAll(a, "'", `'\''`)+"'")
+	}
+	return exec.Command("su", runAs.Username, "-s", "/bin/sh", "-c", strings.Join(quoted, " "))
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

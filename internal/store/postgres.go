@@ -1,0 +1,447 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/lowrank/lowrank"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+)
+
+// Postgres is the MetaStore of the scale-out deployment: many replicas share
+// one PostgreSQL database. It goes through database/sql (pgx's stdlib driver)
+// because CreateJob hands its *sql.Tx to the enqueue callback, and River's
+// database/sql driver can insert its job row in that same transaction.
+//
+// The rows mirror SQLiteMeta's exactly (times as Unix nanoseconds, JSON as
+// text), so both stores round-trip the same values and share the scan code.
+type Postgres struct {
+	db *sql.DB
+}
+
+var _ MetaStore = (*Postgres)(nil)
+
+// Advisory lock keys, per database. They begin with the bytes of "lowrank"
+// so they stay clear of the keys River derives for its own locks.
+const (
+	pgLockSchema    int64 = 0x6c6f7772616e6b01
+	pgLockAdmission int64 = 0x6c6f7772616e6b02
+)
+
+// pgSchema creates Lowrank's tables. Ids compare with the "C" collation so
+// paging orders them bytewise, as SQLite does, whatever the database's
+// locale.
+var pgSchema = []string{
+	`CREATE TABLE IF NOT EXISTS lowrank_tensor (
+		id         TEXT COLLATE "C" PRIMARY KEY,
+		owner      TEXT NOT NULL,
+		format     TEXT NOT NULL,
+		bytes      BIGINT NOT NULL,
+		sha256     TEXT NOT NULL,
+		tensors    TEXT NOT NULL,
+		created_at BIGINT NOT NULL
+	)`,
+	`CREATE INDEX IF NOT EXISTS lowrank_tensor_owner ON lowrank_tensor (owner, id)`,
+	`CREATE TABLE IF NOT EXISTS lowrank_job (
+		id          TEXT COLLATE "C" PRIMARY KEY,
+		owner       TEXT NOT NULL,
+		tensor_id   TEXT NOT NULL,
+		tensor_name TEXT NOT NULL,
+		input_key   TEXT NOT NULL,
+		method      TEXT NOT NULL,
+		params      TEXT NOT NULL,
+		status      TEXT NOT NULL,
+		river_id    BIGINT NOT NULL DEFAULT 0,
+		progress    TEXT NOT NULL DEFAULT '{}',
+		created_at  BIGINT NOT NULL,
+		started_at  BIGINT,
+		finished_at BIGINT,
+		timings     TEXT NOT NULL DEFAULT '{}',
+		result      TEXT,
+		error       TEXT,
+		bundle_key  TEXT NOT NULL DEFAULT ''
+	)`,
+	`CREATE INDEX IF NOT EXISTS lowrank_job_owner ON lowrank_job (owner, id)`,
+	`CREATE INDEX IF NOT EXISTS lowrank_job_status ON lowrank_job (status)`,
+}
+
+// OpenPostgres connects to the database at url (a postgres:// URL or a
+// key=value connection string, as pgx accepts) and creates Lowrank's tables
+// if they are missing.
+//
+// Replicas starting together may all run the schema: it is applied under a
+// transaction-scoped advisory lock, because concurrent CREATE TABLE IF NOT
+// EXISTS statements can still collide in the system catalogs.
+func OpenPostgres(ctx context.Context, url string) (*Postgres, error) {
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		return nil, fmt.Errorf("store: open postgres: %w", err)
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: open postgres: %w", err)
+	}
+	if err := pgMigrate(ctx, db); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Postgres{db: db}, nil
+}
+
+func pgMigrate(ctx context.Context, db *sql.DB) (err error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: create schema: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	if _, err = tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, pgLockSchema); err != nil {
+		return fmt.Errorf("store: create schema: %w", err)
+	}
+	for _, stmt := range pgSchema {
+		if _, err = tx.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("store: create schema: %w", err)
+		}
+	}
+	if err = tx.Commit(); err != nil {
+		return fmt.Errorf("store: create schema: %w", err)
+	}
+	return nil
+}
+
+// DB is the connection pool, for the queue's driver.
+func (s *Postgres) DB() *sql.DB { return s.db }
+
+// Close closes the connection pool.
+func (s *Postgres) Close() error { return s.db.Close() }
+
+// pgArgs collects query arguments and names their placeholders ($1, $2, …).
+type pgArgs []any
+
+func (a *pgArgs) add(v any) string {
+	*a = append(*a, v)
+	return "$" + strconv.Itoa(len(*a))
+}
+
+// in is a parenthesised placeholder list for the statuses.
+func (a *pgArgs) in(statuses []JobStatus) string {
+	ph := make([]string, len(statuses))
+	for i, st := range statuses {
+		ph[i] = a.add(string(st))
+	}
+	return "(" + strings.Join(ph, ", ") + ")"
+}
+
+func (s *Postgres) Ping(ctx context.Context) error {
+	return s.db.PingContext(ctx)
+}
+
+func (s *Postgres) CreateTensor(ctx context.Context, t *Tensor) error {
+	ts, err := jsonText(t.Tensors)
+	if err != nil {
+		return err
+	}
+	_, err = s.db.ExecContext(ctx,
+		`INSERT INTO lowrank_tensor (id, owner, format, bytes, sha256, tensors, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		t.ID, t.Owner, t.Format, t.Bytes, t.SHA256, ts, t.CreatedAt.UnixNano())
+	if err != nil {
+		return fmt.Errorf("store: create tensor: %w", err)
+	}
+	return nil
+}
+
+func (s *Postgres) GetTensor(ctx context.Context, owner, id string) (*Tensor, error) {
+	row := s.db.QueryRowContext(ctx, `SELECT `+tensorCols+` FROM lowrank_tensor WHERE id = $1 AND owner = $2`, id, owner)
+	t, err := scanTensor(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, lowrank.Errorf(lowrank.ENOTFOUND, "", "tensor %s not found", id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: get tensor: %w", err)
+	}
+	return t, nil
+}
+
+func (s *Postgres) ListTensors(ctx context.Context, owner string, p Page) ([]*Tensor, string, error) {
+	limit := pageLimit(p)
+	var a pgArgs
+	q := `SELECT ` + tensorCols + ` FROM lowrank_tensor WHERE owner = ` + a.add(owner)
+	if p.Cursor != "" {
+		q += ` AND id < ` + a.add(p.Cursor)
+	}
+	q += ` ORDER BY id DESC LIMIT ` + a.add(limit+1)
+	rows, err := s.db.QueryContext(ctx, q, a...)
+	if err != nil {
+		return nil, "", fmt.Errorf("store: list tensors: %w", err)
+	}
+	defer rows.Close()
+	var out []*Tensor
+	for rows.Next() {
+		t, err := scanTensor(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("store: list tensors: %w", err)
+		}
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("store: list tensors: %w", err)
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		next = out[limit-1].ID
+	}
+	return out, next, nil
+}
+
+func (s *Postgres) DeleteTensor(ctx context.Context, owner, id string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM lowrank_tensor WHERE id = $1 AND owner = $2`, id, owner)
+	if err != nil {
+		return fmt.Errorf("store: delete tensor: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return lowrank.Errorf(lowrank.ENOTFOUND, "", "tensor %s not found", id)
+	}
+	return nil
+}
+
+// CreateJob decides admission under an advisory lock held until commit:
+// under READ COMMITTED the count that follows the lock sees every job
+// committed by the submitter that held it before, in any process, so
+// capped submissions take the queue's slots one at a time and never
+// overshoot. Uncapped submissions (maxActive <= 0) skip the lock.
+func (s *Postgres) CreateJob(ctx context.Context, j *Job, maxActive int, enqueue func(ctx context.Context, tx *sql.Tx) (int64, error)) (err error) {
+	params, err := jsonText(j.Params)
+	if err != nil {
+		return err
+	}
+	if params == nil {
+		params = "{}"
+	}
+	timings, err := jsonText(j.Timings)
+	if err != nil {
+		return err
+	}
+	progress, err := jsonText(j.Progress)
+	if err != nil {
+		return err
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: create job: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	if j.Status == "" {
+		j.Status = JobQueued
+	}
+	if maxActive > 0 {
+		if _, err = tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, pgLockAdmission); err != nil {
+			return fmt.Errorf("store: create job: %w", err)
+		}
+		var active int
+		err = tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM lowrank_job WHERE status IN ($1, $2)`,
+			string(JobQueued), string(JobRunning)).Scan(&active)
+		if err != nil {
+			return fmt.Errorf("store: create job: %w", err)
+		}
+		if active >= maxActive {
+			err = lowrank.Errorf(lowrank.EOVERLOADED, "", "the queue is full (%d jobs queued or running)", active)
+			return err
+		}
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO lowrank_job
+		(id, owner, tensor_id, tensor_name, input_key, method, params, status, progress, created_at, timings)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		j.ID, j.Owner, j.TensorID, j.TensorName, j.InputKey, j.Method, params, string(j.Status), progress, j.CreatedAt.UnixNano(), timings)
+	if err != nil {
+		return fmt.Errorf("store: create job: %w", err)
+	}
+	if enqueue != nil {
+		var qid int64
+		if qid, err = enqueue(ctx, tx); err != nil {
+			return err
+		}
+		if _, err = tx.ExecContext(ctx, `UPDATE lowrank_job SET river_id = $1 WHERE id = $2`, qid, j.ID); err != nil {
+			return fmt.Errorf("store: create job: %w", err)
+		}
+		j.RiverID = qid
+	}
+	if err = tx.Commit(); err != nil {
+		return fmt.Errorf("store: create job: %w", err)
+	}
+	return nil
+}
+
+func (s *Postgres) getJob(ctx context.Context, where string, args ...any) (*Job, error) {
+	row := s.db.QueryRowContext(ctx, `SELECT `+jobCols+` FROM lowrank_job WHERE `+where, args...)
+	j, err := scanJob(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, lowrank.Errorf(lowrank.ENOTFOUND, "", "job %s not found", args[0])
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: get job: %w", err)
+	}
+	return j, nil
+}
+
+func (s *Postgres) GetJob(ctx context.Context, owner, id string) (*Job, error) {
+	return s.getJob(ctx, `id = $1 AND owner = $2`, id, owner)
+}
+
+func (s *Postgres) GetJobByID(ctx context.Context, id string) (*Job, error) {
+	return s.getJob(ctx, `id = $1`, id)
+}
+
+func (s *Postgres) ListJobs(ctx context.Context, f JobFilter, p Page) ([]*Job, string, error) {
+	limit := pageLimit(p)
+	var a pgArgs
+	q := `SELECT ` + jobCols + ` FROM lowrank_job WHERE owner = ` + a.add(f.Owner)
+	if f.Status != "" {
+		q += ` AND status = ` + a.add(string(f.Status))
+	}
+	if f.Method != "" {
+		q += ` AND method = ` + a.add(f.Method)
+	}
+	if p.Cursor != "" {
+		q += ` AND id < ` + a.add(p.Cursor)
+	}
+	q += ` ORDER BY id DESC LIMIT ` + a.add(limit+1)
+	rows, err := s.db.QueryContext(ctx, q, a...)
+	if err != nil {
+		return nil, "", fmt.Errorf("store: list jobs: %w", err)
+	}
+	defer rows.Close()
+	var out []*Job
+	for rows.Next() {
+		j, err := scanJob(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("store: list jobs: %w", err)
+		}
+		out = append(out, j)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("store: list jobs: %w", err)
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		next = out[limit-1].ID
+	}
+	return out, next, nil
+}
+
+// TransitionJob is one conditional UPDATE. When two replicas race, the
+// second waits for the first's row lock and then re-checks the status on
+// the committed row (READ COMMITTED), so only one of them sees a status in
+// from.
+func (s *Postgres) TransitionJob(ctx context.Context, id string, from []JobStatus, u JobUpdate) (bool, error) {
+	if len(from) == 0 {
+		panic("store: TransitionJob without from statuses")
+	}
+	var a pgArgs
+	set := []string{"status = " + a.add(string(u.Status))}
+	add := func(col string, v any) {
+		set = append(set, col+" = "+a.add(v))
+	}
+	if u.StartedAt != nil {
+		add("started_at", nullTime(u.StartedAt))
+	}
+	if u.FinishedAt != nil {
+		add("finished_at", nullTime(u.FinishedAt))
+	}
+	if u.Timings != nil {
+		v, err := jsonText(u.Timings)
+		if err != nil {
+			return false, err
+		}
+		add("timings", v)
+	}
+	if u.Result != nil {
+		v, _ := jsonText(u.Result)
+		add("result", v)
+	}
+	if u.Error != nil {
+		v, err := jsonText(u.Error)
+		if err != nil {
+			return false, err
+		}
+		add("error", v)
+	}
+	if u.BundleKey != "" {
+		add("bundle_key", u.BundleKey)
+	}
+	if u.Progress != nil {
+		v, err := jsonText(*u.Progress)
+		if err != nil {
+			return false, err
+		}
+		add("progress", v)
+	}
+	q := `UPDATE lowrank_job SET ` + strings.Join(set, ", ") + ` WHERE id = ` + a.add(id) + ` AND status IN ` + a.in(from)
+	res, err := s.db.ExecContext(ctx, q, a...)
+	if err != nil {
+		return false, fmt.Errorf("store: transition job: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("store: transition job: %w", err)
+	}
+	return n == 1, nil
+}
+
+func (s *Postgres) RequeueRunning(ctx context.Context) (int, error) {
+	res, err := s.db.ExecContext(ctx, `UPDATE lowrank_job SET status = $1, progress = '{}' WHERE status = $2`, string(JobQueued), string(JobRunning))
+	if err != nil {
+		return 0, fmt.Errorf("store: requeue running: %w", err)
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}
+
+func (s *Postgres) SetProgress(ctx context.Context, id string, p Progress) error {
+	v, err := jsonText(p)
+	if err != nil {
+		return err
+	}
+	_, err = s.db.ExecContext(ctx, `UPDATE lowrank_job SET progress = $1 WHERE id = $2 AND status = $3`, v, id, string(JobRunning))
+	if err != nil {
+		return fmt.Errorf("store: set progress: %w", err)
+	}
+	return nil
+}
+
+func (s *Postgres) DeleteJob(ctx context.Context, owner, id string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM lowrank_job WHERE id = $1 AND owner = $2`, id, owner)
+	if err != nil {
+		return fmt.Errorf("store: delete job: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return lowrank.Errorf(lowrank.ENOTFOUND, "", "job %s not found", id)
+	}
+	return nil
+}
+
+func (s *Postgres) CountJobs(ctx context.Context, statuses ...JobStatus) (int, error) {
+	var a pgArgs
+	q := `SELECT COUNT(*) FROM lowrank_job`
+	if len(statuses) > 0 {
+		q += ` WHERE status IN ` + a.in(statuses)
+	}
+	var n int
+	if err := s.db.QueryRowContext(ctx, q, a...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: count jobs: %w", err)
+	}
+	return n, nil
+}
