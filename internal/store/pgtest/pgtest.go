@@ -111,7 +111,7 @@ func (s *Server) Stop() {
 func (s *Server) init() {
 	raw := os.Getenv(EnvURL)
 	if raw == "" {
-		bin, err := findBinDir()
+		bin, err := findBinDir(debianBinDirs)
 		if err != nil {
 			s.err, s.skip = err, true
 			return
@@ -145,28 +145,35 @@ func (s *Server) init() {
 	}
 }
 
-// findBinDir finds the directory of initdb and pg_ctl: PATH first, then
-// Debian's versioned directories (newest first), where the postgresql
-// package installs them without putting them on PATH.
-func findBinDir() (string, error) {
+// debianBinDirs is where Debian's postgresql package installs the server
+// binaries, one directory per major version, without putting them on PATH.
+const debianBinDirs = "/usr/lib/postgresql/*/bin"
+
+// findBinDir finds the directory of initdb and pg_ctl: PATH first, then the
+// directories matching pattern, newest version first.
+func findBinDir(pattern string) (string, error) {
 	if p, err := exec.LookPath("pg_ctl"); err == nil {
 		dir := filepath.Dir(p)
 		if _, err := os.Stat(filepath.Join(dir, "initdb")); err == nil {
 			return dir, nil
 		}
 	}
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	dirs, _ := filepath.Glob(pattern)
 	sort.Slice(dirs, func(i, j int) bool { return debianVersion(dirs[i]) > debianVersion(dirs[j]) })
 	for _, dir := range dirs {
-		if _, err := os.Stat(filepath.Join(dir, "pg_ctl")); err == nil {
+		_, err1 := os.Stat(filepath.Join(dir, "pg_ctl"))
+		_, err2 := os.Stat(filepath.Join(dir, "initdb"))
+		if err1 == nil && err2 == nil {
 			return dir, nil
 		}
 	}
 	return "", errNotFound
 }
 
-func debianVersion(binDir string) int {
-	v, _ := strconv.Atoi(filepath.Base(filepath.Dir(binDir)))
+// debianVersion is the major version in .../<version>/bin; before 10 it
+// was two numbers (9.6), which sort below every later one.
+func debianVersion(binDir string) float64 {
+	v, _ := strconv.ParseFloat(filepath.Base(filepath.Dir(binDir)), 64)
 	return v
 }
 
