@@ -198,14 +198,12 @@ func start(bin string, runAs *user.User) (dbURL string, stop func() error, err e
 		}
 	}
 	data := filepath.Join(dir, "data")
-	logFile := filepath.Join(dir, "log")
 	run := func(name string, args ...string) error {
 		cmd := command(runAs, filepath.Join(bin, name), args...)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Run(); err != nil {
-			log, _ := os.ReadFile(logFile)
-			return fmt.Errorf("pgtest: %s: %v\n%s%s", name, err, out.Bytes(), log)
+			return fmt.Errorf("pgtest: %s: %v\n%s", name, err, out.Bytes())
 		}
 		return nil
 	}
@@ -220,17 +218,73 @@ func start(bin string, runAs *user.User) (dbURL string, stop func() error, err e
 		if perr != nil {
 			return "", nil, fmt.Errorf("pgtest: %w", perr)
 		}
-		opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off", port, dir)
-		err = run("pg_ctl", "-D", data, "-l", logFile, "-o", opts, "-w", "-t", "60", "start")
-		if err == nil {
-			stop := func() error {
+		dbURL = fmt.Sprintf("postgres://lowrank@127.0.0.1:%d/postgres?sslmode=disable", port)
+		stopServer, serr := serve(bin, runAs, dir, port, dbURL, run)
+		if serr == nil {
+			return dbURL, func() error {
 				defer os.RemoveAll(dir)
-				return run("pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
-			}
-			return fmt.Sprintf("postgres://lowrank@127.0.0.1:%d/postgres?sslmode=disable", port), stop, nil
+				return stopServer()
+			}, nil
 		}
+		err = serr
 		if attempt == 2 {
 			return "", nil, err
+		}
+	}
+}
+
+// serve runs postgres in the foreground as a child of the test process
+// rather than daemonised by pg_ctl, so that the kernel stops it
+// (dieWithParent) when the test binary is killed before its cleanup runs,
+// as go test's -timeout does. runuser and su pass that signal on to it.
+func serve(bin string, runAs *user.User, dir string, port int, dbURL string, run func(string, ...string) error) (stop func() error, err error) {
+	data := filepath.Join(dir, "data")
+	logPath := filepath.Join(dir, "log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("pgtest: %w", err)
+	}
+	cmd := command(runAs, filepath.Join(bin, "postgres"), "-D", data, "-p", strconv.Itoa(port), "-k", dir,
+		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off")
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	dieWithParent(cmd)
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("pgtest: postgres: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() {
+		exited <- cmd.Wait()
+		logFile.Close()
+	}()
+	stopWith := func(mode string) error {
+		err := run("pg_ctl", "-D", data, "-m", mode, "-w", "stop")
+		<-exited
+		return err
+	}
+
+	db, err := sql.Open("pgx", dbURL)
+	if err != nil {
+		stopWith("immediate")
+		return nil, fmt.Errorf("pgtest: %w", err)
+	}
+	defer db.Close()
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err = db.PingContext(ctx)
+		cancel()
+		if err == nil {
+			return func() error { return stopWith("fast") }, nil
+		}
+		if time.Now().After(deadline) {
+			stopWith("immediate")
+			return nil, fmt.Errorf("pgtest: postgres not ready after 60s: %w", err)
+		}
+		select {
+		case werr := <-exited:
+			log, _ := os.ReadFile(logPath)
+			return nil, fmt.Errorf("pgtest: postgres exited during start: %v\n%s", werr, log)
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
@@ -247,7 +301,8 @@ func command(runAs *user.User, path string, args ...string) *exec.Cmd {
 	for _, a := range append([]string{path}, args...) {
 		quoted = append(quoted, "'"+strings.ReplaceAll(a, "'", `'\''`)+"'")
 	}
-	return exec.Command("su", runAs.Username, "-s", "/bin/sh", "-c", strings.Join(quoted, " "))
+	// exec, so that the signals su passes on reach the server, not the shell.
+	return exec.Command("su", runAs.Username, "-s", "/bin/sh", "-c", "exec "+strings.Join(quoted, " "))
 }
 
 func freePort() (int, error) {

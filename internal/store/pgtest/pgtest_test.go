@@ -52,7 +52,7 @@ func TestCommandAsOtherUser(t *testing.T) {
 	u := &user.User{Username: "postgres"}
 	t.Setenv("PATH", t.TempDir()) // no runuser: falls back to su with a quoted command line
 	cmd := command(u, "/bin/pg_ctl", "-o", "-p 5 -k it's")
-	want := `su postgres -s /bin/sh -c '/bin/pg_ctl' '-o' '-p 5 -k it'\''s'`
+	want := `su postgres -s /bin/sh -c exec '/bin/pg_ctl' '-o' '-p 5 -k it'\''s'`
 	if got := strings.Join(cmd.Args, " "); got != want {
 		t.Errorf("su command\n got %s\nwant %s", got, want)
 	}
