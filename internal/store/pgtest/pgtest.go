@@ -1,7 +1,8 @@
 // Package pgtest gives tests a real PostgreSQL server: either the one named
 // by LOWRANK_TEST_DATABASE_URL or a throwaway one it starts itself (initdb
-// into a temp dir, pg_ctl on a free port of 127.0.0.1), and a fresh,
-// empty database per test so tests stay independent.
+// into a temp dir, postgres on a free port of 127.0.0.1, stopped with the
+// test process even when that is killed), and a fresh, empty database per
+// test so tests stay independent.
 //
 // One Server serves a whole test package; the server starts on first use,
 // so a package's other tests do not pay for it:
@@ -19,7 +20,7 @@
 // Without Postgres binaries the tests skip. PostgreSQL refuses to run as
 // root, so when the tests run as root (as in CI containers) the server runs
 // as the "postgres" system user that Debian's package creates, through
-// runuser or su.
+// runuser or su; the temp dir must then be reachable by that user.
 package pgtest
 
 import (
