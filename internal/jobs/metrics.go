@@ -1,0 +1,62 @@
+package jobs
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lowrank/lowrank/internal/store"
+)
+
+type metrics struct {
+	jobs      *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	queueWait *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer, meta store.MetaStore) (*metrics, error) {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	// Job durations range from milliseconds (a small SVD) to hours.
+	buckets := prometheus.ExponentialBuckets(0.001, 4, 12)
+	m := &metrics{
+		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lowrank_jobs_total", Help: "Jobs finished, by method and outcome (succeeded, failed, canceled).",
+		}, []string{"method", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "lowrank_job_duration_seconds", Help: "Time from a job's start to its end, by method.", Buckets: buckets,
+		}, []string{"method"}),
+		queueWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "lowrank_job_queue_wait_seconds", Help: "Time a job waited in the queue before it started, by method.", Buckets: buckets,
+		}, []string{"method"}),
+	}
+	// Queue depth is counted from metadata at scrape time, so it is right
+	// after a restart and across replicas.
+	count := func(st store.JobStatus) func() float64 {
+		return func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			n, err := meta.CountJobs(ctx, st)
+			if err != nil {
+				return -1
+			}
+			return float64(n)
+		}
+	}
+	for _, c := range []prometheus.Collector{
+		m.jobs, m.duration, m.queueWait,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "lowrank_jobs_queued", Help: "Jobs waiting in the queue."}, count(store.JobQueued)),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "lowrank_jobs_running", Help: "Jobs running now."}, count(store.JobRunning)),
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) finished(method, outcome string) {
+	m.jobs.WithLabelValues(method, outcome).Inc()
+}

@@ -1,0 +1,382 @@
+package jobs
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+	"github.com/riverqueue/river/rivermigrate"
+	"github.com/riverqueue/river/rivertype"
+	"go.uber.org/zap"
+	"go.uber.org/zap/exp/zapslog"
+
+	"github.com/lowrank/lowrank"
+	"github.com/lowrank/lowrank/internal/linalg"
+	"github.com/lowrank/lowrank/internal/store"
+)
+
+// River's fetch settings. The defaults (a fetch at most every 100 ms, a poll
+// every second) suit Postgres with LISTEN/NOTIFY; on SQLite, where the
+// listener polls, they let through only about 20 small jobs a second. A 2 ms
+// cooldown and 5 ms poll measured about 250 jobs a second.
+const (
+	fetchCooldown     = 2 * time.Millisecond
+	fetchPollInterval = 5 * time.Millisecond
+)
+
+// Config is everything a Service needs.
+type Config struct {
+	DB       *sql.DB // the SQLite database shared by the meta store and River
+	Meta     store.MetaStore
+	Blobs    store.BlobStore
+	Codec    Codec
+	Registry Registry
+	// Backend is the numeric backend with the thread budget of one job.
+	Backend linalg.Backend
+	// Workers is the number of jobs run at once.
+	Workers int
+	// QueueCapacity bounds queued + running jobs; 0 means unbounded.
+	QueueCapacity int
+	Limits        Limits
+	// JobTimeout bounds one job's run; 0 means none.
+	JobTimeout time.Duration
+	Logger     *zap.Logger
+	Metrics    prometheus.Registerer
+	Version    string
+	// ProgressInterval is the least time between progress writes (default 250 ms).
+	ProgressInterval time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// SingleProcess says no other process uses the queue (the embedded
+	// SQLite deployment): at start, jobs left running by a crash, or by a
+	// shutdown whose kernels would not stop in time, are queued again at
+	// once instead of waiting for River's stuck-job rescuer.
+	SingleProcess bool
+}
+
+// Service owns the job lifecycle: submission, the River workers,
+// cancellation and deletion.
+type Service struct {
+	cfg     Config
+	river   *river.Client[*sql.Tx]
+	metrics *metrics
+	log     *zap.Logger
+
+	stopping atomic.Bool
+	mu       sync.Mutex
+	running  map[string]*runningJob // by job id
+}
+
+type runningJob struct {
+	cancel   context.CancelFunc
+	canceled atomic.Bool // by a user, as opposed to a shutdown
+}
+
+// jobArgs is the River payload: just the id; everything else is in metadata.
+type jobArgs struct {
+	JobID string `json:"job_id"`
+}
+
+func (jobArgs) Kind() string { return "lowrank_decompose" }
+
+// New runs River's migrations on cfg.DB and builds the River client; Start
+// starts working.
+func New(ctx context.Context, cfg Config) (*Service, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.ProgressInterval <= 0 {
+		cfg.ProgressInterval = 250 * time.Millisecond
+	}
+	if cfg.Workers < 1 {
+		cfg.Workers = 1
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	driver := riversqlite.New(cfg.DB)
+	slogger := slog.New(zapslog.NewHandler(cfg.Logger.WithOptions(zap.IncreaseLevel(zap.WarnLevel)).Core(), zapslog.WithName("river")))
+	migrator, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: slogger})
+	if err != nil {
+		return nil, fmt.Errorf("jobs: river migrator: %w", err)
+	}
+	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return nil, fmt.Errorf("jobs: river migrations: %w", err)
+	}
+	if cfg.SingleProcess {
+		if err := requeueOrphans(ctx, cfg.DB, cfg.Meta, cfg.Logger); err != nil {
+			return nil, err
+		}
+	}
+	s := &Service{cfg: cfg, log: cfg.Logger, running: map[string]*runningJob{}}
+	if s.metrics, err = newMetrics(cfg.Metrics, cfg.Meta); err != nil {
+		return nil, err
+	}
+	workers := river.NewWorkers()
+	if err := river.AddWorkerSafely(workers, &worker{s: s}); err != nil {
+		return nil, err
+	}
+	jobTimeout := cfg.JobTimeout
+	if jobTimeout <= 0 {
+		jobTimeout = -1 // River: no timeout
+	}
+	rc := &river.Config{
+		Logger:            slogger,
+		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}},
+		Workers:           workers,
+		FetchCooldown:     fetchCooldown,
+		FetchPollInterval: fetchPollInterval,
+		JobTimeout:        jobTimeout,
+		// A job cut short by a shutdown is retried after a restart; a job
+		// that fails on its own is not (the worker cancels it).
+		MaxAttempts: 10,
+	}
+	if cfg.JobTimeout > 0 {
+		rc.RescueStuckJobsAfter = cfg.JobTimeout + time.Minute
+	}
+	s.river, err = river.NewClient(driver, rc)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: river client: %w", err)
+	}
+	return s, nil
+}
+
+// requeueOrphans makes every running job available again, in River's table
+// and in metadata. Only valid when this process is the queue's only user.
+func requeueOrphans(ctx context.Context, db *sql.DB, meta store.MetaStore, log *zap.Logger) error {
+	res, err := db.ExecContext(ctx, `UPDATE river_job SET state = 'available' WHERE state = 'running'`)
+	if err != nil {
+		return fmt.Errorf("jobs: requeue orphans: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	m, err := meta.RequeueRunning(ctx)
+	if err != nil {
+		return err
+	}
+	if n > 0 || m > 0 {
+		log.Warn("requeued jobs left running by the previous process", zap.Int64("queue_rows", n), zap.Int("jobs", m))
+	}
+	return nil
+}
+
+// Start starts the workers.
+func (s *Service) Start(ctx context.Context) error {
+	if err := s.river.Start(ctx); err != nil {
+		return fmt.Errorf("jobs: start: %w", err)
+	}
+	return nil
+}
+
+// Stop lets running jobs finish until ctx ends, then cancels them; a job cut
+// short goes back to queued and runs again after a restart.
+func (s *Service) Stop(ctx context.Context) error {
+	s.stopping.Store(true)
+	err := s.river.Stop(ctx)
+	if err == nil {
+		return nil
+	}
+	hard, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := s.river.StopAndCancel(hard); err != nil {
+		return fmt.Errorf("jobs: stop: %w", err)
+	}
+	return nil
+}
+
+// Ping reports whether the queue's database is usable.
+func (s *Service) Ping(ctx context.Context) error { return s.cfg.DB.PingContext(ctx) }
+
+// Registry returns the method registry.
+func (s *Service) Registry() Registry { return s.cfg.Registry }
+
+// Limits returns the job limits.
+func (s *Service) Limits() Limits { return s.cfg.Limits }
+
+// SubmitRequest is a new job. Exactly one of TensorID and Inline is set.
+type SubmitRequest struct {
+	Owner      string
+	TensorID   string
+	TensorName string
+	Inline     *Tensor
+	Method     string
+	Params     []byte
+}
+
+// Submit validates req through the method registry, records the job and
+// queues it.
+func (s *Service) Submit(ctx context.Context, req SubmitRequest) (*store.Job, error) {
+	m, err := s.cfg.Registry.Lookup(req.Method)
+	if err != nil {
+		return nil, err
+	}
+	var info InputInfo
+	var tensorName string
+	switch {
+	case req.Inline != nil && req.TensorID != "":
+		return nil, lowrank.Errorf(lowrank.EINVALID, "tensor", "give either tensor_id or an inline tensor, not both")
+	case req.Inline != nil:
+		t := req.Inline
+		if err := checkInline(t, s.cfg.Limits); err != nil {
+			return nil, err
+		}
+		info = InputInfo{Shape: t.Shape, DType: "float64"}
+	case req.TensorID != "":
+		t, err := s.cfg.Meta.GetTensor(ctx, req.Owner, req.TensorID)
+		if err != nil {
+			if lowrank.ErrorCode(err) == lowrank.ENOTFOUND {
+				return nil, lowrank.Errorf(lowrank.ENOTFOUND, "tensor_id", "tensor %s not found", req.TensorID)
+			}
+			return nil, err
+		}
+		ti, err := pickTensor(t, req.TensorName)
+		if err != nil {
+			return nil, err
+		}
+		switch ti.DType {
+		case "float16", "bfloat16", "float32", "float64":
+		default:
+			return nil, lowrank.Errorf(lowrank.EUNSUPPORTED, "tensor_name", "tensor %q has dtype %s; float16, bfloat16, float32 and float64 are decomposed", ti.Name, ti.DType)
+		}
+		tensorName = ti.Name
+		info = InputInfo{Shape: ti.Shape, DType: ti.DType}
+		if n := elements(ti.Shape); n > s.cfg.Limits.MaxElements {
+			return nil, lowrank.Errorf(lowrank.ETOOLARGE, "tensor_name", "tensor %q has %d elements, more than the limit %d", ti.Name, n, s.cfg.Limits.MaxElements)
+		}
+	default:
+		return nil, lowrank.Errorf(lowrank.EINVALID, "tensor_id", "is required (or give an inline tensor)")
+	}
+	params, err := m.Validate(req.Params, info, s.cfg.Limits)
+	if err != nil {
+		return nil, err
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, err
+	}
+	now := s.cfg.Now().UTC()
+	j := &store.Job{
+		ID: id.String(), Owner: req.Owner, TensorID: req.TensorID, TensorName: tensorName, InputKey: req.TensorID,
+		Method: m.Name, Params: params, Status: store.JobQueued, CreatedAt: now,
+	}
+	if req.Inline != nil {
+		j.InputKey = j.ID + ".input.npy"
+		if _, err := s.putStreamed(ctx, j.InputKey, func(w io.Writer) error { return s.cfg.Codec.WriteNPY(w, req.Inline) }); err != nil {
+			return nil, err
+		}
+	}
+	err = s.cfg.Meta.CreateJob(ctx, j, s.cfg.QueueCapacity, func(ctx context.Context, tx *sql.Tx) (int64, error) {
+		res, err := s.river.InsertTx(ctx, tx, jobArgs{JobID: j.ID}, nil)
+		if err != nil {
+			return 0, fmt.Errorf("jobs: enqueue: %w", err)
+		}
+		return res.Job.ID, nil
+	})
+	if err != nil {
+		if req.Inline != nil {
+			_ = s.cfg.Blobs.Delete(context.WithoutCancel(ctx), j.InputKey)
+		}
+		return nil, err
+	}
+	return j, nil
+}
+
+func checkInline(t *Tensor, lim Limits) error {
+	if len(t.Shape) == 0 {
+		return lowrank.Errorf(lowrank.EINVALID, "tensor.shape", "is required")
+	}
+	n := int64(1)
+	for i, d := range t.Shape {
+		if d < 0 {
+			return lowrank.Errorf(lowrank.EINVALID, fmt.Sprintf("tensor.shape[%d]", i), "must be ≥ 0, got %d", d)
+		}
+		n *= int64(d)
+		if n > lim.MaxElements {
+			return lowrank.Errorf(lowrank.ETOOLARGE, "tensor.shape", "more than the limit of %d elements", lim.MaxElements)
+		}
+	}
+	if int64(len(t.F64)) != n {
+		return lowrank.Errorf(lowrank.EINVALID, "tensor.data", "has %d values, shape %v needs %d", len(t.F64), t.Shape, n)
+	}
+	return nil
+}
+
+func pickTensor(t *store.Tensor, name string) (store.TensorInfo, error) {
+	if name == "" {
+		if len(t.Tensors) == 1 {
+			return t.Tensors[0], nil
+		}
+		return store.TensorInfo{}, lowrank.Errorf(lowrank.EINVALID, "tensor_name", "is required: the file holds %d tensors", len(t.Tensors))
+	}
+	for _, ti := range t.Tensors {
+		if ti.Name == name {
+			return ti, nil
+		}
+	}
+	return store.TensorInfo{}, lowrank.Errorf(lowrank.ENOTFOUND, "tensor_name", "the file has no tensor %q", name)
+}
+
+// putStreamed stores what write produces under key without buffering it.
+func (s *Service) putStreamed(ctx context.Context, key string, write func(io.Writer) error) (store.BlobInfo, error) {
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(write(pw)) }()
+	info, err := s.cfg.Blobs.Put(ctx, key, pr)
+	pr.CloseWithError(errors.New("jobs: put ended"))
+	return info, err
+}
+
+// Delete cancels an active job, returning it with status canceled, or
+// deletes a finished one with its factors, returning nil.
+func (s *Service) Delete(ctx context.Context, owner, id string) (*store.Job, error) {
+	j, err := s.cfg.Meta.GetJob(ctx, owner, id)
+	if err != nil {
+		return nil, err
+	}
+	if !j.Status.Finished() {
+		now := s.cfg.Now().UTC()
+		ok, err := s.cfg.Meta.TransitionJob(ctx, id, []store.JobStatus{store.JobQueued, store.JobRunning},
+			store.JobUpdate{Status: store.JobCanceled, FinishedAt: &now,
+				Error: &store.JobError{Code: lowrank.ECANCELED, Message: "canceled by request"}})
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			s.mu.Lock()
+			if r := s.running[id]; r != nil {
+				r.canceled.Store(true)
+				r.cancel()
+			}
+			s.mu.Unlock()
+			if _, err := s.river.JobCancel(ctx, j.RiverID); err != nil && !errors.Is(err, rivertype.ErrNotFound) {
+				s.log.Warn("river job cancel", zap.String("job_id", id), zap.Error(err))
+			}
+			s.metrics.finished(j.Method, "canceled")
+			return s.cfg.Meta.GetJob(ctx, owner, id)
+		}
+		// It finished meanwhile: delete it like any finished job.
+		if j, err = s.cfg.Meta.GetJob(ctx, owner, id); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.cfg.Meta.DeleteJob(ctx, owner, id); err != nil {
+		return nil, err
+	}
+	if j.BundleKey != "" {
+		if err := s.cfg.Blobs.Delete(ctx, j.BundleKey); err != nil {
+			s.log.Warn("delete bundle", zap.String("job_id", id), zap.Error(err))
+		}
+	}
+	if j.InputKey != "" && j.InputKey != j.TensorID {
+		_ = s.cfg.Blobs.Delete(ctx, j.InputKey)
+	}
+	return nil, nil
+}

@@ -1,0 +1,498 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/lowrank/lowrank"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+)
+
+// OpenSQLite opens (creating it if needed) the SQLite database at path, in
+// WAL mode with a busy timeout, limited to one open connection: River's
+// SQLite driver runs many small operations concurrently, and one connection
+// turns SQLite's "database is locked" errors into orderly waiting.
+//
+// Because there is one connection, a caller must never hold a transaction or
+// an open *sql.Rows while waiting on another query.
+func OpenSQLite(path string) (*sql.DB, error) {
+	q := url.Values{}
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_pragma", "foreign_keys(1)")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("store: open sqlite: %w", err)
+	}
+	db.SetMaxOpenConns(1)
+	db.SetConnMaxIdleTime(0)
+	db.SetConnMaxLifetime(0)
+	if err := db.Ping(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: open sqlite: %w", err)
+	}
+	return db, nil
+}
+
+// SQLiteMeta is the MetaStore of the embedded deployment. It shares its
+// database with River, so a job's record and its queue row are written in one
+// transaction.
+type SQLiteMeta struct {
+	db *sql.DB
+}
+
+var _ MetaStore = (*SQLiteMeta)(nil)
+
+const sqliteSchema = `
+CREATE TABLE IF NOT EXISTS lowrank_tensor (
+	id         TEXT PRIMARY KEY,
+	owner      TEXT NOT NULL,
+	format     TEXT NOT NULL,
+	bytes      INTEGER NOT NULL,
+	sha256     TEXT NOT NULL,
+	tensors    TEXT NOT NULL,
+	created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS lowrank_tensor_owner ON lowrank_tensor (owner, id);
+CREATE TABLE IF NOT EXISTS lowrank_job (
+	id          TEXT PRIMARY KEY,
+	owner       TEXT NOT NULL,
+	tensor_id   TEXT NOT NULL,
+	tensor_name TEXT NOT NULL,
+	input_key   TEXT NOT NULL,
+	method      TEXT NOT NULL,
+	params      TEXT NOT NULL,
+	status      TEXT NOT NULL,
+	river_id    INTEGER NOT NULL DEFAULT 0,
+	progress    TEXT NOT NULL DEFAULT '{}',
+	created_at  INTEGER NOT NULL,
+	started_at  INTEGER,
+	finished_at INTEGER,
+	timings     TEXT NOT NULL DEFAULT '{}',
+	result      TEXT,
+	error       TEXT,
+	bundle_key  TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS lowrank_job_owner ON lowrank_job (owner, id);
+CREATE INDEX IF NOT EXISTS lowrank_job_status ON lowrank_job (status);
+`
+
+// NewSQLiteMeta creates Lowrank's tables in db if they are missing.
+func NewSQLiteMeta(ctx context.Context, db *sql.DB) (*SQLiteMeta, error) {
+	if _, err := db.ExecContext(ctx, sqliteSchema); err != nil {
+		return nil, fmt.Errorf("store: create schema: %w", err)
+	}
+	return &SQLiteMeta{db: db}, nil
+}
+
+func (s *SQLiteMeta) Ping(ctx context.Context) error {
+	var one int
+	return s.db.QueryRowContext(ctx, "SELECT 1").Scan(&one)
+}
+
+func (s *SQLiteMeta) CreateTensor(ctx context.Context, t *Tensor) error {
+	ts, err := json.Marshal(t.Tensors)
+	if err != nil {
+		return err
+	}
+	_, err = s.db.ExecContext(ctx,
+		`INSERT INTO lowrank_tensor (id, owner, format, bytes, sha256, tensors, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		t.ID, t.Owner, t.Format, t.Bytes, t.SHA256, string(ts), t.CreatedAt.UnixNano())
+	if err != nil {
+		return fmt.Errorf("store: create tensor: %w", err)
+	}
+	return nil
+}
+
+const tensorCols = `id, owner, format, bytes, sha256, tensors, created_at`
+
+func scanTensor(sc interface{ Scan(...any) error }) (*Tensor, error) {
+	var t Tensor
+	var ts string
+	var created int64
+	if err := sc.Scan(&t.ID, &t.Owner, &t.Format, &t.Bytes, &t.SHA256, &ts, &created); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(ts), &t.Tensors); err != nil {
+		return nil, fmt.Errorf("store: tensor %s: %w", t.ID, err)
+	}
+	t.CreatedAt = time.Unix(0, created).UTC()
+	return &t, nil
+}
+
+func (s *SQLiteMeta) GetTensor(ctx context.Context, owner, id string) (*Tensor, error) {
+	row := s.db.QueryRowContext(ctx, `SELECT `+tensorCols+` FROM lowrank_tensor WHERE id = ? AND owner = ?`, id, owner)
+	t, err := scanTensor(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, lowrank.Errorf(lowrank.ENOTFOUND, "", "tensor %s not found", id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: get tensor: %w", err)
+	}
+	return t, nil
+}
+
+func pageLimit(p Page) int {
+	if p.Limit <= 0 {
+		return 50
+	}
+	return p.Limit
+}
+
+func (s *SQLiteMeta) ListTensors(ctx context.Context, owner string, p Page) ([]*Tensor, string, error) {
+	limit := pageLimit(p)
+	q := `SELECT ` + tensorCols + ` FROM lowrank_tensor WHERE owner = ?`
+	args := []any{owner}
+	if p.Cursor != "" {
+		q += ` AND id < ?`
+		args = append(args, p.Cursor)
+	}
+	q += ` ORDER BY id DESC LIMIT ?`
+	args = append(args, limit+1)
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("store: list tensors: %w", err)
+	}
+	defer rows.Close()
+	var out []*Tensor
+	for rows.Next() {
+		t, err := scanTensor(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("store: list tensors: %w", err)
+		}
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("store: list tensors: %w", err)
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		next = out[limit-1].ID
+	}
+	return out, next, nil
+}
+
+func (s *SQLiteMeta) DeleteTensor(ctx context.Context, owner, id string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM lowrank_tensor WHERE id = ? AND owner = ?`, id, owner)
+	if err != nil {
+		return fmt.Errorf("store: delete tensor: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return lowrank.Errorf(lowrank.ENOTFOUND, "", "tensor %s not found", id)
+	}
+	return nil
+}
+
+func nullTime(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return t.UnixNano()
+}
+
+func jsonText(v any) (any, error) {
+	switch x := v.(type) {
+	case json.RawMessage:
+		if len(x) == 0 {
+			return nil, nil
+		}
+		return string(x), nil
+	case *JobError:
+		if x == nil {
+			return nil, nil
+		}
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return string(b), nil
+}
+
+func (s *SQLiteMeta) CreateJob(ctx context.Context, j *Job, maxActive int, enqueue func(ctx context.Context, tx *sql.Tx) (int64, error)) (err error) {
+	params, err := jsonText(j.Params)
+	if err != nil {
+		return err
+	}
+	if params == nil {
+		params = "{}"
+	}
+	timings, err := jsonText(j.Timings)
+	if err != nil {
+		return err
+	}
+	progress, err := jsonText(j.Progress)
+	if err != nil {
+		return err
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: create job: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	if j.Status == "" {
+		j.Status = JobQueued
+	}
+	if maxActive > 0 {
+		var active int
+		err = tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM lowrank_job WHERE status IN (?, ?)`,
+			string(JobQueued), string(JobRunning)).Scan(&active)
+		if err != nil {
+			return fmt.Errorf("store: create job: %w", err)
+		}
+		if active >= maxActive {
+			err = lowrank.Errorf(lowrank.EOVERLOADED, "", "the queue is full (%d jobs queued or running)", active)
+			return err
+		}
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO lowrank_job
+		(id, owner, tensor_id, tensor_name, input_key, method, params, status, progress, created_at, timings)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		j.ID, j.Owner, j.TensorID, j.TensorName, j.InputKey, j.Method, params, string(j.Status), progress, j.CreatedAt.UnixNano(), timings)
+	if err != nil {
+		return fmt.Errorf("store: create job: %w", err)
+	}
+	if enqueue != nil {
+		qid, err := enqueue(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE lowrank_job SET river_id = ? WHERE id = ?`, qid, j.ID); err != nil {
+			return fmt.Errorf("store: create job: %w", err)
+		}
+		j.RiverID = qid
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: create job: %w", err)
+	}
+	return nil
+}
+
+const jobCols = `id, owner, tensor_id, tensor_name, input_key, method, params, status, river_id, progress,
+	created_at, started_at, finished_at, timings, result, error, bundle_key`
+
+func scanJob(sc interface{ Scan(...any) error }) (*Job, error) {
+	var j Job
+	var params, status, progress, timings string
+	var result, jerr sql.NullString
+	var created int64
+	var started, finished sql.NullInt64
+	if err := sc.Scan(&j.ID, &j.Owner, &j.TensorID, &j.TensorName, &j.InputKey, &j.Method, &params, &status, &j.RiverID,
+		&progress, &created, &started, &finished, &timings, &result, &jerr, &j.BundleKey); err != nil {
+		return nil, err
+	}
+	j.Params = json.RawMessage(params)
+	j.Status = JobStatus(status)
+	if err := json.Unmarshal([]byte(progress), &j.Progress); err != nil {
+		return nil, fmt.Errorf("store: job %s progress: %w", j.ID, err)
+	}
+	if err := json.Unmarshal([]byte(timings), &j.Timings); err != nil {
+		return nil, fmt.Errorf("store: job %s timings: %w", j.ID, err)
+	}
+	j.CreatedAt = time.Unix(0, created).UTC()
+	if started.Valid {
+		t := time.Unix(0, started.Int64).UTC()
+		j.StartedAt = &t
+	}
+	if finished.Valid {
+		t := time.Unix(0, finished.Int64).UTC()
+		j.FinishedAt = &t
+	}
+	if result.Valid {
+		j.Result = json.RawMessage(result.String)
+	}
+	if jerr.Valid {
+		j.Error = new(JobError)
+		if err := json.Unmarshal([]byte(jerr.String), j.Error); err != nil {
+			return nil, fmt.Errorf("store: job %s error: %w", j.ID, err)
+		}
+	}
+	return &j, nil
+}
+
+func (s *SQLiteMeta) getJob(ctx context.Context, where string, args ...any) (*Job, error) {
+	row := s.db.QueryRowContext(ctx, `SELECT `+jobCols+` FROM lowrank_job WHERE `+where, args...)
+	j, err := scanJob(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, lowrank.Errorf(lowrank.ENOTFOUND, "", "job %s not found", args[0])
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: get job: %w", err)
+	}
+	return j, nil
+}
+
+func (s *SQLiteMeta) GetJob(ctx context.Context, owner, id string) (*Job, error) {
+	return s.getJob(ctx, `id = ? AND owner = ?`, id, owner)
+}
+
+func (s *SQLiteMeta) GetJobByID(ctx context.Context, id string) (*Job, error) {
+	return s.getJob(ctx, `id = ?`, id)
+}
+
+func (s *SQLiteMeta) ListJobs(ctx context.Context, f JobFilter, p Page) ([]*Job, string, error) {
+	limit := pageLimit(p)
+	q := `SELECT ` + jobCols + ` FROM lowrank_job WHERE owner = ?`
+	args := []any{f.Owner}
+	if f.Status != "" {
+		q += ` AND status = ?`
+		args = append(args, string(f.Status))
+	}
+	if f.Method != "" {
+		q += ` AND method = ?`
+		args = append(args, f.Method)
+	}
+	if p.Cursor != "" {
+		q += ` AND id < ?`
+		args = append(args, p.Cursor)
+	}
+	q += ` ORDER BY id DESC LIMIT ?`
+	args = append(args, limit+1)
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("store: list jobs: %w", err)
+	}
+	defer rows.Close()
+	var out []*Job
+	for rows.Next() {
+		j, err := scanJob(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("store: list jobs: %w", err)
+		}
+		out = append(out, j)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("store: list jobs: %w", err)
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		next = out[limit-1].ID
+	}
+	return out, next, nil
+}
+
+func (s *SQLiteMeta) TransitionJob(ctx context.Context, id string, from []JobStatus, u JobUpdate) (bool, error) {
+	if len(from) == 0 {
+		panic("store: TransitionJob without from statuses")
+	}
+	set := []string{"status = ?"}
+	args := []any{string(u.Status)}
+	add := func(col string, v any) {
+		set = append(set, col+" = ?")
+		args = append(args, v)
+	}
+	if u.StartedAt != nil {
+		add("started_at", nullTime(u.StartedAt))
+	}
+	if u.FinishedAt != nil {
+		add("finished_at", nullTime(u.FinishedAt))
+	}
+	if u.Timings != nil {
+		v, err := jsonText(u.Timings)
+		if err != nil {
+			return false, err
+		}
+		add("timings", v)
+	}
+	if u.Result != nil {
+		v, _ := jsonText(u.Result)
+		add("result", v)
+	}
+	if u.Error != nil {
+		v, err := jsonText(u.Error)
+		if err != nil {
+			return false, err
+		}
+		add("error", v)
+	}
+	if u.BundleKey != "" {
+		add("bundle_key", u.BundleKey)
+	}
+	if u.Progress != nil {
+		v, err := jsonText(*u.Progress)
+		if err != nil {
+			return false, err
+		}
+		add("progress", v)
+	}
+	args = append(args, id)
+	in := make([]string, len(from))
+	for i, st := range from {
+		in[i] = "?"
+		args = append(args, string(st))
+	}
+	res, err := s.db.ExecContext(ctx, `UPDATE lowrank_job SET `+strings.Join(set, ", ")+
+		` WHERE id = ? AND status IN (`+strings.Join(in, ", ")+`)`, args...)
+	if err != nil {
+		return false, fmt.Errorf("store: transition job: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("store: transition job: %w", err)
+	}
+	return n == 1, nil
+}
+
+func (s *SQLiteMeta) RequeueRunning(ctx context.Context) (int, error) {
+	res, err := s.db.ExecContext(ctx, `UPDATE lowrank_job SET status = ?, progress = '{}' WHERE status = ?`, string(JobQueued), string(JobRunning))
+	if err != nil {
+		return 0, fmt.Errorf("store: requeue running: %w", err)
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}
+
+func (s *SQLiteMeta) SetProgress(ctx context.Context, id string, p Progress) error {
+	v, err := jsonText(p)
+	if err != nil {
+		return err
+	}
+	_, err = s.db.ExecContext(ctx, `UPDATE lowrank_job SET progress = ? WHERE id = ? AND status = ?`, v, id, string(JobRunning))
+	if err != nil {
+		return fmt.Errorf("store: set progress: %w", err)
+	}
+	return nil
+}
+
+func (s *SQLiteMeta) DeleteJob(ctx context.Context, owner, id string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM lowrank_job WHERE id = ? AND owner = ?`, id, owner)
+	if err != nil {
+		return fmt.Errorf("store: delete job: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return lowrank.Errorf(lowrank.ENOTFOUND, "", "job %s not found", id)
+	}
+	return nil
+}
+
+func (s *SQLiteMeta) CountJobs(ctx context.Context, statuses ...JobStatus) (int, error) {
+	q := `SELECT COUNT(*) FROM lowrank_job`
+	var args []any
+	if len(statuses) > 0 {
+		in := make([]string, len(statuses))
+		for i, st := range statuses {
+			in[i] = "?"
+			args = append(args, string(st))
+		}
+		q += ` WHERE status IN (` + strings.Join(in, ", ") + `)`
+	}
+	var n int
+	if err := s.db.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: count jobs: %w", err)
+	}
+	return n, nil
+}

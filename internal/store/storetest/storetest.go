@@ -1,0 +1,446 @@
+// Package storetest is the conformance suite every BlobStore and MetaStore
+// implementation must pass: each test takes a constructor, so the local-file
+// and SQLite stores run exactly the tests a later S3 or Postgres store will.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lowrank/lowrank"
+	"github.com/lowrank/lowrank/internal/store"
+)
+
+// BlobStore runs the blob conformance suite on stores made by newStore
+// (a fresh, empty store per call).
+func BlobStore(t *testing.T, newStore func(t *testing.T) store.BlobStore) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(1, 2))
+
+	t.Run("PutOpenRoundTrip", func(t *testing.T) {
+		s := newStore(t)
+		// Sizes around the copy buffer (32 KiB) so chunk edges show.
+		for _, n := range []int{0, 1, 2, 1000, 32<<10 - 1, 32 << 10, 32<<10 + 1, 300_000} {
+			data := make([]byte, n)
+			for i := range data {
+				data[i] = byte(rng.IntN(256))
+			}
+			key := fmt.Sprintf("blob-%d", n)
+			info, err := s.Put(ctx, key, bytes.NewReader(data))
+			if err != nil {
+				t.Fatalf("Put %d bytes: %v", n, err)
+			}
+			sum := sha256.Sum256(data)
+			if info.Size != int64(n) || info.SHA256 != hex.EncodeToString(sum[:]) {
+				t.Fatalf("Put %d bytes: info %+v, want size %d sha %x", n, info, n, sum)
+			}
+			b, err := s.Open(ctx, key)
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			if b.Size() != int64(n) {
+				t.Errorf("Size %d, want %d", b.Size(), n)
+			}
+			got, err := io.ReadAll(b)
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("ReadAll %d bytes: err %v, equal %v", n, err, bytes.Equal(got, data))
+			}
+			if n > 10 {
+				buf := make([]byte, 7)
+				if _, err := b.ReadAt(buf, int64(n-7)); err != nil || !bytes.Equal(buf, data[n-7:]) {
+					t.Errorf("ReadAt tail: err %v got %x want %x", err, buf, data[n-7:])
+				}
+			}
+			b.Close()
+		}
+	})
+
+	t.Run("OpenMissing", func(t *testing.T) {
+		s := newStore(t)
+		_, err := s.Open(ctx, "nope")
+		if lowrank.ErrorCode(err) != lowrank.ENOTFOUND {
+			t.Fatalf("Open missing: %v, want ENOTFOUND", err)
+		}
+	})
+
+	t.Run("FailedPutLeavesNothing", func(t *testing.T) {
+		s := newStore(t)
+		boom := errors.New("boom")
+		_, err := s.Put(ctx, "half", io.MultiReader(bytes.NewReader(make([]byte, 100_000)), errReader{boom}))
+		if !errors.Is(err, boom) {
+			t.Fatalf("Put with failing reader: %v, want the reader's error in the chain", err)
+		}
+		if _, err := s.Open(ctx, "half"); lowrank.ErrorCode(err) != lowrank.ENOTFOUND {
+			t.Fatalf("Open after failed Put: %v, want ENOTFOUND", err)
+		}
+		// A failed replacement keeps the old blob.
+		if _, err := s.Put(ctx, "keep", bytes.NewReader([]byte("old"))); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Put(ctx, "keep", io.MultiReader(bytes.NewReader([]byte("newer")), errReader{boom})); err == nil {
+			t.Fatal("Put with failing reader succeeded")
+		}
+		b, err := s.Open(ctx, "keep")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(b)
+		b.Close()
+		if string(got) != "old" {
+			t.Fatalf("after failed replace got %q, want old", got)
+		}
+	})
+
+	t.Run("Delete", func(t *testing.T) {
+		s := newStore(t)
+		if _, err := s.Put(ctx, "d", bytes.NewReader([]byte("x"))); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Delete(ctx, "d"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Open(ctx, "d"); lowrank.ErrorCode(err) != lowrank.ENOTFOUND {
+			t.Fatalf("Open after Delete: %v", err)
+		}
+		if err := s.Delete(ctx, "d"); err != nil {
+			t.Fatalf("Delete missing: %v, want nil", err)
+		}
+	})
+
+	t.Run("BadKeys", func(t *testing.T) {
+		s := newStore(t)
+		for _, k := range []string{"", "../x", "a/b", ".hidden", "sp ace"} {
+			if _, err := s.Put(ctx, k, bytes.NewReader(nil)); lowrank.ErrorCode(err) != lowrank.EINVALID {
+				t.Errorf("Put %q: %v, want EINVALID", k, err)
+			}
+		}
+	})
+
+	t.Run("Ping", func(t *testing.T) {
+		if err := newStore(t).Ping(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("Concurrent", func(t *testing.T) {
+		s := newStore(t)
+		var wg sync.WaitGroup
+		for i := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				data := bytes.Repeat([]byte{byte(i)}, 50_000)
+				key := fmt.Sprintf("c%d", i)
+				if _, err := s.Put(ctx, key, bytes.NewReader(data)); err != nil {
+					t.Error(err)
+					return
+				}
+				b, err := s.Open(ctx, key)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer b.Close()
+				got, _ := io.ReadAll(b)
+				if !bytes.Equal(got, data) {
+					t.Errorf("blob %s corrupted", key)
+				}
+			}()
+		}
+		wg.Wait()
+	})
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// MetaStore runs the metadata conformance suite on stores made by newStore
+// (a fresh, empty store per call).
+func MetaStore(t *testing.T, newStore func(t *testing.T) store.MetaStore) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 6000, time.UTC)
+
+	t.Run("Tensors", func(t *testing.T) {
+		s := newStore(t)
+		in := &store.Tensor{ID: "t1", Owner: "alice", Format: "npy", Bytes: 128, SHA256: "ab",
+			Tensors: []store.TensorInfo{{Name: "w", DType: "float32", Shape: []int{4, 3}}}, CreatedAt: t0}
+		if err := s.CreateTensor(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.GetTensor(ctx, "alice", "t1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Format != "npy" || got.Bytes != 128 || got.SHA256 != "ab" || !got.CreatedAt.Equal(t0) ||
+			len(got.Tensors) != 1 || got.Tensors[0].Shape[1] != 3 || got.Tensors[0].DType != "float32" {
+			t.Fatalf("GetTensor = %+v", got)
+		}
+		if _, err := s.GetTensor(ctx, "bob", "t1"); lowrank.ErrorCode(err) != lowrank.ENOTFOUND {
+			t.Fatalf("other owner: %v, want ENOTFOUND", err)
+		}
+		if err := s.DeleteTensor(ctx, "bob", "t1"); lowrank.ErrorCode(err) != lowrank.ENOTFOUND {
+			t.Fatalf("other owner delete: %v, want ENOTFOUND", err)
+		}
+		if err := s.DeleteTensor(ctx, "alice", "t1"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.GetTensor(ctx, "alice", "t1"); lowrank.ErrorCode(err) != lowrank.ENOTFOUND {
+			t.Fatalf("after delete: %v", err)
+		}
+	})
+
+	t.Run("TensorPaging", func(t *testing.T) {
+		s := newStore(t)
+		for i := range 7 {
+			if err := s.CreateTensor(ctx, &store.Tensor{ID: fmt.Sprintf("t%02d", i), Owner: "a", Format: "npy", CreatedAt: t0}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_ = s.CreateTensor(ctx, &store.Tensor{ID: "t99", Owner: "b", Format: "npy", CreatedAt: t0})
+		var ids []string
+		cursor := ""
+		for pages := 0; ; pages++ {
+			if pages > 5 {
+				t.Fatal("paging does not end")
+			}
+			ts, next, err := s.ListTensors(ctx, "a", store.Page{Limit: 3, Cursor: cursor})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, x := range ts {
+				ids = append(ids, x.ID)
+			}
+			if next == "" {
+				break
+			}
+			cursor = next
+		}
+		want := "[t06 t05 t04 t03 t02 t01 t00]"
+		if fmt.Sprint(ids) != want {
+			t.Fatalf("pages gave %v, want %s", ids, want)
+		}
+	})
+
+	t.Run("JobLifecycle", func(t *testing.T) {
+		s := newStore(t)
+		j := &store.Job{ID: "j1", Owner: "a", TensorID: "t1", TensorName: "w", InputKey: "t1", Method: "svd",
+			Params: json.RawMessage(`{"rank":2}`), CreatedAt: t0}
+		err := s.CreateJob(ctx, j, 0, func(ctx context.Context, tx *sql.Tx) (int64, error) { return 42, nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.GetJob(ctx, "a", "j1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status != store.JobQueued || got.RiverID != 42 || string(got.Params) != `{"rank":2}` || got.StartedAt != nil {
+			t.Fatalf("GetJob = %+v", got)
+		}
+		if _, err := s.GetJob(ctx, "b", "j1"); lowrank.ErrorCode(err) != lowrank.ENOTFOUND {
+			t.Fatalf("other owner: %v", err)
+		}
+		if n, _ := s.CountJobs(ctx, store.JobQueued, store.JobRunning); n != 1 {
+			t.Fatalf("CountJobs = %d, want 1", n)
+		}
+		t1 := t0.Add(time.Second)
+		ok, err := s.TransitionJob(ctx, "j1", []store.JobStatus{store.JobQueued}, store.JobUpdate{Status: store.JobRunning, StartedAt: &t1})
+		if err != nil || !ok {
+			t.Fatalf("queued→running: %v %v", ok, err)
+		}
+		ok, _ = s.TransitionJob(ctx, "j1", []store.JobStatus{store.JobQueued}, store.JobUpdate{Status: store.JobRunning})
+		if ok {
+			t.Fatal("second queued→running succeeded")
+		}
+		rel := 0.25
+		if err := s.SetProgress(ctx, "j1", store.Progress{Iteration: 3, MaxIterations: 10, RelError: &rel, Fraction: 0.3}); err != nil {
+			t.Fatal(err)
+		}
+		got, _ = s.GetJobByID(ctx, "j1")
+		if got.Progress.Iteration != 3 || got.Progress.RelError == nil || *got.Progress.RelError != 0.25 || !got.StartedAt.Equal(t1) {
+			t.Fatalf("progress/started = %+v %v", got.Progress, got.StartedAt)
+		}
+		t2 := t1.Add(time.Second)
+		ok, err = s.TransitionJob(ctx, "j1", []store.JobStatus{store.JobRunning}, store.JobUpdate{
+			Status: store.JobSucceeded, FinishedAt: &t2, Result: json.RawMessage(`{"ranks":[2]}`),
+			Timings: map[string]float64{"compute": 0.5}, BundleKey: "j1.safetensors"})
+		if err != nil || !ok {
+			t.Fatalf("running→succeeded: %v %v", ok, err)
+		}
+		// A late cancel must not overwrite the outcome.
+		ok, _ = s.TransitionJob(ctx, "j1", []store.JobStatus{store.JobQueued, store.JobRunning}, store.JobUpdate{Status: store.JobCanceled})
+		if ok {
+			t.Fatal("cancel after success applied")
+		}
+		got, _ = s.GetJob(ctx, "a", "j1")
+		if got.Status != store.JobSucceeded || string(got.Result) != `{"ranks":[2]}` || got.Timings["compute"] != 0.5 ||
+			got.BundleKey != "j1.safetensors" || !got.FinishedAt.Equal(t2) || got.Error != nil {
+			t.Fatalf("finished job = %+v", got)
+		}
+		if n, _ := s.CountJobs(ctx, store.JobQueued, store.JobRunning); n != 0 {
+			t.Fatalf("CountJobs = %d, want 0", n)
+		}
+		if err := s.DeleteJob(ctx, "b", "j1"); lowrank.ErrorCode(err) != lowrank.ENOTFOUND {
+			t.Fatalf("other owner delete: %v", err)
+		}
+		if err := s.DeleteJob(ctx, "a", "j1"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.GetJobByID(ctx, "j1"); lowrank.ErrorCode(err) != lowrank.ENOTFOUND {
+			t.Fatalf("after delete: %v", err)
+		}
+	})
+
+	t.Run("RequeueRunning", func(t *testing.T) {
+		s := newStore(t)
+		for _, id := range []string{"r1", "r2", "q"} {
+			if err := s.CreateJob(ctx, &store.Job{ID: id, Method: "svd", CreatedAt: t0}, 0, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, id := range []string{"r1", "r2"} {
+			_, _ = s.TransitionJob(ctx, id, []store.JobStatus{store.JobQueued}, store.JobUpdate{Status: store.JobRunning})
+		}
+		_ = s.SetProgress(ctx, "r1", store.Progress{Iteration: 5, Fraction: 0.5})
+		n, err := s.RequeueRunning(ctx)
+		if err != nil || n != 2 {
+			t.Fatalf("RequeueRunning = %d, %v; want 2", n, err)
+		}
+		j, _ := s.GetJobByID(ctx, "r1")
+		if j.Status != store.JobQueued || j.Progress.Iteration != 0 {
+			t.Fatalf("requeued job %+v", j)
+		}
+	})
+
+	t.Run("JobFailureRecorded", func(t *testing.T) {
+		s := newStore(t)
+		if err := s.CreateJob(ctx, &store.Job{ID: "j", Method: "cp", CreatedAt: t0}, 0, nil); err != nil {
+			t.Fatal(err)
+		}
+		ok, err := s.TransitionJob(ctx, "j", []store.JobStatus{store.JobQueued}, store.JobUpdate{
+			Status: store.JobFailed, Error: &store.JobError{Code: lowrank.EINVALID, Field: "params.rank", Message: "too big"}})
+		if err != nil || !ok {
+			t.Fatal(ok, err)
+		}
+		got, _ := s.GetJob(ctx, "", "j")
+		if got.Error == nil || got.Error.Field != "params.rank" || got.Status != store.JobFailed {
+			t.Fatalf("failed job = %+v", got)
+		}
+	})
+
+	t.Run("CreateJobRollsBack", func(t *testing.T) {
+		s := newStore(t)
+		boom := errors.New("queue down")
+		err := s.CreateJob(ctx, &store.Job{ID: "j", Method: "svd", CreatedAt: t0}, 0,
+			func(context.Context, *sql.Tx) (int64, error) { return 0, boom })
+		if !errors.Is(err, boom) {
+			t.Fatalf("CreateJob: %v, want the enqueue error", err)
+		}
+		if _, err := s.GetJobByID(ctx, "j"); lowrank.ErrorCode(err) != lowrank.ENOTFOUND {
+			t.Fatalf("job recorded although enqueue failed: %v", err)
+		}
+	})
+
+	t.Run("JobListFilters", func(t *testing.T) {
+		s := newStore(t)
+		for i, m := range []string{"svd", "pca", "svd", "cp", "svd"} {
+			j := &store.Job{ID: fmt.Sprintf("j%d", i), Owner: "a", Method: m, CreatedAt: t0}
+			if err := s.CreateJob(ctx, j, 0, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, _ = s.TransitionJob(ctx, "j4", []store.JobStatus{store.JobQueued}, store.JobUpdate{Status: store.JobRunning})
+		list := func(f store.JobFilter, limit int) string {
+			var ids []string
+			cursor := ""
+			for {
+				js, next, err := s.ListJobs(ctx, f, store.Page{Limit: limit, Cursor: cursor})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, j := range js {
+					ids = append(ids, j.ID)
+				}
+				if next == "" {
+					return fmt.Sprint(ids)
+				}
+				cursor = next
+			}
+		}
+		if got := list(store.JobFilter{Owner: "a", Method: "svd"}, 2); got != "[j4 j2 j0]" {
+			t.Errorf("method=svd: %s", got)
+		}
+		if got := list(store.JobFilter{Owner: "a", Status: store.JobQueued, Method: "svd"}, 1); got != "[j2 j0]" {
+			t.Errorf("status=queued method=svd: %s", got)
+		}
+		if got := list(store.JobFilter{Owner: "b"}, 10); got != "[]" {
+			t.Errorf("other owner: %s", got)
+		}
+	})
+
+	t.Run("Admission", func(t *testing.T) {
+		s := newStore(t)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		codes := map[string]int{}
+		for i := range 10 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := s.CreateJob(ctx, &store.Job{ID: fmt.Sprintf("a%d", i), Method: "svd", CreatedAt: t0}, 3, nil)
+				mu.Lock()
+				codes[lowrank.ErrorCode(err)]++
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		if codes[""] != 3 || codes[lowrank.EOVERLOADED] != 7 {
+			t.Fatalf("10 submissions against capacity 3: %v, want 3 admitted and 7 EOVERLOADED", codes)
+		}
+		// A finished job frees its slot.
+		_, _ = s.TransitionJob(ctx, "a0", []store.JobStatus{store.JobQueued}, store.JobUpdate{Status: store.JobCanceled})
+		_, _ = s.TransitionJob(ctx, "a1", []store.JobStatus{store.JobQueued}, store.JobUpdate{Status: store.JobCanceled})
+		_, _ = s.TransitionJob(ctx, "a2", []store.JobStatus{store.JobQueued}, store.JobUpdate{Status: store.JobCanceled})
+		if err := s.CreateJob(ctx, &store.Job{ID: "b", Method: "svd", CreatedAt: t0}, 3, nil); err != nil {
+			t.Fatalf("after slots freed: %v", err)
+		}
+	})
+
+	t.Run("ConcurrentTransitionsAgree", func(t *testing.T) {
+		s := newStore(t)
+		if err := s.CreateJob(ctx, &store.Job{ID: "race", Method: "svd", CreatedAt: t0}, 0, nil); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		wins := make(chan store.JobStatus, 2)
+		for _, to := range []store.JobStatus{store.JobRunning, store.JobCanceled} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ok, err := s.TransitionJob(ctx, "race", []store.JobStatus{store.JobQueued}, store.JobUpdate{Status: to})
+				if err != nil {
+					t.Error(err)
+				}
+				if ok {
+					wins <- to
+				}
+			}()
+		}
+		wg.Wait()
+		close(wins)
+		if n := len(wins); n != 1 {
+			t.Fatalf("%d transitions from queued won, want exactly 1", n)
+		}
+	})
+}
