@@ -21,6 +21,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	psaapi "k8s.io/pod-security-admission/api"
+	psapolicy "k8s.io/pod-security-admission/policy"
 )
 
 // base is the rendered kustomize base with its parts picked out.
@@ -339,6 +341,37 @@ func TestBaseSecurity(t *testing.T) {
 	}
 }
 
+// TestBaseRestrictedPodSecurity runs the Pod Security admission
+// controller's own checks: the pod is admitted to a namespace enforcing the
+// "restricted" standard.
+func TestBaseRestrictedPodSecurity(t *testing.T) {
+	b := renderBase(t)
+	ev, err := psapolicy.NewEvaluator(psapolicy.DefaultChecks(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lv := psaapi.LevelVersion{Level: psaapi.LevelRestricted, Version: psaapi.LatestVersion()}
+	check := func(spec *corev1.PodSpec) []string {
+		var denied []string
+		for _, r := range ev.EvaluatePod(lv, &b.deploy.Spec.Template.ObjectMeta, spec) {
+			if !r.Allowed {
+				denied = append(denied, r.ForbiddenReason+": "+r.ForbiddenDetail)
+			}
+		}
+		return denied
+	}
+	for _, d := range check(b.pod) {
+		t.Errorf("restricted Pod Security Standard: %s", d)
+	}
+	// The evaluator must be able to refuse: without the container's
+	// securityContext the same pod is denied.
+	weak := b.pod.DeepCopy()
+	weak.Containers[0].SecurityContext = nil
+	if len(check(weak)) == 0 {
+		t.Errorf("the evaluator admitted a container without a securityContext")
+	}
+}
+
 func TestBaseVolumes(t *testing.T) {
 	b := renderBase(t)
 	vols := map[string]corev1.Volume{}
@@ -443,8 +476,11 @@ func TestBaseShutdown(t *testing.T) {
 	// Kubernetes kills the container after terminationGracePeriodSeconds;
 	// the server needs its grace plus a few seconds to close the database.
 	tgps := b.pod.TerminationGracePeriodSeconds
-	if tgps == nil || time.Duration(*tgps)*time.Second < grace+10*time.Second {
-		t.Errorf("terminationGracePeriodSeconds %v < LOWRANK_SHUTDOWN_GRACE %s + 10s", tgps, grace)
+	if tgps == nil {
+		t.Fatalf("no terminationGracePeriodSeconds: Kubernetes' 30s default would cut jobs off")
+	}
+	if time.Duration(*tgps)*time.Second < grace+10*time.Second {
+		t.Errorf("terminationGracePeriodSeconds %d < LOWRANK_SHUTDOWN_GRACE %s + 10s", *tgps, grace)
 	}
 }
 

@@ -218,8 +218,14 @@ func TestDockerfileRuntimeLibraries(t *testing.T) {
 	}
 	got := map[string]bool{}
 	for _, r := range runLines(parseDockerfile(t).final()) {
-		for _, pkg := range aptInstalled(r) {
+		pkgs := aptInstalled(r)
+		for _, pkg := range pkgs {
 			got[pkg] = true
+		}
+		// Recommends would pull in more than the libraries; the package
+		// lists are only needed while installing.
+		if len(pkgs) > 0 && (!strings.Contains(r, "--no-install-recommends") || !strings.Contains(r, "rm -rf /var/lib/apt/lists")) {
+			t.Errorf("the runtime stage's apt-get install should use --no-install-recommends and remove /var/lib/apt/lists in the same RUN: %s", r)
 		}
 	}
 	for pkg := range want {
