@@ -268,6 +268,12 @@ func TestBaseProbes(t *testing.T) {
 	}
 	// That these paths answer 200 on a running server is checked by
 	// TestBaseConfigStartsServer.
+
+	// The pod's grace is long so jobs can finish; a wedged server should
+	// not get as long when its liveness probe fails.
+	if lp := b.container.LivenessProbe; lp != nil && (lp.TerminationGracePeriodSeconds == nil || *lp.TerminationGracePeriodSeconds > 60) {
+		t.Errorf("the liveness probe should set its own terminationGracePeriodSeconds (≤ 60s)")
+	}
 }
 
 func TestBaseResources(t *testing.T) {
