@@ -552,10 +552,13 @@ type Info struct {
 	Auth        bool     `json:"auth"`
 
 	// Backend The numeric backend (openblas or gonum).
-	Backend string   `json:"backend"`
-	Formats []string `json:"formats"`
-	Limits  Limits   `json:"limits"`
-	Methods []string `json:"methods"`
+	Backend string `json:"backend"`
+
+	// BackendDescription The backend's build and thread budget, e.g. "openblas 0.3.21 (Zen, pthreads), threads=2".
+	BackendDescription *string  `json:"backend_description,omitempty"`
+	Formats            []string `json:"formats"`
+	Limits             Limits   `json:"limits"`
+	Methods            []string `json:"methods"`
 
 	// Threads Kernel threads each job gets (GOMAXPROCS / workers).
 	Threads int    `json:"threads"`

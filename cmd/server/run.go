@@ -104,7 +104,8 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	handler, err := handlers.New(handlers.Deps{
 		Logger: log.Named("http"), Registry: reg, Gatherer: reg, Meta: meta, Blobs: blobs, Codec: codec, Jobs: svc,
-		Info: handlers.Info{Version: version, Backend: backend.Name(), Threads: backend.Threads(), Workers: cfg.Workers,
+		Info: handlers.Info{Version: version, Backend: backend.Name(), BackendDescription: linalg.Describe(backend),
+			Threads: backend.Threads(), Workers: cfg.Workers,
 			QueueCapacity: cfg.QueueCapacity, MaxUploadBytes: cfg.MaxUploadBytes},
 		APIKeys: cfg.APIKeys, Spec: api.Spec, Ready: svc.Ping,
 	})

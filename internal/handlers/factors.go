@@ -122,8 +122,12 @@ func (s *server) handleFactor(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		w.Header().Set("Content-Type", "application/json")
-		return s.Codec.WriteJSON(w, t)
+		var data any = t.F64
+		if t.F32 != nil {
+			data = t.F32 // encoded with float32's shortest digits
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"name": name, "dtype": ft.DType, "shape": ft.Shape, "data": data})
+		return nil
 	}
 	if ft.Offset < 0 {
 		return errors.New("handlers: bundle factor without a byte range")

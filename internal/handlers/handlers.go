@@ -28,12 +28,14 @@ type JobService interface {
 
 // Info is what /v1/info reports besides the methods and limits.
 type Info struct {
-	Version        string
-	Backend        string
-	Threads        int // per job
-	Workers        int
-	QueueCapacity  int
-	MaxUploadBytes int64
+	Version string
+	Backend string
+	// BackendDescription is linalg.Describe of the backend.
+	BackendDescription string
+	Threads            int // per job
+	Workers            int
+	QueueCapacity      int
+	MaxUploadBytes     int64
 }
 
 // Deps are the handlers' dependencies, all explicit.

@@ -55,6 +55,7 @@ func (s *server) handleSpec(w http.ResponseWriter, r *http.Request) {
 type infoResponse struct {
 	Version  string     `json:"version"`
 	Backend  string     `json:"backend"`
+	BackDesc string     `json:"backend_description,omitempty"`
 	Threads  int        `json:"threads"`
 	Workers  int        `json:"workers"`
 	Methods  []string   `json:"methods"`
@@ -75,7 +76,7 @@ type infoLimits struct {
 func (s *server) handleInfo(w http.ResponseWriter, r *http.Request) error {
 	lim := s.Jobs.Limits()
 	writeJSON(w, http.StatusOK, infoResponse{
-		Version: s.Info.Version, Backend: s.Info.Backend, Threads: s.Info.Threads, Workers: s.Info.Workers,
+		Version: s.Info.Version, Backend: s.Info.Backend, BackDesc: s.Info.BackendDescription, Threads: s.Info.Threads, Workers: s.Info.Workers,
 		Methods: s.Jobs.Registry().Names(),
 		Limits: infoLimits{MaxUploadBytes: s.Info.MaxUploadBytes, MaxElements: lim.MaxElements, MaxRank: lim.MaxRank,
 			MaxIterations: lim.MaxIterations, QueueCapacity: s.Info.QueueCapacity},

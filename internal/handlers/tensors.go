@@ -5,7 +5,9 @@ import (
 	"errors"
 	"io"
 	"mime"
+	"mime/multipart"
 	"net/http"
+	"os"
 	"path"
 	"strconv"
 	"strings"
@@ -15,6 +17,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/lowrank/lowrank"
+	"github.com/lowrank/lowrank/internal/jobs"
 	"github.com/lowrank/lowrank/internal/store"
 )
 
@@ -34,8 +37,8 @@ func tensorJSON(t *store.Tensor) tensorResponse {
 var uploadFormats = map[string]bool{"npy": true, "npz": true, "safetensors": true}
 
 // handleTensorCreate streams an upload (a raw body, or the multipart field
-// "file") into the blob store, never holding it in memory, then inspects
-// its headers. A file that is not a readable tensor file is deleted again.
+// "file") to disk, never holding it in memory, checks it and stores it as a
+// blob. A file that is not a readable tensor file leaves nothing behind.
 func (s *server) handleTensorCreate(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	format := q.Get("format")
@@ -54,6 +57,9 @@ func (s *server) handleTensorCreate(w http.ResponseWriter, r *http.Request) erro
 	filename := ""
 	if mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "multipart/form-data" {
 		part, err := filePart(body, params["boundary"])
+		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+			return tooLarge(limit)
+		}
 		if err != nil {
 			return err
 		}
@@ -64,27 +70,55 @@ func (s *server) handleTensorCreate(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	info, err := s.Blobs.Put(r.Context(), id.String(), body)
-	if err != nil {
-		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
-			return tooLarge(limit)
-		}
-		return err
+	t, err := s.storeUpload(r.Context(), id.String(), body, format, name, filename)
+	if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+		return tooLarge(limit)
 	}
-	t, err := s.inspectUpload(r.Context(), id.String(), info, format, name, filename)
 	if err != nil {
-		_ = s.Blobs.Delete(context.WithoutCancel(r.Context()), id.String())
 		return err
 	}
 	t.Owner = ownerOf(r.Context())
 	if err := s.Meta.CreateTensor(r.Context(), t); err != nil {
-		_ = s.Blobs.Delete(context.WithoutCancel(r.Context()), id.String())
+		_ = s.Blobs.Delete(context.WithoutCancel(r.Context()), t.ID)
 		return err
 	}
-	s.metrics.uploadBytes.Add(float64(info.Size))
+	s.metrics.uploadBytes.Add(float64(t.Bytes))
 	w.Header().Set("Location", "/v1/tensors/"+t.ID)
 	writeJSON(w, http.StatusCreated, tensorJSON(t))
 	return nil
+}
+
+// storeUpload spools the upload to a local file, where the codec checks it
+// whole (structure, sizes, npz checksums, a readable dtype), then makes it
+// the blob under key: renamed into place when the blob store is local,
+// copied otherwise. Nothing is left behind on error.
+func (s *server) storeUpload(ctx context.Context, key string, body io.Reader, format, name, filename string) (*store.Tensor, error) {
+	dir := os.TempDir()
+	adopter, canAdopt := s.Blobs.(store.Adopter)
+	if canAdopt {
+		dir = adopter.SpoolDir()
+	}
+	sp, err := s.Codec.Spool(ctx, body, dir)
+	if err != nil {
+		return nil, err
+	}
+	t, err := tensorRecord(key, sp, format, name, filename)
+	if err == nil && canAdopt {
+		if err = adopter.Adopt(ctx, key, sp.Path); err == nil {
+			return t, nil
+		}
+	}
+	defer os.Remove(sp.Path)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(sp.Path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	_, err = s.Blobs.Put(ctx, key, f)
+	return t, err
 }
 
 func tooLarge(limit int64) error {
@@ -93,11 +127,13 @@ func tooLarge(limit int64) error {
 
 // filePart finds the multipart part named "file", reading (and
 // discarding) any parts before it.
-func filePart(body io.Reader, boundary string) (*multipartPart, error) {
+func filePart(body io.Reader, boundary string) (*multipart.Part, error) {
 	if boundary == "" {
 		return nil, badRequest("file", "multipart body without a boundary")
 	}
-	mr := newMultipartReader(body, boundary)
+	// The parts are read as a stream, never parsed into memory or temp
+	// files the way ParseMultipartForm would.
+	mr := multipart.NewReader(body, boundary)
 	for {
 		p, err := mr.NextPart()
 		if err == io.EOF {
@@ -111,35 +147,24 @@ func filePart(body io.Reader, boundary string) (*multipartPart, error) {
 			return nil, badRequest("file", "malformed multipart body: %v", err)
 		}
 		if p.FormName() == "file" {
-			return &multipartPart{p}, nil
+			return p, nil
 		}
 		_, _ = io.Copy(io.Discard, p)
 	}
 }
 
-func (s *server) inspectUpload(ctx context.Context, key string, info store.BlobInfo, format, name, filename string) (*store.Tensor, error) {
-	blob, err := s.Blobs.Open(ctx, key)
-	if err != nil {
-		return nil, err
+// tensorRecord describes a spooled upload, checking the asserted format.
+func tensorRecord(key string, sp *jobs.Spooled, format, name, filename string) (*store.Tensor, error) {
+	if !uploadFormats[sp.Format] {
+		return nil, lowrank.Errorf(lowrank.EUNSUPPORTED, "file", "%s files are not accepted as uploads (npy, npz, safetensors are)", sp.Format)
 	}
-	defer blob.Close()
-	got, fts, err := s.Codec.Inspect(blob, blob.Size())
-	if err != nil {
-		return nil, err
+	if format != "" && format != sp.Format {
+		return nil, lowrank.Errorf(lowrank.EINVALID, "format", "the file is %s, not %s", sp.Format, format)
 	}
-	if !uploadFormats[got] {
-		return nil, lowrank.Errorf(lowrank.EUNSUPPORTED, "file", "%s files are not accepted as uploads (npy, npz, safetensors are)", got)
-	}
-	if format != "" && format != got {
-		return nil, lowrank.Errorf(lowrank.EINVALID, "format", "the file is %s, not %s", got, format)
-	}
-	if len(fts) == 0 {
-		return nil, lowrank.Errorf(lowrank.EINVALID, "file", "the file holds no tensors")
-	}
-	t := &store.Tensor{ID: key, Format: got, Bytes: info.Size, SHA256: info.SHA256, CreatedAt: time.Now().UTC()}
-	for _, ft := range fts {
+	t := &store.Tensor{ID: key, Format: sp.Format, Bytes: sp.Size, SHA256: sp.SHA256, CreatedAt: time.Now().UTC()}
+	for _, ft := range sp.Tensors {
 		n := ft.Name
-		if got == "npy" {
+		if sp.Format == "npy" {
 			// An .npy file holds one unnamed array: it is called by ?name=,
 			// else by the uploaded file's name, else "tensor".
 			n = name

@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"context"
 	"io"
 )
 
@@ -35,10 +36,24 @@ type FileTensor struct {
 	Length int64
 }
 
+// Spooled is an upload copied to a local file and checked.
+type Spooled struct {
+	Path    string
+	Size    int64
+	SHA256  string
+	Format  string
+	Tensors []FileTensor
+}
+
 // Codec is what the service needs from the tensor file formats
 // (internal/tensorio): inspecting an upload, decoding one tensor for a job,
 // and writing results. Handlers use it too, for uploads and downloads.
 type Codec interface {
+	// Spool copies an upload to a new temporary file in dir while hashing
+	// it, then checks it whole (structure, sizes, checksums, at least one
+	// readable tensor). On success the caller owns the file; on error it is
+	// gone.
+	Spool(ctx context.Context, r io.Reader, dir string) (*Spooled, error)
 	// Inspect sniffs a stored file and lists its tensors without decoding
 	// their data; format is "npy", "npz" or "safetensors" (or "json").
 	Inspect(r io.ReaderAt, size int64) (format string, tensors []FileTensor, err error)
@@ -53,6 +68,4 @@ type Codec interface {
 	// NPYHeader is the .npy header of little-endian, C-order data of dtype
 	// and shape, for streaming raw bytes after it.
 	NPYHeader(dtype string, shape []int) ([]byte, error)
-	// WriteJSON writes t as a JSON object {name, dtype, shape, data}.
-	WriteJSON(w io.Writer, t *Tensor) error
 }

@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"math"
 	"strconv"
 
@@ -158,7 +159,7 @@ func (p *CPParams) validate(in InputInfo, lim Limits) error {
 		return err
 	}
 	if err := p.options().Validate(in.Shape); err != nil {
-		if e := (*lowrank.Error)(nil); asLowrank(err, &e) && e.Field == "l2" {
+		if e := (*lowrank.Error)(nil); errors.As(err, &e) && e.Field == "l2" {
 			return invalid("l2_reg", "%s", e.Message)
 		}
 		return err
@@ -234,8 +235,6 @@ func (p *TuckerParams) validate(in InputInfo, lim Limits) error {
 	}
 	return p.Common.validate(in)
 }
-
-func asLowrank(err error, target **lowrank.Error) bool { return errorsAs(err, target) }
 
 // progressOf adapts a kernel's progress report.
 func progressOf(env Env) func(stage string, it, maxIt int, rel, frac float64) {

@@ -175,8 +175,6 @@ func prefixField(err error, prefix string) error {
 	return &c
 }
 
-func errorsAs(err error, target **lowrank.Error) bool { return errors.As(err, target) }
-
 func invalid(field, format string, args ...any) error {
 	return lowrank.Errorf(lowrank.EINVALID, field, format, args...)
 }

@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -25,13 +26,13 @@ import (
 	"github.com/lowrank/lowrank/internal/store"
 )
 
-// River's fetch settings. The defaults (a fetch at most every 100 ms, a poll
-// every second) suit Postgres with LISTEN/NOTIFY; on SQLite, where the
-// listener polls, they let through only about 20 small jobs a second. A 2 ms
-// cooldown and 5 ms poll measured about 250 jobs a second.
+// River's fetch settings for SQLite. River's defaults (a fetch at most every
+// 100 ms, a poll every second) suit Postgres with LISTEN/NOTIFY; on SQLite,
+// whose listener polls, they cap a worker at a handful of small jobs a
+// second (see BenchmarkNoopJobs).
 const (
-	fetchCooldown     = 2 * time.Millisecond
-	fetchPollInterval = 5 * time.Millisecond
+	DefaultFetchCooldown     = 2 * time.Millisecond
+	DefaultFetchPollInterval = 5 * time.Millisecond
 )
 
 // Config is everything a Service needs.
@@ -57,6 +58,9 @@ type Config struct {
 	ProgressInterval time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// FetchCooldown and FetchPollInterval tune River's fetching (defaults
+	// DefaultFetchCooldown and DefaultFetchPollInterval).
+	FetchCooldown, FetchPollInterval time.Duration
 	// SingleProcess says no other process uses the queue (the embedded
 	// SQLite deployment): at start, jobs left running by a crash, or by a
 	// shutdown whose kernels would not stop in time, are queued again at
@@ -134,8 +138,8 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		Logger:            slogger,
 		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}},
 		Workers:           workers,
-		FetchCooldown:     fetchCooldown,
-		FetchPollInterval: fetchPollInterval,
+		FetchCooldown:     cmp.Or(cfg.FetchCooldown, DefaultFetchCooldown),
+		FetchPollInterval: cmp.Or(cfg.FetchPollInterval, DefaultFetchPollInterval),
 		JobTimeout:        jobTimeout,
 		// A job cut short by a shutdown is retried after a restart; a job
 		// that fails on its own is not (the worker cancels it).

@@ -2,6 +2,7 @@ package jobs_test
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"math"
 	"math/rand/v2"
@@ -23,13 +24,19 @@ type bundle struct {
 	meta  store.MetaStore
 	blobs store.BlobStore
 	codec jobs.Codec
+	db    *sql.DB
 }
 
 // setup starts a Service on a fresh SQLite database and blob directory.
 func setup(t *testing.T, mod func(*jobs.Config)) *bundle {
 	t.Helper()
+	return setupIn(t, t.TempDir(), true, mod)
+}
+
+// setupIn builds a Service on the database and blobs in dir, started or not.
+func setupIn(t testing.TB, dir string, start bool, mod func(*jobs.Config)) *bundle {
+	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
 	db, err := store.OpenSQLite(filepath.Join(dir, "lowrank.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -55,8 +62,10 @@ func setup(t *testing.T, mod func(*jobs.Config)) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := svc.Start(ctx); err != nil {
-		t.Fatal(err)
+	if start {
+		if err := svc.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -64,7 +73,7 @@ func setup(t *testing.T, mod func(*jobs.Config)) *bundle {
 		_ = svc.Stop(ctx)
 		db.Close()
 	})
-	return &bundle{svc: svc, meta: meta, blobs: blobs, codec: cfg.Codec}
+	return &bundle{svc: svc, meta: meta, blobs: blobs, codec: cfg.Codec, db: db}
 }
 
 func registry() jobs.Registry {
@@ -287,4 +296,26 @@ func TestCancelQueuedRunningAndDelete(t *testing.T) {
 	if _, err := b.meta.GetJobByID(ctx, done.ID); lowrank.ErrorCode(err) != lowrank.ENOTFOUND {
 		t.Fatalf("job left behind: %v", err)
 	}
+}
+
+func TestOrphansRequeuedAtStart(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	// A process that queued a job, began it and died: River's row and the
+	// metadata both say running, and no worker holds it.
+	first := setupIn(t, dir, false, nil)
+	j, err := first.svc.Submit(ctx, jobs.SubmitRequest{Inline: randMatrix(4, 3, 9), Method: "svd", Params: []byte(`{"rank": 2}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.db.ExecContext(ctx, `UPDATE river_job SET state = 'running', attempt = 1`); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := first.meta.TransitionJob(ctx, j.ID, []store.JobStatus{store.JobQueued}, store.JobUpdate{Status: store.JobRunning}); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	first.db.Close()
+
+	second := setupIn(t, dir, true, func(c *jobs.Config) { c.SingleProcess = true })
+	wait(t, second, j.ID, store.JobSucceeded)
 }

@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"context"
 	"io"
 	"strings"
 
@@ -47,16 +48,28 @@ func toFileDType(d string) (tensorio.DType, error) {
 	return fd, nil
 }
 
+func (c TensorioCodec) Spool(ctx context.Context, r io.Reader, dir string) (*Spooled, error) {
+	sp, err := tensorio.Spool(ctx, r, dir, c.Limits)
+	if err != nil {
+		return nil, err
+	}
+	return &Spooled{Path: sp.Path, Size: sp.Size, SHA256: sp.SHA256, Format: string(sp.Format), Tensors: fileTensors(sp.Tensors)}, nil
+}
+
+func fileTensors(infos []tensorio.Info) []FileTensor {
+	out := make([]FileTensor, len(infos))
+	for i, in := range infos {
+		out[i] = FileTensor{Name: in.Name, DType: toAPIDType(in.DType), Shape: in.Shape, Offset: in.Offset, Length: in.Length}
+	}
+	return out
+}
+
 func (c TensorioCodec) Inspect(r io.ReaderAt, size int64) (string, []FileTensor, error) {
 	f, infos, err := c.Limits.Inspect(r, size)
 	if err != nil {
 		return string(f), nil, err
 	}
-	out := make([]FileTensor, len(infos))
-	for i, in := range infos {
-		out[i] = FileTensor{Name: in.Name, DType: toAPIDType(in.DType), Shape: in.Shape, Offset: in.Offset, Length: in.Length}
-	}
-	return string(f), out, nil
+	return string(f), fileTensors(infos), nil
 }
 
 func (c TensorioCodec) ReadTensor(r io.ReaderAt, size int64, name string) (*Tensor, error) {
@@ -109,12 +122,4 @@ func (TensorioCodec) NPYHeader(dtype string, shape []int) ([]byte, error) {
 		return nil, err
 	}
 	return tensorio.NPYHeader(dt, shape)
-}
-
-func (TensorioCodec) WriteJSON(w io.Writer, t *Tensor) error {
-	fts, err := toFile([]*Tensor{t})
-	if err != nil {
-		return err
-	}
-	return tensorio.WriteJSON(w, fts[0])
 }

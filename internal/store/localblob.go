@@ -38,7 +38,7 @@ func NewLocalBlobs(dir string) (*LocalBlobs, error) {
 		return nil, fmt.Errorf("store: blob dir: %w", err)
 	}
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), tempPrefix) {
+		if strings.HasPrefix(e.Name(), ".") {
 			_ = os.Remove(filepath.Join(dir, e.Name()))
 		}
 	}
@@ -124,6 +124,29 @@ type fileBlob struct {
 }
 
 func (b fileBlob) Size() int64 { return b.size }
+
+// SpoolDir is where uploads may be spooled so that Adopt can rename them
+// into place (same file system). Names starting with "." there are
+// temporary and removed at start.
+func (s *LocalBlobs) SpoolDir() string { return s.dir }
+
+// Adopt moves the complete, synced file at path (in SpoolDir) under key,
+// without copying it.
+func (s *LocalBlobs) Adopt(_ context.Context, key, path string) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	if filepath.Dir(path) != filepath.Clean(s.dir) || !strings.HasPrefix(filepath.Base(path), ".") {
+		return fmt.Errorf("store: adopt %s: %s is not a temporary file of the blob dir", key, path)
+	}
+	if err := os.Rename(path, filepath.Join(s.dir, key)); err != nil {
+		return fmt.Errorf("store: adopt %s: %w", key, err)
+	}
+	if err := syncDir(s.dir); err != nil {
+		return fmt.Errorf("store: adopt %s: %w", key, err)
+	}
+	return nil
+}
 
 func (s *LocalBlobs) Open(_ context.Context, key string) (Blob, error) {
 	if err := checkKey(key); err != nil {

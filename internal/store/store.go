@@ -47,6 +47,16 @@ type BlobStore interface {
 	Ping(ctx context.Context) error
 }
 
+// Adopter is a BlobStore that can take over a finished local file without
+// copying it: a file written and synced in SpoolDir becomes the blob under
+// key, atomically. LocalBlobs is one; a remote store is not.
+type Adopter interface {
+	SpoolDir() string
+	Adopt(ctx context.Context, key, path string) error
+}
+
+var _ Adopter = (*LocalBlobs)(nil)
+
 // TensorInfo is one tensor inside an uploaded file.
 type TensorInfo struct {
 	Name  string `json:"name"`

@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -124,6 +126,41 @@ func BlobStore(t *testing.T, newStore func(t *testing.T) store.BlobStore) {
 			if _, err := s.Put(ctx, k, bytes.NewReader(nil)); lowrank.ErrorCode(err) != lowrank.EINVALID {
 				t.Errorf("Put %q: %v, want EINVALID", k, err)
 			}
+		}
+	})
+
+	t.Run("Adopt", func(t *testing.T) {
+		s := newStore(t)
+		a, ok := s.(store.Adopter)
+		if !ok {
+			t.Skip("not an Adopter")
+		}
+		f, err := os.CreateTemp(a.SpoolDir(), ".spool-*")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.WriteString("adopted bytes")
+		f.Close()
+		if err := a.Adopt(ctx, "adopted", f.Name()); err != nil {
+			t.Fatal(err)
+		}
+		b, err := s.Open(ctx, "adopted")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(b)
+		b.Close()
+		if string(got) != "adopted bytes" {
+			t.Fatalf("adopted blob %q", got)
+		}
+		if _, err := os.Stat(f.Name()); !os.IsNotExist(err) {
+			t.Errorf("spooled file still there: %v", err)
+		}
+		// Only temporary files of the spool dir can be adopted.
+		other := filepath.Join(t.TempDir(), ".x")
+		os.WriteFile(other, []byte("x"), 0o600)
+		if err := a.Adopt(ctx, "stolen", other); err == nil {
+			t.Error("adopted a file outside the spool dir")
 		}
 	})
 
@@ -394,13 +431,18 @@ func MetaStore(t *testing.T, newStore func(t *testing.T) store.MetaStore) {
 		var wg sync.WaitGroup
 		var mu sync.Mutex
 		codes := map[string]int{}
+		var admitted []string
 		for i := range 10 {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				err := s.CreateJob(ctx, &store.Job{ID: fmt.Sprintf("a%d", i), Method: "svd", CreatedAt: t0}, 3, nil)
+				id := fmt.Sprintf("a%d", i)
+				err := s.CreateJob(ctx, &store.Job{ID: id, Method: "svd", CreatedAt: t0}, 3, nil)
 				mu.Lock()
 				codes[lowrank.ErrorCode(err)]++
+				if err == nil {
+					admitted = append(admitted, id)
+				}
 				mu.Unlock()
 			}()
 		}
@@ -409,9 +451,9 @@ func MetaStore(t *testing.T, newStore func(t *testing.T) store.MetaStore) {
 			t.Fatalf("10 submissions against capacity 3: %v, want 3 admitted and 7 EOVERLOADED", codes)
 		}
 		// A finished job frees its slot.
-		_, _ = s.TransitionJob(ctx, "a0", []store.JobStatus{store.JobQueued}, store.JobUpdate{Status: store.JobCanceled})
-		_, _ = s.TransitionJob(ctx, "a1", []store.JobStatus{store.JobQueued}, store.JobUpdate{Status: store.JobCanceled})
-		_, _ = s.TransitionJob(ctx, "a2", []store.JobStatus{store.JobQueued}, store.JobUpdate{Status: store.JobCanceled})
+		if ok, err := s.TransitionJob(ctx, admitted[0], []store.JobStatus{store.JobQueued}, store.JobUpdate{Status: store.JobCanceled}); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
 		if err := s.CreateJob(ctx, &store.Job{ID: "b", Method: "svd", CreatedAt: t0}, 3, nil); err != nil {
 			t.Fatalf("after slots freed: %v", err)
 		}
