@@ -41,9 +41,12 @@ type base struct {
 	containerE map[string]string // the container's environment: envFrom ConfigMaps, then env
 }
 
-func renderBase(t *testing.T) *base {
+func renderBase(t *testing.T) *base { t.Helper(); return renderApp(t, "base") }
+
+// renderApp renders the kustomization in dir (the base or an overlay of it).
+func renderApp(t *testing.T, dir string) *base {
 	t.Helper()
-	b := &base{objs: render(t, "base")}
+	b := &base{objs: render(t, dir)}
 	b.deploy = only[*appsv1.Deployment](t, b.objs)
 	b.config = only[*corev1.ConfigMap](t, b.objs)
 	b.service = only[*corev1.Service](t, b.objs)
@@ -89,8 +92,10 @@ func (b *base) setting(t *testing.T, name string) string {
 	return def
 }
 
-func TestBaseEnvIsWhatTheServerReads(t *testing.T) {
-	b := renderBase(t)
+func TestBaseEnvIsWhatTheServerReads(t *testing.T) { checkEnv(t, renderBase(t)) }
+
+func checkEnv(t *testing.T, b *base) {
+	t.Helper()
 	known := serverEnv(t)
 	for name := range b.containerE {
 		if _, ok := known[name]; !ok {
@@ -276,8 +281,10 @@ func TestBaseProbes(t *testing.T) {
 	}
 }
 
-func TestBaseResources(t *testing.T) {
-	b := renderBase(t)
+func TestBaseResources(t *testing.T) { checkResources(t, renderBase(t)) }
+
+func checkResources(t *testing.T, b *base) {
+	t.Helper()
 	res := b.container.Resources
 	for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
 		req, okr := res.Requests[name]
@@ -436,38 +443,52 @@ func TestBaseShipsNoKeys(t *testing.T) {
 	}
 }
 
-// TestAPIKeysOverlay builds the overlay deploy/README.md tells users to
-// write, and checks their keys reach the pod.
-func TestAPIKeysOverlay(t *testing.T) {
+// TestReadmeOverlay renders the overlay example of deploy/README.md (the
+// yaml block after its overlay-example marker) against a copy of the base:
+// the users' keys reach the pod, the settings and resources it changes
+// still follow the sizing rules.
+func TestReadmeOverlay(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(readme), "<!-- overlay-example")
+	if !ok {
+		t.Fatal("README.md has no overlay-example marker")
+	}
+	_, after, ok = strings.Cut(after, "```yaml\n")
+	example, _, ok2 := strings.Cut(after, "```")
+	if !ok || !ok2 {
+		t.Fatal("README.md: no yaml block after the overlay-example marker")
+	}
 	dir := t.TempDir()
-	copyDir(t, "base", filepath.Join(dir, "base"))
-	overlay := filepath.Join(dir, "prod")
-	write(t, filepath.Join(overlay, "api-keys.txt"), "alice-0123456789\nbob-9876543210\n")
-	write(t, filepath.Join(overlay, "kustomization.yaml"), `apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources:
-  - ../base
-secretGenerator:
-  - name: lowrank-api-keys
-    behavior: replace
-    files:
-      - api-keys=api-keys.txt
-`)
-	objs := render(t, overlay)
-	secret := only[*corev1.Secret](t, objs)
-	if got := string(secret.Data["api-keys"]); !strings.Contains(got, "alice-0123456789") {
+	copyDir(t, "base", filepath.Join(dir, "deploy", "base"))
+	overlay := filepath.Join(dir, "overlays", "prod")
+	write(t, filepath.Join(overlay, "kustomization.yaml"), example)
+	write(t, filepath.Join(overlay, "api-keys.txt"), "# team keys\nalice-0123456789\nbob-9876543210\n")
+
+	b := renderApp(t, overlay)
+	if got := string(b.secret.Data["api-keys"]); !strings.Contains(got, "alice-0123456789") || !strings.Contains(got, "bob-9876543210") {
 		t.Errorf("the overlay's Secret holds %q", got)
 	}
-	d := only[*appsv1.Deployment](t, objs)
 	found := false
-	for _, v := range d.Spec.Template.Spec.Volumes {
-		if v.Secret != nil {
-			found = found || v.Secret.SecretName == secret.Name
-		}
+	for _, v := range b.pod.Volumes {
+		found = found || (v.Secret != nil && v.Secret.SecretName == b.secret.Name)
 	}
 	if !found {
-		t.Errorf("the Deployment does not mount the overlay's Secret %s", secret.Name)
+		t.Errorf("the Deployment does not mount the overlay's Secret %s", b.secret.Name)
 	}
+	if b.containerE["LOWRANK_WORKERS"] != "4" || b.containerE["LOWRANK_DATA_DIR"] == "" {
+		t.Errorf("the ConfigMap merge lost or missed settings: %v", b.containerE)
+	}
+	if !strings.HasPrefix(b.container.Image, "registry.example.com/lowrank:") {
+		t.Errorf("image %q: the overlay's images entry did not apply", b.container.Image)
+	}
+	if b.deploy.Namespace != "lowrank" {
+		t.Errorf("namespace %q", b.deploy.Namespace)
+	}
+	checkEnv(t, b)
+	checkResources(t, b)
 }
 
 func TestBaseShutdown(t *testing.T) {
