@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
@@ -186,14 +187,15 @@ var debianPackageOf = map[string]string{
 	"libresolv.so.2":   "",
 }
 
-// TestDockerfileRuntimeLibraries builds the server as the image does and
+// TestDockerfileRuntimeLibraries builds the server as the image does (see
+// dockerBuild) and
 // checks that the runtime stage installs exactly the packages of the
 // libraries the binary links (DT_NEEDED), nothing more.
 func TestDockerfileRuntimeLibraries(t *testing.T) {
 	if err := exec.Command("pkg-config", "--exists", "openblas", "lapacke").Run(); err != nil {
 		t.Skip("pkg-config finds no openblas and lapacke: cannot link the image's binary here (apt-get install pkg-config libopenblas-dev liblapacke-dev)")
 	}
-	bin := serverBinary(t, "openblas")
+	bin := dockerBuild(t)
 	f, err := elf.Open(bin)
 	if err != nil {
 		t.Fatal(err)
@@ -436,7 +438,10 @@ func TestDockerfileNoSecrets(t *testing.T) {
 	}
 }
 
-func TestDockerignore(t *testing.T) {
+// dockerignored reports whether .dockerignore keeps a path (relative to
+// the repository root, slash-separated) out of the build context.
+func dockerignored(t *testing.T) func(string) bool {
+	t.Helper()
 	f, err := os.Open(filepath.Join(repoRoot, ".dockerignore"))
 	if err != nil {
 		t.Fatal(err)
@@ -450,13 +455,129 @@ func TestDockerignore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	excluded := func(p string) bool {
+	return func(p string) bool {
 		ex, err := pm.MatchesOrParentMatches(p)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return ex
 	}
+}
+
+var dockerBuilt struct {
+	once      sync.Once
+	path, err string
+}
+
+// dockerBuild does what the build stage does, without Docker: it copies
+// the build context (the repository less what .dockerignore excludes) to a
+// temporary directory and runs the Dockerfile's own go build line there,
+// writing the binary where the runtime stage's COPY --from takes it from.
+// It needs the OpenBLAS and LAPACKE development files the stage installs.
+func dockerBuild(t *testing.T) string {
+	t.Helper()
+	if err := exec.Command("pkg-config", "--exists", "openblas", "lapacke").Run(); err != nil {
+		t.Skip("pkg-config finds no openblas and lapacke: cannot build as the image does here (apt-get install pkg-config libopenblas-dev liblapacke-dev)")
+	}
+	dockerBuilt.once.Do(func() {
+		df := parseDockerfile(t)
+		copies := commands[*instructions.CopyCommand](df.final())
+		goBuild := ""
+		for _, r := range runLines(df.stage(t, "build")) {
+			if strings.Contains(r, "go build") {
+				goBuild = r
+			}
+		}
+		if len(copies) != 1 || len(copies[0].SourcePaths) != 1 || goBuild == "" {
+			dockerBuilt.err = "Dockerfile: want one go build and one COPY --from=build of its output"
+			return
+		}
+		out := copies[0].SourcePaths[0]
+		if !strings.Contains(goBuild, "-o "+out) {
+			dockerBuilt.err = fmt.Sprintf("go build does not write %s, which the runtime stage copies", out)
+			return
+		}
+		ctxDir := filepath.Join(binDir, "context")
+		if err := copyContext(t, ctxDir); err != nil {
+			dockerBuilt.err = err.Error()
+			return
+		}
+		dockerBuilt.path = filepath.Join(binDir, "lowrank-docker")
+		cmd := exec.Command("sh", "-c", strings.Replace(goBuild, "-o "+out, "-o "+dockerBuilt.path, 1))
+		cmd.Dir = ctxDir
+		cmd.Env = append(os.Environ(), "VERSION=v0.0.0-dockertest", "GOFLAGS=-mod=readonly", "GOWORK=off")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			dockerBuilt.err = fmt.Sprintf("the Dockerfile's go build in its build context: %v\n%s", err, b)
+		}
+	})
+	if dockerBuilt.err != "" {
+		t.Fatal(dockerBuilt.err)
+	}
+	return dockerBuilt.path
+}
+
+// copyContext copies what docker build would send as the context.
+func copyContext(t *testing.T, to string) error {
+	excluded := dockerignored(t)
+	return filepath.WalkDir(repoRoot, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(repoRoot, p)
+		if err != nil || rel == "." {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if d.IsDir() {
+			if d.Name() == ".git" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if excluded(rel) || !d.Type().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Join(to, filepath.Dir(rel)), 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(to, rel), b, 0o644)
+	})
+}
+
+// TestDockerfileBuildContext: the Dockerfile's go build succeeds on the
+// build context alone, and the binary it makes runs on OpenBLAS with the
+// version it was given.
+func TestDockerfileBuildContext(t *testing.T) {
+	bin := dockerBuild(t)
+	out, err := exec.Command("go", "version", "-m", bin).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go version -m: %v\n%s", err, out)
+	}
+	for _, want := range []string{"-tags=openblas", "CGO_ENABLED=1", "-trimpath=true"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("the image's binary was not built with %s:\n%s", want, out)
+		}
+	}
+	ts := startBinary(t, bin, nil)
+	code, body := ts.do(t, "GET", "/v1/info", nil)
+	if code != 200 {
+		t.Fatalf("GET /v1/info: %d %s", code, body)
+	}
+	var info struct{ Version, Backend string }
+	if err := json.Unmarshal(body, &info); err != nil {
+		t.Fatal(err)
+	}
+	if info.Version != "v0.0.0-dockertest" || info.Backend != "openblas" {
+		t.Errorf("the image's binary reports version %q backend %q, want v0.0.0-dockertest on openblas", info.Version, info.Backend)
+	}
+}
+
+func TestDockerignore(t *testing.T) {
+	excluded := dockerignored(t)
 	// Every file the image's build reads is in the context.
 	need := buildInputs(t)
 	if len(need) < 10 {

@@ -122,13 +122,19 @@ type testServer struct {
 // when the test ends.
 func startServer(t *testing.T, env map[string]string) *testServer {
 	t.Helper()
+	return startBinary(t, serverBinary(t, ""), env)
+}
+
+// startBinary is startServer for a given server binary.
+func startBinary(t *testing.T, bin string, env map[string]string) *testServer {
+	t.Helper()
 	dir := t.TempDir()
 	key := "deploy-test-key"
 	keys := filepath.Join(dir, "api-keys")
 	if err := os.WriteFile(keys, []byte("# test key\n"+key+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(serverBinary(t, ""))
+	cmd := exec.Command(bin)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "LOWRANK_") {
 			cmd.Env = append(cmd.Env, kv)
