@@ -48,6 +48,7 @@ func benchGemm[T linalg.Float](b *testing.B, be linalg.Backend, n int) {
 		x[i] = T(2*rng.Float64() - 1)
 		y[i] = T(2*rng.Float64() - 1)
 	}
+	b.Logf("backend: %s", linalg.Describe(be))
 	linalg.Gemm(be, blas.NoTrans, blas.NoTrans, n, n, n, 1, x, n, y, n, 0, c, n) // warm-up
 	var best time.Duration
 	for b.Loop() {
@@ -96,10 +97,12 @@ func runNumPyGemm(b *testing.B, python string, n int, dtype string, threads int)
 	}
 	var res struct {
 		GFLOPS float64 `json:"gflops"`
+		BLAS   string  `json:"blas"`
 	}
 	if err := json.Unmarshal(out, &res); err != nil {
 		b.Fatalf("peers/gemm.py printed %q: %v", out, err)
 	}
+	b.Logf("NumPy's BLAS: %s", res.BLAS)
 	return res.GFLOPS
 }
 
@@ -133,11 +136,12 @@ func TestGEMMPeerScript(t *testing.T) {
 	var res struct {
 		Seconds float64 `json:"seconds"`
 		GFLOPS  float64 `json:"gflops"`
+		BLAS    string  `json:"blas"`
 	}
 	if err := json.Unmarshal(out, &res); err != nil {
 		t.Fatalf("peers/gemm.py printed %q: %v", out, err)
 	}
-	if !(res.Seconds > 0 && res.GFLOPS > 0) {
+	if !(res.Seconds > 0 && res.GFLOPS > 0 && res.BLAS != "") {
 		t.Fatalf("peers/gemm.py reported %+v", res)
 	}
 }

@@ -25,12 +25,16 @@ import (
 
 // The SVD benchmark: Lowrank's SVD family against SciPy, NumPy, PyTorch and
 // scikit-learn on the same seeded matrices in the same run. See
-// bench/README.md for the command and the targets. Every case prints a
-// table of median wall times (of -benchtime runs, at least 3 for peers with
-// -svd.reps), errors and ratios.
+// bench/README.md for the command and the targets.
+//
+// Each case runs one round per benchmark iteration (-benchtime 3x: three
+// rounds); a round runs every method once, ours in this process and each peer in its own Python
+// process, starting at a different method each round. Interleaving keeps a
+// change in machine load from favouring whichever side runs first. The
+// table shows each method's median wall time over the rounds and the error
+// of its factors.
 
 var (
-	svdReps    = envInt("LOWRANK_SVD_REPS", 3)    // peer runs per method
 	svdThreads = envInt("LOWRANK_SVD_THREADS", 2) // ours and the peers'
 )
 
@@ -41,19 +45,78 @@ func envInt(name string, def int) int {
 	return def
 }
 
+// svdMethod is one row of a case: run does the work once and returns its
+// wall time and the relative error ‖A − UΣVᵀ‖_F/‖A‖_F of its factors.
+type svdMethod struct {
+	who, config string
+	run         func(b *testing.B) (seconds, relErr float64, note string)
+}
+
 // svdRow is one line of a case's table.
 type svdRow struct {
 	who, config string
 	median      float64 // seconds
-	relErr      float64 // ‖A − UΣVᵀ‖_F/‖A‖_F
+	relErr      float64
 	note        string
+	times       []float64
 }
 
 func BenchmarkSVD(b *testing.B) {
 	be := linalg.Default(svdThreads)
+	fmt.Printf("ours: %s\n", linalg.Describe(be))
 	b.Run("thin2048", func(b *testing.B) { benchThin(b, be, 2048) })
 	b.Run("truncated4096", func(b *testing.B) { benchTruncated(b, be, 4096, 256) })
 	b.Run("fixedprecision4096", func(b *testing.B) { benchFixedPrecision(b, be, 4096, 0.1) })
+}
+
+// ours wraps a Lowrank call as a method; the residual is computed outside
+// the timed region.
+func ours(be linalg.Backend, config string, m, n int, a []float32, f func() (*linalg.SVDResult[float32], error)) svdMethod {
+	return svdMethod{who: "lowrank/" + be.Name(), config: config, run: func(b *testing.B) (float64, float64, string) {
+		t := time.Now()
+		r, err := f()
+		sec := time.Since(t).Seconds()
+		if err != nil {
+			b.Fatal(err)
+		}
+		return sec, residual(be, m, n, a, r), fmt.Sprintf("rank %d, %d passes", r.K, r.Passes)
+	}}
+}
+
+// peer wraps a peers/svd.py method.
+func peer(path, method string, rank int) svdMethod {
+	return svdMethod{who: "peer", config: method, run: func(b *testing.B) (float64, float64, string) {
+		return runPeer(b, path, method, rank)
+	}}
+}
+
+// runRounds runs the methods in interleaved rounds, one per b.Loop
+// iteration, and returns one row per method with its median time and its
+// last error.
+func runRounds(b *testing.B, methods []svdMethod) []svdRow {
+	times := make([][]float64, len(methods))
+	rows := make([]svdRow, len(methods))
+	round := 0
+	for ; b.Loop(); round++ {
+		for j := range methods {
+			i := (j + round) % len(methods)
+			sec, rel, note := methods[i].run(b)
+			times[i] = append(times[i], sec)
+			rows[i] = svdRow{who: methods[i].who, config: methods[i].config, relErr: rel, note: note}
+		}
+	}
+	for i := range rows {
+		rows[i].median, rows[i].times = median(times[i]), times[i]
+	}
+	return rows
+}
+
+func median(ts []float64) float64 {
+	ts = slices.Sorted(slices.Values(ts))
+	if len(ts)%2 == 1 {
+		return ts[len(ts)/2]
+	}
+	return (ts[len(ts)/2-1] + ts[len(ts)/2]) / 2
 }
 
 // benchThin: the thin SVD of an n×n Gaussian float32 matrix. Ours runs the
@@ -61,25 +124,16 @@ func BenchmarkSVD(b *testing.B) {
 func benchThin(b *testing.B, be linalg.Backend, n int) {
 	a := gaussianF32(1, n, n)
 	path := writeNpyF32(b, n, n, a)
-	var rows []svdRow
-	b.Run("lowrank", func(b *testing.B) {
-		var r *linalg.SVDResult[float32]
-		med := timeRuns(b, func() {
-			var err error
-			if r, err = linalg.SVD(be, n, n, a, n); err != nil {
-				b.Fatal(err)
-			}
-		})
-		rows = append(rows, svdRow{who: "lowrank/" + be.Name(), config: "SVD (gesdd, thin)", median: med, relErr: residual(be, n, n, a, r)})
+	rows := runRounds(b, []svdMethod{
+		ours(be, "SVD (gesdd, thin)", n, n, a, func() (*linalg.SVDResult[float32], error) { return linalg.SVD(be, n, n, a, n) }),
+		peer(path, "scipy_gesdd", 0),
+		peer(path, "numpy_svd", 0),
+		peer(path, "torch_svd", 0),
 	})
-	for _, m := range []string{"scipy_gesdd", "numpy_svd", "torch_svd"} {
-		rows = append(rows, runPeer(b, path, m, 0))
-	}
-	if len(rows) != 4 {
-		return // filtered out by -bench
-	}
 	fastest := math.Min(rows[1].median, rows[3].median)
-	printTable(b, fmt.Sprintf("thin SVD %d×%d float32, %d threads; target: ours ≤ 1.05× the faster of SciPy and PyTorch", n, n, svdThreads), rows, fastest, "ratio to min(SciPy, PyTorch)")
+	printTable(fmt.Sprintf("thin SVD %d×%d float32, %d threads; target: ours ≤ 1.05× the faster of SciPy and PyTorch", n, n, svdThreads), rows, fastest, "ratio to min(SciPy, PyTorch)")
+	b.ReportMetric(rows[0].median, "ours-s")
+	b.ReportMetric(rows[0].median/fastest, "ratio")
 }
 
 // benchTruncated: rank k of an n×n Gaussian float32 matrix, whose flat
@@ -100,24 +154,18 @@ func benchTruncated(b *testing.B, be linalg.Backend, n, k int) {
 		{"randomized q=4", linalg.SVDOptions{Algorithm: linalg.SVDRandomized, PowerIterations: 4}},
 		{"randomized q=7", linalg.SVDOptions{Algorithm: linalg.SVDRandomized, PowerIterations: 7}},
 	}
-	var rows []svdRow
+	var methods []svdMethod
 	for _, c := range configs {
 		c.opts.Rule = linalg.RankRule{Rank: k}
 		c.opts.Seed = 1
-		b.Run(strings.ReplaceAll(c.name, " ", "_"), func(b *testing.B) {
-			var r *linalg.SVDResult[float32]
-			med := timeRuns(b, func() {
-				var err error
-				if r, err = linalg.TruncatedSVD(context.Background(), be, n, n, a, n, c.opts, nil); err != nil {
-					b.Fatal(err)
-				}
-			})
-			rows = append(rows, svdRow{who: "lowrank/" + be.Name(), config: c.name, median: med, relErr: residual(be, n, n, a, r), note: fmt.Sprintf("%d passes", r.Passes)})
-		})
+		methods = append(methods, ours(be, c.name, n, n, a, func() (*linalg.SVDResult[float32], error) {
+			return linalg.TruncatedSVD(context.Background(), be, n, n, a, n, c.opts, nil)
+		}))
 	}
 	for _, m := range []string{"sklearn_iter7", "sklearn_iter4", "torch_lowrank"} {
-		rows = append(rows, runPeer(b, path, m, k))
+		methods = append(methods, peer(path, m, k))
 	}
+	rows := runRounds(b, methods)
 	var skDefault float64
 	for i := range rows {
 		rows[i].note = strings.TrimSpace(fmt.Sprintf("err/opt %.5f %s", rows[i].relErr/opt, rows[i].note))
@@ -125,7 +173,9 @@ func benchTruncated(b *testing.B, be linalg.Backend, n, k int) {
 			skDefault = rows[i].median
 		}
 	}
-	printTable(b, fmt.Sprintf("rank-%d of a %d×%d Gaussian float32, %d threads; targets: at err/opt ≤ 1.0030 ours ≤ 0.5× sklearn n_iter=7; at each accuracy faster than every peer reaching it", k, n, n, svdThreads), rows, skDefault, "ratio to sklearn n_iter=7")
+	printTable(fmt.Sprintf("rank-%d of a %d×%d Gaussian float32, %d threads; targets: at err/opt ≤ 1.0030 ours ≤ 0.5× sklearn n_iter=7; at each accuracy faster than every peer reaching it", k, n, n, svdThreads), rows, skDefault, "ratio to sklearn n_iter=7")
+	b.ReportMetric(rows[1].median, "krylov-s")
+	b.ReportMetric(rows[1].median/skDefault, "ratio")
 }
 
 // benchFixedPrecision: A = U·diag(1/i)·Vᵀ with random orthogonal U, V; ours
@@ -142,63 +192,39 @@ func benchFixedPrecision(b *testing.B, be linalg.Backend, n int, tol float64) {
 	for tail(sigma, kopt) > tol {
 		kopt++
 	}
-	var rows []svdRow
-	b.Run("lowrank", func(b *testing.B) {
-		var r *linalg.SVDResult[float32]
-		opts := linalg.SVDOptions{Rule: linalg.RankRule{RelError: tol}, Algorithm: linalg.SVDFixedPrecision, Seed: 1}
-		med := timeRuns(b, func() {
-			var err error
-			if r, err = linalg.TruncatedSVD(context.Background(), be, n, n, a, n, opts, nil); err != nil {
-				b.Fatal(err)
-			}
-		})
-		res := residual(be, n, n, a, r)
-		rows = append(rows, svdRow{who: "lowrank/" + be.Name(), config: fmt.Sprintf("fixed_precision rel_error=%g", tol), median: med, relErr: res,
-			note: fmt.Sprintf("rank %d (optimal %d), target met: %v, %d passes", r.K, kopt, res <= tol, r.Passes)})
+	opts := linalg.SVDOptions{Rule: linalg.RankRule{RelError: tol}, Algorithm: linalg.SVDFixedPrecision, Seed: 1}
+	rows := runRounds(b, []svdMethod{
+		ours(be, fmt.Sprintf("fixed_precision rel_error=%g", tol), n, n, a, func() (*linalg.SVDResult[float32], error) {
+			return linalg.TruncatedSVD(context.Background(), be, n, n, a, n, opts, nil)
+		}),
+		peer(path, "scipy_gesdd", kopt),
 	})
-	if len(rows) == 0 {
-		return // filtered out by -bench
-	}
-	rows = append(rows, runPeer(b, path, "scipy_gesdd", kopt))
-	printTable(b, fmt.Sprintf("fixed precision to %g relative error, %d×%d float32 with σᵢ = 1/i, %d threads; target: ≥ 50× faster than SciPy's full SVD, meeting the target", tol, n, n, svdThreads), rows, rows[0].median, "times ours")
+	rows[0].note = fmt.Sprintf("%s (optimal %d), target met: %v", rows[0].note, kopt, rows[0].relErr <= tol)
+	printTable(fmt.Sprintf("fixed precision to %g relative error, %d×%d float32 with σᵢ = 1/i, %d threads; target: ≥ 50× faster than SciPy's full SVD, meeting the target", tol, n, n, svdThreads), rows, rows[0].median, "times ours")
+	b.ReportMetric(rows[0].median, "ours-s")
+	b.ReportMetric(rows[1].median/rows[0].median, "speedup")
 }
 
-// timeRuns runs f b.N times (at least once) and returns the median wall
-// time in seconds.
-func timeRuns(b *testing.B, f func()) float64 {
-	var ts []float64
-	for b.Loop() {
-		t := time.Now()
-		f()
-		ts = append(ts, time.Since(t).Seconds())
-	}
-	slices.Sort(ts)
-	med := ts[len(ts)/2]
-	if len(ts)%2 == 0 {
-		med = (ts[len(ts)/2-1] + ts[len(ts)/2]) / 2
-	}
-	b.ReportMetric(med, "median-s")
-	return med
-}
-
-func printTable(b *testing.B, title string, rows []svdRow, ref float64, refName string) {
+func printTable(title string, rows []svdRow, ref float64, refName string) {
+	title += fmt.Sprintf(" — median of %d rounds", len(rows[0].times))
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "\n%s\n%-22s %-28s %10s %10s %8s  %s\n", title, "who", "config", "median s", "rel err", refName[:min(8, len(refName))], "note")
+	fmt.Fprintf(&sb, "\n%s\n%-18s %-28s %10s %10s %8s  %s\n", title, "who", "config", "median s", "rel err", "ratio", "note")
 	for _, r := range rows {
-		fmt.Fprintf(&sb, "%-22s %-28s %10.3f %10.6f %8.3f  %s\n", r.who, r.config, r.median, r.relErr, r.median/ref, r.note)
+		fmt.Fprintf(&sb, "%-18s %-28s %10.3f %10.6f %8.3f  %s\n", r.who, r.config, r.median, r.relErr, r.median/ref, r.note)
 	}
-	fmt.Fprintf(&sb, "(ratio column: %s)\n", refName)
+	fmt.Fprintf(&sb, "(ratio: %s)\n", refName)
 	fmt.Fprint(os.Stdout, sb.String())
 }
 
-// runPeer runs peers/svd.py on the matrix at path.
-func runPeer(b *testing.B, path, method string, rank int) svdRow {
+// runPeer runs peers/svd.py once on the matrix at path; the script times
+// the call itself, so interpreter start-up and loading are not counted.
+func runPeer(b *testing.B, path, method string, rank int) (seconds, relErr float64, note string) {
 	python, err := numpyPython()
 	if err != nil {
 		b.Log(err)
-		return svdRow{who: "peer", config: method, median: math.NaN(), relErr: math.NaN(), note: "skipped: " + err.Error()}
+		return math.NaN(), math.NaN(), "skipped: " + err.Error()
 	}
-	cmd := exec.Command(python, filepath.Join("peers", "svd.py"), path, method, strconv.Itoa(rank), strconv.Itoa(svdReps))
+	cmd := exec.Command(python, filepath.Join("peers", "svd.py"), path, method, strconv.Itoa(rank), "1")
 	cmd.Env = peerEnv(svdThreads)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
@@ -214,7 +240,7 @@ func runPeer(b *testing.B, path, method string, rank int) svdRow {
 		b.Fatalf("peers/svd.py printed %q: %v", out, err)
 	}
 	b.Logf("%s: BLAS %s", method, res.BLAS)
-	return svdRow{who: "peer", config: method, median: res.Median, relErr: res.RelError}
+	return res.Median, res.RelError, ""
 }
 
 // peerEnv is the environment for peer processes: the thread count pinned

@@ -3,7 +3,8 @@
 Usage: svd.py NPY METHOD RANK REPS
 
 Loads the float32 matrix NPY written by the Go harness, runs METHOD REPS
-times and prints one JSON object: the wall time of each run, their median,
+times (the harness passes 1 and interleaves processes) and prints one JSON
+object: the wall time of each run, their median,
 the relative error ||A - U diag(S) Vt||_F / ||A||_F of the last run's
 factors (computed outside the timed region) and which BLAS NumPy uses.
 

@@ -23,6 +23,14 @@ import (
 // budget. The price is that a large job waits for the single-threaded calls
 // in flight to end, and holds up new ones while it runs; Go's RWMutex lets a
 // waiting writer in before later readers, so it is not starved.
+//
+// Measured on 2 cores (BenchmarkGateSgemm1024, best of 3): two goroutines
+// each running a single-threaded 1024³ sgemm reach 137 GFLOP/s together,
+// one call at a time with 2 threads 136 GFLOP/s, one thread alone 78: both
+// ways use the machine fully, so the gate costs large jobs nothing while it
+// lets small ones overlap. OpenBLAS's idle workers spin for a while after a
+// threaded call; BenchmarkGateAfterExclusive found no slowdown of the
+// single-threaded calls that follow one.
 type threadGate struct {
 	mu sync.RWMutex
 	// setThreads changes the process-wide thread count of the library.

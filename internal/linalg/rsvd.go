@@ -194,6 +194,8 @@ func transposeInto[T Float](r, c int, src []T, lds int, dst []T, ldd int) {
 // where the projections are applied to products already made:
 // (I − QQᵀ)AX = AX − Q(Qᵀ·AX) and Aᵀ(I − QQᵀ)Y = AᵀY − Bᵀ(QᵀY).
 //
+// Block widths start at BlockSize and double up to qbMaxBlock.
+//
 // The rank rule then picks k from B's singular values. With rankCap below
 // min(m, n), missing the target returns errTargetMissed.
 func (s *svdRun[T]) fixedPrecision(rankCap int) (*SVDResult[T], error) {
@@ -209,13 +211,18 @@ func (s *svdRun[T]) fixedPrecision(rankCap int) (*SVDResult[T], error) {
 		bs = DefaultQBBlock
 	}
 	bs = min(bs, rankCap)
+	// Blocks double from bs up to maxBlock columns: a target far beyond bs
+	// is then reached in a few blocks (each costs 2P + 2 passes over A
+	// whatever its width), while overshooting the needed rank costs at
+	// most about the work of the last block.
+	maxBlock := min(max(bs, qbMaxBlock), rankCap)
 	P := s.power(DefaultQBPower)
 	rng := rand.New(rand.NewPCG(s.opts.Seed, pcgStream))
-	ws := newOrthWork[T](max(m, n), bs)
+	ws := newOrthWork[T](max(m, n), maxBlock)
 	var qt, bm []T // Qᵀ (K×m) and B (K×n)
-	y := make([]T, m*bs)
-	z := make([]T, n*bs)
-	proj := make([]T, rankCap*bs)
+	y := make([]T, m*maxBlock)
+	z := make([]T, n*maxBlock)
+	proj := make([]T, rankCap*maxBlock)
 	E := s.normSq
 	K := 0
 	// At least one block, so that a zero A still gets (zero) factors.
@@ -223,7 +230,7 @@ func (s *svdRun[T]) fixedPrecision(rankCap int) (*SVDResult[T], error) {
 		if err := s.ctx.Err(); err != nil {
 			return nil, canceled(err)
 		}
-		c := min(bs, rankCap-K)
+		c := min(bs<<min(step-1, 30), maxBlock, rankCap-K)
 		omega := gaussian[T](rng, n, c)
 		Gemm(b, blas.NoTrans, blas.NoTrans, m, c, n, 1, a, lda, omega, c, 0, y, c)
 		s.passes++

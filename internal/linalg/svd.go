@@ -45,16 +45,20 @@ const (
 	DefaultPowerIterations = 4  // randomized: q = 4 subspace iterations
 	DefaultKrylovDepth     = 3  // block Krylov: q = 3 blocks beyond the first
 	DefaultQBPower         = 1  // fixed precision: one power step per block
-	DefaultQBBlock         = 32 // fixed precision: columns added per block
+	DefaultQBBlock         = 32 // fixed precision: columns of the first block
+	qbMaxBlock             = 256
 
 	// autoFullMaxDim: below this min(m, n) a full SVD is cheap (a few ms
 	// with LAPACK) and exact, so auto never randomizes.
 	autoFullMaxDim = 256
 	// autoRandomizedFraction: auto randomizes only while the sketch width
-	// k + oversamples is at most this fraction of min(m, n). Subspace
-	// iteration costs about 2(q+1)·2mnl flops against ≈ 12·mn·min(m,n) for
-	// xGESDD; a quarter keeps a clear margin for the sketch's QR and small
-	// SVD and for xGESDD's better efficiency on wide sketches.
+	// l = k + oversamples is at most this fraction of min(m, n). Block
+	// Krylov with q = 3 costs about 8·2mnl flops plus a Rayleigh–Ritz step
+	// on its 4l columns, against ≈ 12·mn·min(m, n) for xGESDD (half of it
+	// at BLAS-2 speed); at a quarter the Krylov space still fits in
+	// min(m, n), and on a flat spectrum it needs all 4l columns to come
+	// within ~0.3 % of the optimal error. For error rules the same fraction
+	// caps the rank fixed precision may grow to before auto gives up on it.
 	autoRandomizedFraction = 0.25
 )
 
@@ -75,7 +79,8 @@ type SVDOptions struct {
 	// algorithm's default, negative means none.
 	PowerIterations int
 	// BlockSize is the number of columns the fixed-precision algorithm adds
-	// per step; 0 means DefaultQBBlock.
+	// in its first step (later steps double it, up to 256); 0 means
+	// DefaultQBBlock.
 	BlockSize int
 	// Seed fixes every random choice: equal seeds give bit-identical
 	// factors on one backend and thread budget.
@@ -139,24 +144,28 @@ type SVDResult[T Float] struct {
 // The algorithms:
 //   - full: xGESDD on a copy of A, then truncation; exact.
 //   - randomized: subspace iteration with q = PowerIterations steps and
-//     l = k + Oversamples columns, re-orthonormalised by Householder QR at
-//     every half step (HMT 2011, Alg. 4.4). With an energy or rel_error
-//     rule, whose rank depends on the spectrum, it runs fixed_precision.
+//     l = k + Oversamples columns, re-orthonormalised at every half step
+//     (HMT 2011, Alg. 4.4) by Cholesky QR in float64, falling back to
+//     Householder QR for ill-conditioned blocks (see orthonormalize). With
+//     an energy or rel_error rule, whose rank depends on the spectrum, it
+//     runs fixed_precision.
 //   - block_krylov: the same sketch, but keeps every block of the Krylov
 //     space [AΩ, (AAᵀ)AΩ, …, (AAᵀ)^q AΩ] (Musco & Musco 2015), orthogonal
 //     to the earlier blocks, so q = 3 reaches the accuracy subspace
 //     iteration needs q ≈ 7 for, in fewer passes over A. QᵀA comes for free
 //     from the products with Aᵀ already made.
 //   - fixed_precision: randQB_EI (Yu, Gu & Li 2018): grows an orthonormal Q
-//     and B = QᵀA by blocks of BlockSize columns until
+//     and B = QᵀA by blocks (BlockSize columns, doubling) until
 //     ‖A‖_F² − ‖B‖_F² ≤ target²·‖A‖_F², then an SVD of B; the rank rule
 //     is applied to B's singular values. Rank and compression rules need no
 //     spectrum and run randomized instead.
-//   - auto: full when min(m, n) ≤ 256; otherwise, for rank and
+//   - auto: full when min(m, n) ≤ 256. Otherwise, for rank and
 //     compression rules, block_krylov when l = k + oversamples ≤
-//     min(m, n)/4 (so its q = 3 blocks fit) and full above; for energy and rel_error rules, fixed_precision
-//     with the rank capped at min(m, n)/4, falling back to full when the
-//     target needs more.
+//     min(m, n)/4 (so its q = 3 blocks fit) and full above; for energy and
+//     rel_error rules, fixed_precision with the rank capped at
+//     min(m, n)/4, falling back to full when the target needs more (the
+//     work spent is then lost: with P = 1, about 2mn·min(m, n) flops,
+//     a sixth of xGESDD's).
 //
 // ‖A‖_F² is computed exactly from A, so energy and rel_error rules are
 // exact for the singular values captured, and Choice reports the true
