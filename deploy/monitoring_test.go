@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -28,29 +29,62 @@ var externalMetrics = map[string]string{
 
 var promql = parser.NewParser(parser.Options{})
 
-// metricsOf parses a PromQL expression and returns the metric names its
-// selectors name (by name or by a __name__ equality matcher).
-func metricsOf(expr string) ([]string, error) {
+// targetLabels are the labels Prometheus (with the prometheus-operator's
+// ServiceMonitor) adds to every series of a target; queries may use them
+// though the server's own exposition has none.
+var targetLabels = map[string]bool{"job": true, "instance": true, "namespace": true, "pod": true,
+	"service": true, "endpoint": true, "container": true}
+
+// selector is one metric a query reads, with the labels it filters or
+// groups that metric's series by.
+type selector struct {
+	name   string
+	labels []string
+}
+
+// selectorsOf parses a PromQL expression and returns the metrics its
+// selectors name (by name or by a __name__ equality matcher), each with
+// the labels of its matchers and of the by (...) clauses above it.
+func selectorsOf(expr string) ([]selector, error) {
 	e, err := promql.ParseExpr(expr)
 	if err != nil {
 		return nil, err
 	}
-	var names []string
-	parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
+	var out []selector
+	parser.Inspect(e, func(n parser.Node, path []parser.Node) error {
 		vs, ok := n.(*parser.VectorSelector)
 		if !ok {
 			return nil
 		}
-		name := vs.Name
+		s := selector{name: vs.Name}
 		for _, m := range vs.LabelMatchers {
-			if m.Name == labels.MetricName && m.Type == labels.MatchEqual {
-				name = m.Value
+			if m.Name == labels.MetricName {
+				if m.Type == labels.MatchEqual {
+					s.name = m.Value
+				}
+				continue
+			}
+			s.labels = append(s.labels, m.Name)
+		}
+		for _, p := range path {
+			if a, ok := p.(*parser.AggregateExpr); ok && !a.Without {
+				s.labels = append(s.labels, a.Grouping...)
 			}
 		}
-		names = append(names, name)
+		out = append(out, s)
 		return nil
 	})
-	return names, nil
+	return out, nil
+}
+
+// metricsOf is the names selectorsOf finds.
+func metricsOf(expr string) ([]string, error) {
+	sels, err := selectorsOf(expr)
+	var names []string
+	for _, s := range sels {
+		names = append(names, s.name)
+	}
+	return names, err
 }
 
 func TestMetricsOf(t *testing.T) {
@@ -65,21 +99,26 @@ func TestMetricsOf(t *testing.T) {
 	if _, err := metricsOf(`rate(a[5m]`); err == nil {
 		t.Errorf("a broken expression parsed")
 	}
+	sels, err := selectorsOf(`sum by (route, le) (rate(h_bucket{code=~"5.."}[5m]))`)
+	if err != nil || len(sels) != 1 || !slices.Equal(sels[0].labels, []string{"code", "route", "le"}) {
+		t.Errorf("selectorsOf = %+v, %v", sels, err)
+	}
 }
 
 // scrape runs the server with the base's settings, runs one job so the job
-// metrics have series, and returns the names /metrics serves.
-func scrape(t *testing.T) map[string]bool {
+// metrics have series, and returns what /metrics serves (see
+// scrapeMetrics).
+func scrape(t *testing.T) map[string]map[string]bool {
 	t.Helper()
 	ts := startServer(t, renderBase(t).config.Data)
 	ts.runJob(t)
-	names := ts.metricNames(t)
+	metrics := ts.scrapeMetrics(t)
 	for _, want := range []string{"lowrank_jobs_total", "lowrank_job_duration_seconds_bucket", "lowrank_jobs_queued"} {
-		if !names[want] {
-			t.Fatalf("/metrics has no %s after a job ran; got %v", want, names)
+		if metrics[want] == nil {
+			t.Fatalf("/metrics has no %s after a job ran; got %v", want, metrics)
 		}
 	}
-	return names
+	return metrics
 }
 
 // ruleGroups renders deploy/prometheus and checks its rules the way
@@ -135,41 +174,48 @@ func TestAlertRules(t *testing.T) {
 // and the dashboard query against a scrape of a running server.
 func TestMonitoringUsesExportedMetrics(t *testing.T) {
 	exported := scrape(t)
-	known := func(name string) bool {
-		_, ext := externalMetrics[name]
-		return exported[name] || ext
+	// check reports a metric the server does not serve, or a label it
+	// filters or groups by that the metric's series do not carry.
+	check := func(where, expr string) []string {
+		sels, err := selectorsOf(expr)
+		if err != nil {
+			t.Errorf("%s: %v\n%s", where, err, expr)
+		}
+		var names []string
+		for _, s := range sels {
+			names = append(names, s.name)
+			if _, ext := externalMetrics[s.name]; ext {
+				continue
+			}
+			have, ok := exported[s.name]
+			if !ok {
+				t.Errorf("%s uses %s, which the server does not export", where, s.name)
+				continue
+			}
+			for _, l := range s.labels {
+				if !have[l] && !targetLabels[l] {
+					t.Errorf("%s uses label %s of %s, which its series do not have", where, l, s.name)
+				}
+			}
+		}
+		return names
 	}
 	for _, g := range ruleGroups(t).Groups {
 		for _, r := range g.Rules {
-			names, err := metricsOf(r.Expr)
-			if err != nil {
-				t.Errorf("%s: %v", r.Alert, err)
-			}
-			for _, n := range names {
-				if !known(n) {
-					t.Errorf("alert %s uses %s, which the server does not export", r.Alert, n)
-				}
-			}
+			check("alert "+r.Alert, r.Expr)
 		}
 	}
 	shown := map[string]bool{}
 	for _, q := range dashboardQueries(t) {
-		names, err := metricsOf(q.expr)
-		if err != nil {
-			t.Errorf("dashboard panel %q: %v\n%s", q.panel, err, q.expr)
-		}
-		for _, n := range names {
+		for _, n := range check("dashboard panel "+strconv.Quote(q.panel), q.expr) {
 			shown[n] = true
-			if !exported[n] {
-				t.Errorf("dashboard panel %q uses %s, which the server does not export", q.panel, n)
-			}
 		}
 	}
 	// The other way round: every Lowrank metric is on the dashboard (a
 	// histogram by any of its series).
 	family := func(n string) string {
 		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
-			if f, ok := strings.CutSuffix(n, suffix); ok && exported[f+"_bucket"] {
+			if f, ok := strings.CutSuffix(n, suffix); ok && exported[f+"_bucket"] != nil {
 				return f
 			}
 		}

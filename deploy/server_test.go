@@ -17,6 +17,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // repoRoot is the main module's directory, relative to this package.
@@ -273,25 +277,47 @@ func (ts *testServer) runJob(t *testing.T) {
 	}
 }
 
-// metricNames scrapes /metrics and returns every sample name in it (so a
-// histogram contributes its _bucket, _sum and _count series).
-func (ts *testServer) metricNames(t *testing.T) map[string]bool {
+// scrapeMetrics fetches /metrics and returns, for every sample name in it
+// (so a histogram gives its _bucket, _sum and _count series), the label
+// names its samples carry.
+func (ts *testServer) scrapeMetrics(t *testing.T) map[string]map[string]bool {
 	t.Helper()
 	code, body := ts.do(t, http.MethodGet, "/metrics", nil)
 	if code != http.StatusOK {
 		t.Fatalf("GET /metrics: %d %s", code, body)
 	}
-	names := map[string]bool{}
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := p.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("/metrics: %v", err)
+	}
+	out := map[string]map[string]bool{}
+	add := func(name string, m *dto.Metric, extra ...string) {
+		if out[name] == nil {
+			out[name] = map[string]bool{}
 		}
-		if i := strings.IndexAny(line, "{ "); i > 0 {
-			names[line[:i]] = true
+		for _, l := range m.GetLabel() {
+			out[name][l.GetName()] = true
+		}
+		for _, l := range extra {
+			out[name][l] = true
 		}
 	}
-	return names
+	for name, f := range families {
+		for _, m := range f.GetMetric() {
+			switch f.GetType() {
+			case dto.MetricType_HISTOGRAM:
+				add(name+"_bucket", m, "le")
+				add(name+"_sum", m)
+				add(name+"_count", m)
+			case dto.MetricType_SUMMARY:
+				add(name, m, "quantile")
+				add(name+"_sum", m)
+				add(name+"_count", m)
+			default:
+				add(name, m)
+			}
+		}
+	}
+	return out
 }
