@@ -15,6 +15,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/api/types"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
@@ -179,6 +181,25 @@ func TestDecodeStrictRejects(t *testing.T) {
 	}
 }
 
+// checkMeta checks what the API server would refuse in an object's
+// metadata: its name and its labels' syntax.
+func checkMeta(t *testing.T, dir string, o any) {
+	t.Helper()
+	m, ok := o.(metav1.Object)
+	if !ok {
+		t.Errorf("%s: %T has no object metadata", dir, o)
+		return
+	}
+	for _, msg := range validation.IsDNS1123Subdomain(m.GetName()) {
+		t.Errorf("%s: %T name %q: %s", dir, o, m.GetName(), msg)
+	}
+	for k, v := range m.GetLabels() {
+		for _, msg := range append(validation.IsQualifiedName(k), validation.IsValidLabelValue(v)...) {
+			t.Errorf("%s: %s label %s=%s: %s", dir, m.GetName(), k, v, msg)
+		}
+	}
+}
+
 func TestKustomizationsRender(t *testing.T) {
 	want := map[string][]string{
 		"base":       {"Deployment", "PersistentVolumeClaim", "Service", "ConfigMap", "Secret", "PodDisruptionBudget", "NetworkPolicy", "ServiceMonitor"},
@@ -189,6 +210,7 @@ func TestKustomizationsRender(t *testing.T) {
 		kinds := map[string]int{}
 		for _, o := range render(t, dir) {
 			kinds[strings.TrimPrefix(fmt.Sprintf("%T", o), "*")]++
+			checkMeta(t, dir, o)
 		}
 		for _, k := range want[dir] {
 			found := false
