@@ -73,6 +73,19 @@ type Backend interface {
 	Ssyevd(n int, a []float32, lda int, w []float32) (ok bool)
 	Dsyevd(n int, a []float64, lda int, w []float64) (ok bool)
 
+	// Ssyevr and Dsyevr compute the eigenvalues il..iu (1-based, counted in
+	// ascending order, 1 ≤ il ≤ iu ≤ n; il = 1, iu = 0 when n = 0) of the
+	// n×n symmetric matrix A, read from its upper triangle, and their
+	// eigenvectors. With m = iu − il + 1, w receives the m eigenvalues in
+	// ascending order and the n×m z (stride ldz) the orthonormal
+	// eigenvectors in its columns, in the same order. A is destroyed.
+	// This is LAPACK's xSYEVR with RANGE = 'I'; a backend may compute the
+	// pairs by another method (the OpenBLAS one: xSYTRD, xSTEDC, and
+	// xORMTR on the m columns; gonum: every eigenpair) with the same
+	// results up to rounding and signs.
+	Ssyevr(n, il, iu int, a []float32, lda int, w, z []float32, ldz int) (ok bool)
+	Dsyevr(n, il, iu int, a []float64, lda int, w, z []float64, ldz int) (ok bool)
+
 	// Sgeqrf and Dgeqrf compute the QR factorisation A = Q * R of the m×n
 	// matrix A: R in the upper triangle of a, Q as min(m, n) elementary
 	// reflectors below it with their scalars in tau (len ≥ min(m, n)).

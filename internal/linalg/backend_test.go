@@ -482,6 +482,155 @@ func testSyevd[T Float](t *testing.T, b Backend) {
 	}
 }
 
+func TestSyevr(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b Backend) {
+		bothTypes(t, b, testSyevr[float32], testSyevr[float64])
+	})
+}
+
+// testSyevr checks the partial eigensolver on A = Q·diag(λ)·Qᵀ with a known
+// orthogonal Q and eigenvalues λᵢ = i − n/2 (1-based i), one apart, so each
+// computed eigenvector must match a column of Q up to sign; and on a random
+// symmetric matrix against the full eigensolver's eigenvalues, by residual
+// and orthogonality.
+func testSyevr[T Float](t *testing.T, b Backend) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	ref := NewGonum(1)
+	for _, n := range []int{0, 1, 2, 3, 5, 10, 64, 65, 100} {
+		ranges := [][2]int{{1, n}, {n, n}, {1, 1}, {max(1, n-n/4), n}, {max(1, n/3), max(1, n/2)}}
+		if n == 0 {
+			ranges = [][2]int{{1, 0}}
+		}
+		// The known-spectrum matrix.
+		q := make([]float64, n*n)
+		for i := range q {
+			q[i] = rng.NormFloat64()
+		}
+		if n > 0 {
+			tau := make([]float64, n)
+			ref.Dgeqrf(n, n, q, n, tau)
+			ref.Dorgqr(n, n, n, q, n, tau)
+		}
+		lambda := make([]float64, n)
+		for i := range lambda {
+			lambda[i] = float64(i+1) - float64(n)/2
+		}
+		known := make([]float64, n*n)
+		for i := range n {
+			for j := range n {
+				var v float64
+				for k := range n {
+					v += q[i*n+k] * lambda[k] * q[j*n+k]
+				}
+				known[i*n+j] = v
+			}
+		}
+		random := make([]float64, n*n)
+		for i := range n {
+			for j := i; j < n; j++ {
+				v := float64(T(2*rng.Float64() - 1))
+				random[i*n+j], random[j*n+i] = v, v
+			}
+		}
+		wRandom := make([]float64, n)
+		ref.Dsyevd(n, slices.Clone(random), max(1, n), wRandom)
+		for _, rg := range ranges {
+			il, iu := rg[0], rg[1]
+			m := iu - il + 1
+			for _, c := range []struct {
+				name  string
+				sym   []float64
+				exact bool
+			}{{"known", known, true}, {"random", random, false}} {
+				name := fmt.Sprintf("%s n=%d il=%d iu=%d", c.name, n, il, iu)
+				lda, ldz := n+3, m+2
+				// Only the upper triangle is set; NaN below it shows a read of it.
+				a := nanMat[T](n, n, lda)
+				sym := make([]float64, n*n)
+				for i := range n {
+					for j := i; j < n; j++ {
+						v := T(c.sym[i*n+j])
+						a[i*lda+j] = v
+						sym[i*n+j], sym[j*n+i] = float64(v), float64(v)
+					}
+				}
+				w := nanMat[T](1, m, m+1)
+				z := nanMat[T](n, m, ldz)
+				if !Syevr(b, n, il, iu, a, lda, w, z, ldz) {
+					t.Fatalf("%s: no convergence", name)
+				}
+				checkPadding(t, name+" w", 1, m, m+1, w)
+				checkPadding(t, name+" z", n, m, ldz, z)
+				checkNoNaN(t, name+" w", 1, m, m+1, w)
+				checkNoNaN(t, name+" z", n, m, ldz, z)
+				norm := frob(sym)
+				// As for Syevd: backward error, orthogonality and
+				// eigenvalues within c·n·u (Weyl).
+				tol := 10 * float64(max(n, 1)) * eps[T]()
+				for j := range m {
+					want := wRandom[il-1+j]
+					if c.exact {
+						want = lambda[il-1+j]
+					}
+					if math.Abs(float64(w[j])-want) > tol*max(norm, 1) {
+						t.Fatalf("%s: w[%d] = %v, want %v", name, j, w[j], want)
+					}
+				}
+				v := dense(n, m, z, ldz)
+				av := mul(n, m, n, sym, false, v)
+				for i := range n {
+					for j := range m {
+						av[i*m+j] -= v[i*m+j] * float64(w[j])
+					}
+				}
+				if e := frob(av); e > tol*max(norm, 1) {
+					t.Fatalf("%s: ‖AZ − ZΛ‖ = %g, want ≤ %g (eigenvectors not in the columns?)", name, e, tol*norm)
+				}
+				// MRRR keeps vectors orthogonal without explicit
+				// reorthogonalization, within O(n·u) but with a larger
+				// constant than divide and conquer; LAPACK's own tests
+				// accept ratios up to 50.
+				if e := orthoErr(n, m, v, false); e > 5*tol {
+					t.Fatalf("%s: ‖ZᵀZ − I‖ = %g, want ≤ %g", name, e, 5*tol)
+				}
+				if !c.exact {
+					continue
+				}
+				// Gap 1 and ‖A‖₂ ≤ n/2: each vector is within about
+				// n·u·‖A‖₂ of ±q_{il+j} (Davis–Kahan).
+				for j := range m {
+					var d float64
+					for i := range n {
+						d += v[i*m+j] * q[i*n+il-1+j]
+					}
+					if e := 1 - math.Abs(d); e > tol*float64(n) {
+						t.Fatalf("%s: eigenvector %d has |cos| %v to the exact one", name, j, math.Abs(d))
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestSyevrBadRange checks that an eigenvalue range LAPACK would reject
+// panics before reaching C.
+func TestSyevrBadRange(t *testing.T) {
+	for _, b := range Backends(1) {
+		for _, rg := range [][3]int{{3, 0, 2}, {3, 2, 1}, {3, 1, 4}, {0, 1, 1}} {
+			n, il, iu := rg[0], rg[1], rg[2]
+			func() {
+				defer func() {
+					if recover() == nil {
+						t.Errorf("%s: n=%d il=%d iu=%d did not panic", b.Name(), n, il, iu)
+					}
+				}()
+				a := make([]float64, max(1, n*n))
+				b.Dsyevr(n, il, iu, a, max(1, n), make([]float64, 4), make([]float64, 16), 4)
+			}()
+		}
+	}
+}
+
 func TestGeqrfOrgqr(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b Backend) {
 		bothTypes(t, b, testQR[float32], testQR[float64])

@@ -63,6 +63,20 @@ func Syevd[T Float](be Backend, n int, a []T, lda int, w []T) (ok bool) {
 	}
 }
 
+// Syevr computes the eigenpairs il..iu (1-based, ascending) of the
+// symmetric A through b.Ssyevr or b.Dsyevr: eigenvalues in w, eigenvectors
+// in the columns of z.
+func Syevr[T Float](be Backend, n, il, iu int, a []T, lda int, w, z []T, ldz int) (ok bool) {
+	switch a := any(a).(type) {
+	case []float32:
+		return be.Ssyevr(n, il, iu, a, lda, any(w).([]float32), any(z).([]float32), ldz)
+	case []float64:
+		return be.Dsyevr(n, il, iu, a, lda, any(w).([]float64), any(z).([]float64), ldz)
+	default:
+		panic(errElemType)
+	}
+}
+
 // Geqrf computes A = Q * R through b.Sgeqrf or b.Dgeqrf.
 func Geqrf[T Float](be Backend, m, n int, a []T, lda int, tau []T) {
 	switch a := any(a).(type) {

@@ -122,6 +122,44 @@ func (g Gonum) Ssyevd(n int, a []float32, lda int, w []float32) bool {
 	return ok
 }
 
+// Dsyevr has no xSYEVR to call: it computes every eigenpair by Dsyev in
+// place and copies out the columns il..iu.
+func (g Gonum) Dsyevr(n, il, iu int, a []float64, lda int, w, z []float64, ldz int) bool {
+	m := checkRange(n, il, iu)
+	checkMat(n, n, lda, len(a))
+	checkVec(m, len(w))
+	checkMat(n, m, ldz, len(z))
+	if n == 0 {
+		return true
+	}
+	all := make([]float64, n)
+	if !g.Dsyevd(n, a, lda, all) {
+		return false
+	}
+	copy(w, all[il-1:iu])
+	for i := range n {
+		copy(z[i*ldz:i*ldz+m], a[i*lda+il-1:i*lda+iu])
+	}
+	return true
+}
+
+func (g Gonum) Ssyevr(n, il, iu int, a []float32, lda int, w, z []float32, ldz int) bool {
+	m := checkRange(n, il, iu)
+	checkMat(n, n, lda, len(a))
+	checkVec(m, len(w))
+	checkMat(n, m, ldz, len(z))
+	if n == 0 {
+		return true
+	}
+	a64 := widen(n, n, a, lda)
+	w64 := make([]float64, m)
+	z64 := make([]float64, n*m)
+	ok := g.Dsyevr(n, il, iu, a64, n, w64, z64, m)
+	narrow(1, m, w, m, w64, m)
+	narrow(n, m, z, ldz, z64, m)
+	return ok
+}
+
 func (Gonum) Dgeqrf(m, n int, a []float64, lda int, tau []float64) {
 	if m == 0 || n == 0 {
 		return

@@ -101,7 +101,7 @@ func BenchmarkGateSmall(b *testing.B) {
 // calls resolve to libopenblas: the link order puts it before liblapacke,
 // whose own dependency may be a reference liblapack.
 func TestLAPACKIsOpenBLAS(t *testing.T) {
-	for _, sym := range []string{"sgesdd_", "dgesdd_", "ssyevd_", "dgelqf_", "dorglq_", "dpotrf_", "cblas_sgemm"} {
+	for _, sym := range []string{"sgesdd_", "dgesdd_", "ssyevd_", "ssytrd_", "sstedc_", "sormtr_", "dgelqf_", "dorglq_", "dpotrf_", "cblas_sgemm"} {
 		lib := symbolLibrary(sym)
 		if !strings.Contains(lib, "openblas") {
 			t.Errorf("%s comes from %q, want libopenblas", sym, lib)

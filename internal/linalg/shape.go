@@ -18,6 +18,7 @@ const (
 	errBadTrans  = "linalg: bad transpose"
 	errBadUplo   = "linalg: bad uplo"
 	errBadSVDJob = "linalg: bad SVD job"
+	errBadRange  = "linalg: bad eigenvalue range"
 	errTooLarge  = "linalg: dimension does not fit a 32-bit LAPACK integer"
 	errLapackArg = "linalg: LAPACK rejected an argument"
 	// errNoWorkspace: the workspace LAPACK asks for cannot be allocated or
@@ -39,6 +40,22 @@ func checkMat(rows, cols, ld, lenA int) {
 	if rows > 0 && cols > 0 && lenA < (rows-1)*ld+cols {
 		panic(errShortMat)
 	}
+}
+
+// checkRange panics unless il..iu is a valid eigenvalue range of an n×n
+// matrix (LAPACK's: 1 ≤ il ≤ iu ≤ n, or il = 1, iu = 0 when n = 0) and
+// returns its length.
+func checkRange(n, il, iu int) int {
+	if n < 0 {
+		panic(errNegDim)
+	}
+	if n == 0 && il == 1 && iu == 0 {
+		return 0
+	}
+	if il < 1 || iu < il || iu > n {
+		panic(errBadRange)
+	}
+	return iu - il + 1
 }
 
 // checkVec panics unless a vector of n elements fits in a slice of lenV.

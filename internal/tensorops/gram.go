@@ -93,6 +93,31 @@ func leadingEigvecs[T Float](b linalg.Backend, g []T, n, k int) (vecs []T, vals 
 	return vecs, vals, nil
 }
 
+// topEigvecs returns the k eigenvectors of the n×n symmetric g (upper
+// triangle read, stride n; destroyed) with the largest eigenvalues, as the
+// columns of an n×k row-major matrix in decreasing order of eigenvalue. For
+// k < n only those k are computed (xSYEVR: a tridiagonal reduction, then k
+// eigenvectors of the tridiagonal and their back-transformation, instead of
+// all n); the subspace is the one leadingEigvecs gives, to rounding.
+func topEigvecs[T Float](b linalg.Backend, g []T, n, k int) ([]T, error) {
+	if k >= n {
+		vecs, _, err := leadingEigvecs(b, g, n, k)
+		return vecs, err
+	}
+	if n < 2048 {
+		b = b.WithThreads(1) // as in leadingEigvecs
+	}
+	w := make([]T, k)
+	z := make([]T, n*k)
+	if !linalg.Syevr(b, n, n-k+1, n, g, n, w, z, k) {
+		return nil, lowrank.Errorf(lowrank.EINTERNAL, "", "symmetric eigensolver did not converge (n=%d)", n)
+	}
+	for i := range n {
+		slices.Reverse(z[i*k : (i+1)*k])
+	}
+	return z, nil
+}
+
 // gaussianColumns fills columns [c0, k) of the rows×k matrix m with
 // standard normal draws from rng, row by row.
 func gaussianColumns[T Float](m []T, rows, k, c0 int, rng *rand.Rand) {

@@ -6,6 +6,8 @@ import (
 	"math"
 	"slices"
 
+	"gonum.org/v1/gonum/blas"
+
 	"github.com/lowrank/lowrank"
 	"github.com/lowrank/lowrank/internal/linalg"
 )
@@ -168,13 +170,19 @@ func (o TuckerOptions) validate(shape []int) ([]int, error) {
 // of the Gram of X ×_{m≠n} U_mᵀ. Modes kept at full rank (rₙ = I_n, e.g. a
 // 3×3 kernel) do not change that Gram's eigenvectors and are skipped; their
 // factors are fixed at the end as the eigenvectors of the core's mode-n
-// Gram, which leaves the fit unchanged and the core all-orthogonal in them.
-// The first, most expensive, projection of each Gram is one GEMM on a
-// row-major view of X with that mode first (X itself for mode 0, else one
-// copy of X made once), choosing the mode that shrinks X most. The
-// eigenvectors come from a full xSYEVD of the Gram, or, when rₙ ≪ I_n makes
-// it cheaper (useSubspace), from subspace iteration on an oversampled basis
-// carried over from the previous sweep (refineSubspace).
+// Gram, which leaves the fit unchanged and the core all-orthogonal in them;
+// the HOSVD start does not compute them either. With two compressed modes n
+// and m (Tucker-2, or a conv filter with its kernel modes kept whole), X is
+// copied once per mode into the axis order (n, rest, m): the projection is
+// one GEMM X'·U_m and its result's mode-n unfolding is a row-major view, so
+// the Gram is one SYRK (projectLast). With more, the first, most expensive,
+// projection is one GEMM on a row-major view of X with the mode that
+// shrinks X most first (X itself for mode 0, else one copy of X made once).
+// The eigenvectors are the rₙ leading eigenpairs of the Gram, computed
+// alone (linalg.Syevr, exact like a full eigendecomposition and about a
+// quarter cheaper), or, when rₙ ≪ I_n makes it cheaper (useSubspace), come
+// from subspace iteration on an oversampled basis carried over from the
+// previous sweep (refineSubspace).
 //
 // The error after each step comes from ‖X − X̂‖² = ‖X‖² − ‖G‖² (orthonormal
 // factors); below 10·sqrt(u) it is recomputed from an explicit
@@ -203,6 +211,9 @@ type tuckerState[T Float] struct {
 	ranks   []int        // per mode of x; I_n where not compressed
 	factors []*Matrix[T] // per mode of x; nil where not compressed
 	perms   map[int][]T  // x with mode m moved first
+	// arranged holds, per pair (n, m), x with mode n first and m last
+	// (projectLast).
+	arranged map[[2]int][]T
 	// bases holds, per compressed mode, the oversampled orthonormal basis
 	// (I_n × k, float64) HOOI refines from sweep to sweep.
 	bases map[int][]float64
@@ -276,7 +287,7 @@ func (s *tuckerState[T]) run(ctx context.Context, opts TuckerOptions, progress f
 			if s.ranks[m] < x.Shape[m] {
 				continue
 			}
-			vecs, _, err := s.eig(ctx, core.Data, core.Shape, m, x.Shape[m])
+			vecs, err := s.eig(ctx, core.Data, core.Shape, m, x.Shape[m])
 			if err != nil {
 				return nil, err
 			}
@@ -311,39 +322,70 @@ func fixedRank(o TuckerOptions, k int) int {
 // the classic HOSVD that De Lathauwer et al. start HOOI from.
 func (s *tuckerState[T]) hosvd(ctx context.Context, opts TuckerOptions, sequential bool) (*Dense[T], error) {
 	x := s.x
+	// Before HOOI with fixed ranks: a mode kept whole is skipped by the
+	// sweeps and rotated at the end, so its HOSVD factor would be thrown
+	// away; it stays the identity (nil), which changes neither the core's
+	// norm nor the sweeps. With exactly two compressed modes, their Grams
+	// come from the copies of X that HOOI will project (projectLast).
+	var compressed []int
+	for k, m := range s.modes {
+		if r := fixedRank(opts, k); r == 0 || r < x.Shape[m] {
+			compressed = append(compressed, m)
+		}
+	}
+	hooiNext := !sequential && opts.MaxIter > 0 && len(compressed) > 0
 	cur, shape := x.Data, slices.Clone(x.Shape)
 	for k, m := range s.modes {
 		in := shape[m]
-		src, srcShape, srcNorm2 := x.Data, x.Shape, s.normX2
-		if sequential {
+		if hooiNext && !slices.Contains(compressed, m) {
+			s.ranks[m], s.factors[m] = in, nil
+			continue
+		}
+		src, srcShape, srcNorm2, axis := x.Data, x.Shape, s.normX2, m
+		switch {
+		case sequential:
 			src, srcShape, srcNorm2 = cur, shape, sumSq(cur)
+		case hooiNext && len(compressed) == 2 && m != 0:
+			other := compressed[0]
+			if other == m {
+				other = compressed[1]
+			}
+			src, srcShape, _ = s.arrange(m, other)
+			axis = 0
 		}
 		g := make([]T, in*in)
-		if err := modeGram(ctx, s.b, src, srcShape, m, g); err != nil {
-			return nil, err
-		}
-		vecs, vals, err := leadingEigvecs(s.b, g, in, in)
-		if err != nil {
+		if err := modeGram(ctx, s.b, src, srcShape, axis, g); err != nil {
 			return nil, err
 		}
 		r := fixedRank(opts, k)
-		if r == 0 {
-			if r, err = s.chooseRank(opts.Rule, vals, srcNorm2, srcShape, m); err != nil {
-				return nil, err
+		var vecs []T
+		var err error
+		if r > 0 {
+			vecs, err = topEigvecs(s.b, g, in, r)
+		} else {
+			// A rank rule needs the whole spectrum.
+			var vals []float64
+			if vecs, vals, err = leadingEigvecs(s.b, g, in, in); err == nil {
+				r, err = s.chooseRank(opts.Rule, vals, srcNorm2, srcShape, m)
+			}
+			if err == nil && r < in {
+				for i := range in {
+					copy(vecs[i*r:(i+1)*r], vecs[i*in:i*in+r])
+				}
+				vecs = vecs[:in*r]
 			}
 		}
-		u := NewMatrix[T](in, r)
-		for i := range in {
-			copy(u.Data[i*r:(i+1)*r], vecs[i*in:i*in+r])
+		if err != nil {
+			return nil, err
 		}
-		s.ranks[m], s.factors[m] = r, u
+		s.ranks[m], s.factors[m] = r, &Matrix[T]{Rows: in, Cols: r, Data: vecs}
 		if !sequential {
 			continue
 		}
 		next := slices.Clone(shape)
 		next[m] = r
 		out := make([]T, sizeOf(next))
-		ttm(s.b, cur, shape, m, u, true, out)
+		ttm(s.b, cur, shape, m, s.factors[m], true, out)
 		cur, shape = out, next
 	}
 	if !sequential {
@@ -432,6 +474,9 @@ func (s *tuckerState[T]) projectAllBut(ctx context.Context, active []int, n int)
 		}
 		return x.Data, x.Shape, perm, nil
 	}
+	if len(others) == 1 {
+		return s.projectLast(ctx, n, others[0])
+	}
 	slices.SortStableFunc(others, func(a, b int) int {
 		fa := float64(s.ranks[a]) / float64(x.Shape[a])
 		fb := float64(s.ranks[b]) / float64(x.Shape[b])
@@ -472,6 +517,96 @@ func (s *tuckerState[T]) projectAllBut(ctx context.Context, active []int, n int)
 	return y, shape, perm, nil
 }
 
+// projectLast returns Y = X ×_m U_mᵀ with its axes in the order perm =
+// (n, the other modes in order, m), the case of two compressed modes (every
+// other mode is kept whole). X is copied once into that axis order
+// (arranged), so Y is one GEMM, X' (P × I_m) · U_m, and Y's mode-n
+// unfolding is a row-major view of it: its Gram is one SYRK, with no copy.
+func (s *tuckerState[T]) projectLast(ctx context.Context, n, m int) ([]T, []int, []int, error) {
+	x := s.x
+	xp, shape, perm := s.arrange(n, m)
+	shape = slices.Clone(shape)
+	im, rm := x.Shape[m], s.ranks[m]
+	rows := x.Len() / im
+	y := make([]T, rows*rm)
+	rb := max(1, min(rows, 4*blockElems/max(rm, im)))
+	for r0 := 0; r0 < rows; r0 += rb {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, nil, err
+		}
+		r1 := min(rows, r0+rb)
+		gemm(s.b, blas.NoTrans, blas.NoTrans, r1-r0, rm, im, 1, xp[r0*im:], im, s.factors[m].Data, rm, 0, y[r0*rm:], rm)
+	}
+	shape[len(shape)-1] = rm
+	return y, shape, perm, nil
+}
+
+// arrange returns x's data with its axes in the order perm = (n, the other
+// modes in order, m), and its shape, copied once and cached.
+func (s *tuckerState[T]) arrange(n, m int) (data []T, shape, perm []int) {
+	x := s.x
+	perm = []int{n}
+	for k := range x.Order() {
+		if k != n && k != m {
+			perm = append(perm, k)
+		}
+	}
+	perm = append(perm, m)
+	shape = make([]int, len(perm))
+	for a, k := range perm {
+		shape[a] = x.Shape[k]
+	}
+	key := [2]int{n, m}
+	data, ok := s.arranged[key]
+	if !ok {
+		data = permuteAxes(x, perm)
+		if s.arranged == nil {
+			s.arranged = map[[2]int][]T{}
+		}
+		s.arranged[key] = data
+	}
+	return data, shape, perm
+}
+
+// permuteAxes returns x's data with its axes in the order perm: axis a of
+// the result is mode perm[a] of x.
+func permuteAxes[T Float](x *Dense[T], perm []int) []T {
+	nm := x.Order()
+	stride := make([]int, nm) // of x, per mode
+	st := 1
+	for k := nm - 1; k >= 0; k-- {
+		stride[k] = st
+		st *= x.Shape[k]
+	}
+	shape := make([]int, nm)
+	inStride := make([]int, nm) // per axis of the result
+	for a, k := range perm {
+		shape[a], inStride[a] = x.Shape[k], stride[k]
+	}
+	out := make([]T, x.Len())
+	last := nm - 1
+	inner, step := shape[last], inStride[last]
+	idx := make([]int, nm)
+	off := 0
+	for o := 0; o < len(out); o += inner {
+		src := off
+		for j := range inner {
+			out[o+j] = x.Data[src]
+			src += step
+		}
+		for k := last - 1; k >= 0; k-- {
+			idx[k]++
+			off += inStride[k]
+			if idx[k] < shape[k] {
+				break
+			}
+			off -= idx[k] * inStride[k]
+			idx[k] = 0
+		}
+	}
+	return out
+}
+
 // permuted returns x's data with mode m moved first (the others keeping
 // their order), copied once and cached; mode 0 is x itself.
 func (s *tuckerState[T]) permuted(m int) []T {
@@ -494,17 +629,17 @@ func (s *tuckerState[T]) permuted(m int) []T {
 
 // eig returns the r leading eigenvectors of the Gram of the given axis's
 // unfolding of data.
-func (s *tuckerState[T]) eig(ctx context.Context, data []T, shape []int, axis, r int) (*Matrix[T], []float64, error) {
+func (s *tuckerState[T]) eig(ctx context.Context, data []T, shape []int, axis, r int) (*Matrix[T], error) {
 	in := shape[axis]
 	g := make([]T, in*in)
 	if err := modeGram(ctx, s.b, data, shape, axis, g); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	vecs, vals, err := leadingEigvecs(s.b, g, in, r)
+	vecs, err := topEigvecs(s.b, g, in, r)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return &Matrix[T]{Rows: in, Cols: r, Data: vecs}, vals, nil
+	return &Matrix[T]{Rows: in, Cols: r, Data: vecs}, nil
 }
 
 // HOOI's inner eigensolver, when the subspace iteration is the cheaper
@@ -528,14 +663,14 @@ func useSubspace(n, k int) bool {
 }
 
 // refine replaces the factor of mode (at the given axis of data) by the
-// leading eigenvectors of the Gram of that unfolding: by a full
-// eigendecomposition, or by subspace iteration from the previous sweep's
-// basis when that costs less (useSubspace).
+// leading eigenvectors of the Gram of that unfolding: by the partial
+// eigensolver, or by subspace iteration from the previous sweep's basis
+// when that costs less (useSubspace).
 func (s *tuckerState[T]) refine(ctx context.Context, data []T, shape []int, axis, mode int) error {
 	in, r := shape[axis], s.ranks[mode]
 	k := oversampled(r, in)
 	if !useSubspace(in, k) {
-		u, _, err := s.eig(ctx, data, shape, axis, r)
+		u, err := s.eig(ctx, data, shape, axis, r)
 		if err != nil {
 			return err
 		}

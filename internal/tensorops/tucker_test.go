@@ -423,23 +423,70 @@ func exactHOOI(b linalg.Backend, x *Dense[float64], ranks []int, iters int) floa
 	return math.Sqrt(max(0, 1-sumSq(core.Data)/sumSq(x.Data)))
 }
 
-// TestTuckerMatchesReferenceHOOI: with full eigendecompositions, HOOI
-// follows the textbook trajectory (HOSVD start, one exact update per mode),
-// skipping the full-rank mode changes nothing.
+// TestTuckerMatchesReferenceHOOI: with exact eigenvectors, HOOI follows
+// the textbook trajectory (HOSVD start, one exact update per mode);
+// skipping the full-rank modes, the two-mode projection (projectLast) and
+// the partial eigensolver change nothing.
 func TestTuckerMatchesReferenceHOOI(t *testing.T) {
 	for _, b := range linalg.Backends(2) {
 		rng := rand.New(rand.NewPCG(181, 182))
 		x := randDense[float64](rng, 12, 10, 3, 3)
-		ranks := []int{4, 3, 2, 3}
-		res, err := Tucker(context.Background(), b, x, TuckerOptions{Ranks: ranks, MaxIter: 6}, nil)
-		if err != nil {
-			t.Fatal(err)
+		for _, ranks := range [][]int{
+			{4, 3, 2, 3},   // three compressed modes
+			{4, 3, 3, 3},   // two: projectLast, as in Tucker-2
+			{12, 3, 2, 3},  // two, not the leading ones
+			{4, 10, 3, 3},  // one
+			{12, 10, 3, 3}, // none
+		} {
+			res, err := Tucker(context.Background(), b, x, TuckerOptions{Ranks: ranks, MaxIter: 6}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref := exactHOOI(b, x, ranks, 6)
+			// Same iterates up to rounding; HOOI on noise has a flat
+			// objective, so 1e-9 leaves room for different summation
+			// orders only.
+			if math.Abs(res.RelError-ref) > 1e-9 {
+				t.Fatalf("%s %v: HOOI error %.12f, reference %.12f", b.Name(), ranks, res.RelError, ref)
+			}
+			// The reported error is that of the returned factors.
+			if d := relDiff(x, tuckerReconstruct(res, 4)); math.Abs(d-res.RelError) > 1e-9 {
+				t.Fatalf("%s %v: reconstruction error %.12f, reported %.12f", b.Name(), ranks, d, res.RelError)
+			}
+			for k, u := range res.Factors {
+				if u == nil || u.Rows != x.Shape[res.Modes[k]] || u.Cols != ranks[res.Modes[k]] {
+					t.Fatalf("%s %v: factor %d is %v", b.Name(), ranks, k, u)
+				}
+				checkOrthonormal(t, u, 1e-12)
+			}
 		}
-		ref := exactHOOI(b, x, ranks, 6)
-		// Same iterates up to rounding; HOOI on noise has a flat objective,
-		// so 1e-9 leaves room for different summation orders only.
-		if math.Abs(res.RelError-ref) > 1e-9 {
-			t.Fatalf("%s: HOOI error %.12f, reference %.12f", b.Name(), res.RelError, ref)
+	}
+}
+
+// TestPermuteAxes checks the copy of X in another axis order element by
+// element.
+func TestPermuteAxes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(191, 192))
+	x := randDense[float64](rng, 4, 3, 2, 5)
+	for _, perm := range [][]int{{0, 1, 2, 3}, {1, 2, 3, 0}, {0, 2, 3, 1}, {3, 0, 2, 1}, {2, 1, 0, 3}} {
+		got := permuteAxes(x, perm)
+		idx := make([]int, 4) // over x
+		for i0 := range x.Shape[0] {
+			for i1 := range x.Shape[1] {
+				for i2 := range x.Shape[2] {
+					for i3 := range x.Shape[3] {
+						idx[0], idx[1], idx[2], idx[3] = i0, i1, i2, i3
+						off := 0
+						for _, k := range perm {
+							off = off*x.Shape[k] + idx[k]
+						}
+						want := x.Data[((i0*3+i1)*2+i2)*5+i3]
+						if got[off] != want {
+							t.Fatalf("perm %v: element %v = %v, want %v", perm, idx, got[off], want)
+						}
+					}
+				}
+			}
 		}
 	}
 }
