@@ -27,7 +27,7 @@ var externalMetrics = map[string]string{
 	"kube_deployment_status_replicas_ready": "kube-state-metrics",
 }
 
-var promql = parser.NewParser(parser.Options{})
+var promqlParser = parser.NewParser(parser.Options{})
 
 // targetLabels are the labels Prometheus (with the prometheus-operator's
 // ServiceMonitor) adds to every series of a target; queries may use them
@@ -46,7 +46,7 @@ type selector struct {
 // selectors name (by name or by a __name__ equality matcher), each with
 // the labels of its matchers and of the by (...) clauses above it.
 func selectorsOf(expr string) ([]selector, error) {
-	e, err := promql.ParseExpr(expr)
+	e, err := promqlParser.ParseExpr(expr)
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +130,7 @@ func ruleGroups(t *testing.T) *rulefmt.RuleGroups {
 	if err != nil {
 		t.Fatal(err)
 	}
-	groups, errs := rulefmt.Parse(b, false, model.UTF8Validation, promql, slog.New(slog.DiscardHandler))
+	groups, errs := rulefmt.Parse(b, false, model.UTF8Validation, promqlParser, slog.New(slog.DiscardHandler))
 	for _, err := range errs {
 		t.Errorf("rules: %v", err)
 	}
