@@ -78,12 +78,23 @@ func serverBinary(t *testing.T, tags string) string {
 // variable with the default of its flag ("" when it has none).
 func serverEnv(t *testing.T) map[string]string {
 	t.Helper()
-	out, err := exec.Command(serverBinary(t, ""), "--help").CombinedOutput()
-	if err != nil {
-		t.Fatalf("lowrank --help: %v\n%s", err, out)
+	helpOnce.Do(func() {
+		out, err := exec.Command(serverBinary(t, ""), "--help").CombinedOutput()
+		if err != nil {
+			t.Fatalf("lowrank --help: %v\n%s", err, out)
+		}
+		helpEnv = parseHelp(t, string(out))
+	})
+	if helpEnv == nil {
+		t.Fatal("lowrank --help failed in an earlier test")
 	}
-	return parseHelp(t, string(out))
+	return helpEnv
 }
+
+var (
+	helpOnce sync.Once
+	helpEnv  map[string]string
+)
 
 var (
 	envRe     = regexp.MustCompile(`\(env (LOWRANK_[A-Z0-9_]+)\)`)
@@ -117,7 +128,7 @@ func parseHelp(t *testing.T, help string) map[string]string {
 type testServer struct {
 	URL    string
 	APIKey string
-	stderr *bytes.Buffer
+	stderr *lockedWriter
 }
 
 // startServer runs the server with env (on top of a clean environment) and
@@ -155,8 +166,8 @@ func startBinary(t *testing.T, bin string, env map[string]string) *testServer {
 		"LOWRANK_API_KEYS_FILE="+keys,
 		"LOWRANK_LOG_LEVEL=warn",
 	)
-	ts := &testServer{APIKey: key, stderr: &bytes.Buffer{}}
-	cmd.Stderr = &lockedWriter{w: ts.stderr}
+	ts := &testServer{APIKey: key, stderr: &lockedWriter{}}
+	cmd.Stderr = ts.stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -196,15 +207,22 @@ func startBinary(t *testing.T, bin string, env map[string]string) *testServer {
 	return ts
 }
 
+// lockedWriter collects the server's log while it runs.
 type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu  sync.Mutex
+	buf bytes.Buffer
 }
 
 func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.w.Write(p)
+	return l.buf.Write(p)
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
 
 // do sends a request with the test's API key and returns the status and body.
