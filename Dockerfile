@@ -18,12 +18,14 @@ RUN apt-get update \
 	&& apt-get install -y --no-install-recommends pkg-config libopenblas-dev liblapacke-dev \
 	&& rm -rf /var/lib/apt/lists/*
 WORKDIR /src
+# Both Go caches under /go, kept between builds by cache mounts.
+ENV GOCACHE=/go/cache
 # Modules first, so editing the code does not download them again.
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 ARG VERSION=dev
-RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/go/cache \
 	CGO_ENABLED=1 go build -tags openblas -trimpath \
 	-ldflags "-s -w -X main.version=${VERSION}" \
 	-o /out/lowrank ./cmd/server
