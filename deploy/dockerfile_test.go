@@ -433,7 +433,8 @@ func TestDockerfileNoSecrets(t *testing.T) {
 			}
 		}
 	}
-	if !secretName.MatchString("LOWRANK_API_KEYS") || secretName.MatchString("LOWRANK_DATA_DIR") {
+	if !secretName.MatchString("LOWRANK_API_KEYS") || !secretName.MatchString("DB_PASSWORD") ||
+		secretName.MatchString("LOWRANK_DATA_DIR") || secretName.MatchString("org.opencontainers.image.authors") {
 		t.Errorf("the secret-name pattern is broken")
 	}
 }
