@@ -391,7 +391,7 @@ func TestDockerfileVariablesDeclared(t *testing.T) {
 	}
 }
 
-var secretName = regexp.MustCompile(`(?i)(pass(word)?|secret|token|api_?keys?$|credential|private|auth)`)
+var secretName = regexp.MustCompile(`(?i)(passw(or)?d|secret|token|api_?keys?$|credential|private_?key)`)
 
 // TestDockerfileNoSecrets: no ARG, ENV or LABEL carries a secret-looking
 // name or value, and nothing secret-looking is copied in.
