@@ -7,7 +7,7 @@ BENCH ?= .
 BENCHTIME ?= 3x
 FUZZTIME ?= 10s
 
-.PHONY: build run test test-go test-openblas bench fuzz fmt vet generate clean
+.PHONY: build run test test-go test-openblas test-deploy bench fuzz fmt vet generate clean
 
 build:
 	$(GO) build -tags '$(TAGS)' -o bin/server ./cmd/server
@@ -16,8 +16,10 @@ run: build
 	./bin/server $(ARGS)
 
 # The whole suite: every package on the pure-Go backend with the race
-# detector, then again on OpenBLAS when it is installed.
-test: test-go test-openblas
+# detector, then again on OpenBLAS when it is installed, then the checks of
+# the Dockerfile and Kubernetes manifests (a module of their own, deploy/,
+# so their heavy dependencies stay out of the server's build).
+test: test-go test-openblas test-deploy
 
 # The race detector needs cgo and a C compiler; without them the suite still
 # runs, without -race, and says so.
@@ -40,6 +42,10 @@ test-openblas:
 
 # Benchmarks against the peers (see bench/README.md); the whole set takes
 # tens of minutes, BENCH=SVD or BENCH=GEMM picks one family.
+test-deploy:
+	@echo "== deploy/ (Dockerfile, manifests, alerts, dashboard)"
+	cd deploy && $(GO) vet ./... && $(GO) test -count=1 ./...
+
 bench:
 	$(GO) test -tags '$(TAGS)' -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -timeout 90m -v ./bench/...
 
