@@ -29,6 +29,7 @@ type config struct {
 	LogFormat      string
 	LogLevel       string
 	ShutdownGrace  time.Duration
+	Retention      time.Duration
 }
 
 // parseConfig reads flags, each defaulting to its LOWRANK_* environment
@@ -95,6 +96,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 	str(&c.LogFormat, "log-format", "LOG_FORMAT", "json", "log format: json or console")
 	str(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "log level: debug, info, warn, error")
 	duration(&c.ShutdownGrace, "shutdown-grace", "SHUTDOWN_GRACE", 30*time.Second, "time given to requests and running jobs at shutdown; jobs still running are requeued")
+	duration(&c.Retention, "retention", "RETENTION", 7*24*time.Hour, "how long uploaded tensors and finished jobs (with their factors) are kept (0: forever)")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: lowrank [flags]\n\nLowrank serves low-rank decompositions of weight tensors over HTTP.\nEvery flag can also be set by the environment variable named beside it; a flag wins.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -147,6 +149,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("--job-timeout must be ≥ 0, got %s", c.JobTimeout)
 	case c.LogFormat != "json" && c.LogFormat != "console":
 		return fmt.Errorf("--log-format must be json or console, got %q", c.LogFormat)
+	case c.Retention < 0:
+		return fmt.Errorf("--retention must be ≥ 0, got %s", c.Retention)
 	case c.ShutdownGrace < 0:
 		return fmt.Errorf("--shutdown-grace must be ≥ 0, got %s", c.ShutdownGrace)
 	}

@@ -43,6 +43,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 type hooks struct {
 	// registry, when set, may add methods (e.g. a controllable one).
 	registry func(jobs.Registry)
+	// now replaces the clock; cleanInterval, the cleaner's period.
+	now           func() time.Time
+	cleanInterval time.Duration
 }
 
 func runWith(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, h hooks) error {
@@ -98,6 +101,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		DB: db, Meta: meta, Blobs: blobs, Codec: codec, Registry: registry, Backend: backend, SingleProcess: true,
 		Workers: cfg.Workers, QueueCapacity: cfg.QueueCapacity, Limits: limits, JobTimeout: cfg.JobTimeout,
 		Logger: log.Named("jobs"), Metrics: reg, Version: version,
+		Retention: cfg.Retention, CleanInterval: h.cleanInterval, Now: h.now,
 	})
 	if err != nil {
 		return err
@@ -107,7 +111,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		Info: handlers.Info{Version: version, Backend: backend.Name(), BackendDescription: linalg.Describe(backend),
 			Threads: backend.Threads(), Workers: cfg.Workers,
 			QueueCapacity: cfg.QueueCapacity, MaxUploadBytes: cfg.MaxUploadBytes},
-		APIKeys: cfg.APIKeys, Spec: api.Spec, Ready: svc.Ping,
+		APIKeys: cfg.APIKeys, Spec: api.Spec, Ready: svc.Ping, Now: h.now,
 	})
 	if err != nil {
 		return err

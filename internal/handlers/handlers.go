@@ -57,6 +57,8 @@ type Deps struct {
 	RetryAfter time.Duration
 	// Ready reports extra readiness conditions (nil: none).
 	Ready func(ctx context.Context) error
+	// Now is the clock that stamps new records (default time.Now).
+	Now func() time.Time
 }
 
 type server struct {
@@ -75,6 +77,9 @@ func New(d Deps) (http.Handler, error) {
 	if d.Registry == nil {
 		reg := prometheus.NewRegistry()
 		d.Registry, d.Gatherer = reg, reg
+	}
+	if d.Now == nil {
+		d.Now = time.Now
 	}
 	s := &server{Deps: d, log: d.Logger, retryAfter: d.RetryAfter}
 	if s.retryAfter <= 0 {

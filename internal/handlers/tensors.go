@@ -102,7 +102,7 @@ func (s *server) storeUpload(ctx context.Context, key string, body io.Reader, fo
 	if err != nil {
 		return nil, err
 	}
-	t, err := tensorRecord(key, sp, format, name, filename)
+	t, err := tensorRecord(key, sp, format, name, filename, s.Now().UTC())
 	if err == nil && canAdopt {
 		if err = adopter.Adopt(ctx, key, sp.Path); err == nil {
 			return t, nil
@@ -154,14 +154,14 @@ func filePart(body io.Reader, boundary string) (*multipart.Part, error) {
 }
 
 // tensorRecord describes a spooled upload, checking the asserted format.
-func tensorRecord(key string, sp *jobs.Spooled, format, name, filename string) (*store.Tensor, error) {
+func tensorRecord(key string, sp *jobs.Spooled, format, name, filename string, now time.Time) (*store.Tensor, error) {
 	if !uploadFormats[sp.Format] {
 		return nil, lowrank.Errorf(lowrank.EUNSUPPORTED, "file", "%s files are not accepted as uploads (npy, npz, safetensors are)", sp.Format)
 	}
 	if format != "" && format != sp.Format {
 		return nil, lowrank.Errorf(lowrank.EINVALID, "format", "the file is %s, not %s", sp.Format, format)
 	}
-	t := &store.Tensor{ID: key, Format: sp.Format, Bytes: sp.Size, SHA256: sp.SHA256, CreatedAt: time.Now().UTC()}
+	t := &store.Tensor{ID: key, Format: sp.Format, Bytes: sp.Size, SHA256: sp.SHA256, CreatedAt: now}
 	for _, ft := range sp.Tensors {
 		n := ft.Name
 		if sp.Format == "npy" {

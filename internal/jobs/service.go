@@ -66,6 +66,10 @@ type Config struct {
 	// shutdown whose kernels would not stop in time, are queued again at
 	// once instead of waiting for River's stuck-job rescuer.
 	SingleProcess bool
+	// Retention is how long tensors and finished jobs are kept; 0 keeps
+	// them forever. CleanInterval is how often expired ones are removed
+	// (default: a tenth of Retention, between a second and an hour).
+	Retention, CleanInterval time.Duration
 }
 
 // Service owns the job lifecycle: submission, the River workers,
@@ -76,9 +80,11 @@ type Service struct {
 	metrics *metrics
 	log     *zap.Logger
 
-	stopping atomic.Bool
-	mu       sync.Mutex
-	running  map[string]*runningJob // by job id
+	stopping    atomic.Bool
+	stopCleaner context.CancelFunc
+	cleanerDone chan struct{}
+	mu          sync.Mutex
+	running     map[string]*runningJob // by job id
 }
 
 type runningJob struct {
@@ -178,6 +184,18 @@ func (s *Service) Start(ctx context.Context) error {
 	if err := s.river.Start(ctx); err != nil {
 		return fmt.Errorf("jobs: start: %w", err)
 	}
+	if s.cfg.Retention > 0 {
+		interval := s.cfg.CleanInterval
+		if interval <= 0 {
+			interval = cleanInterval(s.cfg.Retention)
+		}
+		cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		s.stopCleaner, s.cleanerDone = cancel, make(chan struct{})
+		go func() {
+			defer close(s.cleanerDone)
+			s.clean(cctx, interval)
+		}()
+	}
 	return nil
 }
 
@@ -185,6 +203,10 @@ func (s *Service) Start(ctx context.Context) error {
 // short goes back to queued and runs again after a restart.
 func (s *Service) Stop(ctx context.Context) error {
 	s.stopping.Store(true)
+	if s.stopCleaner != nil {
+		s.stopCleaner()
+		<-s.cleanerDone
+	}
 	err := s.river.Stop(ctx)
 	if err == nil {
 		return nil
@@ -371,16 +393,5 @@ func (s *Service) Delete(ctx context.Context, owner, id string) (*store.Job, err
 			return nil, err
 		}
 	}
-	if err := s.cfg.Meta.DeleteJob(ctx, owner, id); err != nil {
-		return nil, err
-	}
-	if j.BundleKey != "" {
-		if err := s.cfg.Blobs.Delete(ctx, j.BundleKey); err != nil {
-			s.log.Warn("delete bundle", zap.String("job_id", id), zap.Error(err))
-		}
-	}
-	if j.InputKey != "" && j.InputKey != j.TensorID {
-		_ = s.cfg.Blobs.Delete(ctx, j.InputKey)
-	}
-	return nil, nil
+	return nil, s.deleteFinished(ctx, j)
 }

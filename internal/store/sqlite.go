@@ -496,3 +496,48 @@ func (s *SQLiteMeta) CountJobs(ctx context.Context, statuses ...JobStatus) (int,
 	}
 	return n, nil
 }
+
+func (s *SQLiteMeta) ExpiredTensors(ctx context.Context, cutoff time.Time, limit int) ([]*Tensor, error) {
+	// A tensor still read by an active job stays until that job ends.
+	rows, err := s.db.QueryContext(ctx, `SELECT `+tensorCols+` FROM lowrank_tensor t WHERE created_at < ?
+		AND NOT EXISTS (SELECT 1 FROM lowrank_job j WHERE j.input_key = t.id AND j.status IN (?, ?))
+		ORDER BY created_at LIMIT ?`, cutoff.UnixNano(), string(JobQueued), string(JobRunning), limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: expired tensors: %w", err)
+	}
+	defer rows.Close()
+	var out []*Tensor
+	for rows.Next() {
+		t, err := scanTensor(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: expired tensors: %w", err)
+		}
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: expired tensors: %w", err)
+	}
+	return out, nil
+}
+
+func (s *SQLiteMeta) ExpiredJobs(ctx context.Context, cutoff time.Time, limit int) ([]*Job, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+jobCols+` FROM lowrank_job WHERE status IN (?, ?, ?)
+		AND finished_at IS NOT NULL AND finished_at < ? ORDER BY finished_at LIMIT ?`,
+		string(JobSucceeded), string(JobFailed), string(JobCanceled), cutoff.UnixNano(), limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: expired jobs: %w", err)
+	}
+	defer rows.Close()
+	var out []*Job
+	for rows.Next() {
+		j, err := scanJob(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: expired jobs: %w", err)
+		}
+		out = append(out, j)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: expired jobs: %w", err)
+	}
+	return out, nil
+}
