@@ -30,6 +30,9 @@ type config struct {
 	LogLevel       string
 	ShutdownGrace  time.Duration
 	Retention      time.Duration
+	MaxInline      int64
+	MaxUploads     int
+	MetricsAddr    string
 }
 
 // parseConfig reads flags, each defaulting to its LOWRANK_* environment
@@ -96,6 +99,9 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 	str(&c.LogFormat, "log-format", "LOG_FORMAT", "json", "log format: json or console")
 	str(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "log level: debug, info, warn, error")
 	duration(&c.ShutdownGrace, "shutdown-grace", "SHUTDOWN_GRACE", 30*time.Second, "time given to requests and running jobs at shutdown; jobs still running are requeued")
+	int64v(&c.MaxInline, "max-inline-elements", "MAX_INLINE_ELEMENTS", 1<<20, "largest inline tensor in a job request, in elements")
+	integer(&c.MaxUploads, "max-concurrent-uploads", "MAX_CONCURRENT_UPLOADS", 16, "uploads taken at once; one more is answered 429")
+	str(&c.MetricsAddr, "metrics-addr", "METRICS_ADDR", "", "when set, /metrics is served on this address instead of the main one")
 	duration(&c.Retention, "retention", "RETENTION", 7*24*time.Hour, "how long uploaded tensors and finished jobs (with their factors) are kept (0: forever)")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: lowrank [flags]\n\nLowrank serves low-rank decompositions of weight tensors over HTTP.\nEvery flag can also be set by the environment variable named beside it; a flag wins.\n\nFlags:\n")
@@ -149,6 +155,10 @@ func (c *config) validate() error {
 		return fmt.Errorf("--job-timeout must be ≥ 0, got %s", c.JobTimeout)
 	case c.LogFormat != "json" && c.LogFormat != "console":
 		return fmt.Errorf("--log-format must be json or console, got %q", c.LogFormat)
+	case c.MaxInline < 1:
+		return fmt.Errorf("--max-inline-elements must be ≥ 1, got %d", c.MaxInline)
+	case c.MaxUploads < 1:
+		return fmt.Errorf("--max-concurrent-uploads must be ≥ 1, got %d", c.MaxUploads)
 	case c.Retention < 0:
 		return fmt.Errorf("--retention must be ≥ 0, got %s", c.Retention)
 	case c.ShutdownGrace < 0:

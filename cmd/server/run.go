@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -91,7 +92,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	limits := jobs.Limits{MaxElements: cfg.MaxElements, MaxRank: cfg.MaxRank, MaxIterations: cfg.MaxIterations}
+	limits := jobs.Limits{MaxElements: cfg.MaxElements, MaxRank: cfg.MaxRank, MaxIterations: cfg.MaxIterations, MaxInlineElements: cfg.MaxInline}
 	codec := jobs.TensorioCodec{Limits: tensorio.Limits{MaxFileBytes: cfg.MaxUploadBytes, MaxElements: cfg.MaxElements}}
 	registry := jobs.DefaultRegistry()
 	if h.registry != nil {
@@ -110,8 +111,9 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		Logger: log.Named("http"), Registry: reg, Gatherer: reg, Meta: meta, Blobs: blobs, Codec: codec, Jobs: svc,
 		Info: handlers.Info{Version: version, Backend: backend.Name(), BackendDescription: linalg.Describe(backend),
 			Threads: backend.Threads(), Workers: cfg.Workers,
-			QueueCapacity: cfg.QueueCapacity, MaxUploadBytes: cfg.MaxUploadBytes},
+			QueueCapacity: cfg.QueueCapacity, MaxUploadBytes: cfg.MaxUploadBytes, Retention: cfg.Retention},
 		APIKeys: cfg.APIKeys, Spec: api.Spec, Ready: svc.Ping, Now: h.now,
+		MaxConcurrentUploads: cfg.MaxUploads, NoMetrics: cfg.MetricsAddr != "",
 	})
 	if err != nil {
 		return err
@@ -120,6 +122,19 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return err
+	}
+	// Metrics on their own address stay reachable to a scraper inside
+	// the cluster while the main port is exposed to clients.
+	var metricsSrv *http.Server
+	var mln net.Listener
+	if cfg.MetricsAddr != "" {
+		if mln, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			ln.Close()
+			return err
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(log.Named("metrics"))}
 	}
 	srv := &http.Server{
 		Handler:           handler,
@@ -135,12 +150,20 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	// ordered by svc.Stop below, after the HTTP server has drained.
 	if err := svc.Start(context.WithoutCancel(ctx)); err != nil {
 		ln.Close()
+		if mln != nil {
+			mln.Close()
+		}
 		return err
 	}
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("listening", zap.String("addr", ln.Addr().String()), zap.Bool("auth", len(cfg.APIKeys) > 0))
 	fmt.Fprintf(stdout, "lowrank listening on http://%s\n", ln.Addr())
+	if metricsSrv != nil {
+		go func() { serveErr <- metricsSrv.Serve(mln) }()
+		log.Info("metrics listening", zap.String("addr", mln.Addr().String()))
+		fmt.Fprintf(stdout, "lowrank metrics on http://%s/metrics\n", mln.Addr())
+	}
 
 	select {
 	case err = <-serveErr:
@@ -152,6 +175,9 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	defer cancel()
 	if serr := srv.Shutdown(grace); serr != nil {
 		log.Warn("http shutdown", zap.Error(serr))
+	}
+	if metricsSrv != nil {
+		_ = metricsSrv.Shutdown(grace)
 	}
 	if jerr := svc.Stop(grace); jerr != nil {
 		log.Warn("jobs shutdown", zap.Error(jerr))

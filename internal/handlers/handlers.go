@@ -36,6 +36,7 @@ type Info struct {
 	Workers            int
 	QueueCapacity      int
 	MaxUploadBytes     int64
+	Retention          time.Duration // 0: kept forever
 }
 
 // Deps are the handlers' dependencies, all explicit.
@@ -59,6 +60,12 @@ type Deps struct {
 	Ready func(ctx context.Context) error
 	// Now is the clock that stamps new records (default time.Now).
 	Now func() time.Time
+	// MaxConcurrentUploads bounds uploads in progress; one more is
+	// answered 429 (0: no bound).
+	MaxConcurrentUploads int
+	// NoMetrics leaves /metrics out, for when it is served on its own
+	// listener.
+	NoMetrics bool
 }
 
 type server struct {
@@ -67,6 +74,7 @@ type server struct {
 	metrics    *httpMetrics
 	keyDigests [][sha256.Size]byte
 	retryAfter time.Duration
+	uploads    chan struct{} // a slot per upload in progress; nil: unbounded
 }
 
 // New returns the service's http.Handler.
@@ -82,6 +90,9 @@ func New(d Deps) (http.Handler, error) {
 		d.Now = time.Now
 	}
 	s := &server{Deps: d, log: d.Logger, retryAfter: d.RetryAfter}
+	if d.MaxConcurrentUploads > 0 {
+		s.uploads = make(chan struct{}, d.MaxConcurrentUploads)
+	}
 	if s.retryAfter <= 0 {
 		s.retryAfter = 2 * time.Second
 	}

@@ -40,6 +40,16 @@ var uploadFormats = map[string]bool{"npy": true, "npz": true, "safetensors": tru
 // "file") to disk, never holding it in memory, checks it and stores it as a
 // blob. A file that is not a readable tensor file leaves nothing behind.
 func (s *server) handleTensorCreate(w http.ResponseWriter, r *http.Request) error {
+	// Each upload holds a spool file and a disk stream; past the bound a
+	// client is told to come back rather than queued behind slow senders.
+	if s.uploads != nil {
+		select {
+		case s.uploads <- struct{}{}:
+			defer func() { <-s.uploads }()
+		default:
+			return lowrank.Errorf(lowrank.EOVERLOADED, "", "%d uploads are in progress, the most this server takes at once", cap(s.uploads))
+		}
+	}
 	q := r.URL.Query()
 	format := q.Get("format")
 	if format != "" && !uploadFormats[format] {

@@ -329,6 +329,10 @@ func checkInline(t *Tensor, lim Limits) error {
 		if n > lim.MaxElements {
 			return lowrank.Errorf(lowrank.ETOOLARGE, "tensor.shape", "more than the limit of %d elements", lim.MaxElements)
 		}
+		if lim.MaxInlineElements > 0 && n > lim.MaxInlineElements {
+			return lowrank.Errorf(lowrank.ETOOLARGE, "tensor",
+				"an inline tensor may have at most %d elements; upload larger ones with POST /v1/tensors", lim.MaxInlineElements)
+		}
 	}
 	if int64(len(t.F64)) != n {
 		return lowrank.Errorf(lowrank.EINVALID, "tensor.data", "has %d values, shape %v needs %d", len(t.F64), t.Shape, n)
