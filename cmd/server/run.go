@@ -66,12 +66,21 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	db, err := store.OpenSQLite(filepath.Join(cfg.DataDir, "lowrank.db"))
+	dbPath := filepath.Join(cfg.DataDir, "lowrank.db")
+	db, err := store.OpenSQLite(dbPath)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	meta, err := store.NewSQLiteMeta(ctx, db)
+	if _, err := store.NewSQLiteMeta(ctx, db); err != nil { // creates the schema for the readers
+		return err
+	}
+	reads, err := store.OpenSQLiteReader(dbPath, 4)
+	if err != nil {
+		return err
+	}
+	defer reads.Close()
+	meta, err := store.NewSQLiteMetaReads(ctx, db, reads)
 	if err != nil {
 		return err
 	}
