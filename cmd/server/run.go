@@ -89,13 +89,14 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 
-	// The parallelism budget: the cores given to the process are split
-	// evenly between the pool's workers, and each kernel runs on its share.
+	// The parallelism budget: the cores given to the process are shared by
+	// the pool's workers; a job gets at least its even share and, when
+	// the others leave cores free, takes those too (jobs.threadBudget).
 	procs := runtime.GOMAXPROCS(0)
 	threads := max(1, procs/cfg.Workers)
 	backend := linalg.Default(threads)
 	log.Info("numeric backend", zap.String("backend", backend.Name()), zap.String("describe", linalg.Describe(backend)),
-		zap.Int("threads_per_job", backend.Threads()),
+		zap.Int("threads_per_job", backend.Threads()), zap.Int("threads", procs),
 		zap.Int("workers", cfg.Workers), zap.Int("gomaxprocs", procs), zap.String("version", version))
 
 	reg := prometheus.NewRegistry()
@@ -108,7 +109,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		h.registry(registry)
 	}
 	svc, err := jobs.New(ctx, jobs.Config{
-		DB: db, Meta: meta, Blobs: blobs, Codec: codec, Registry: registry, Backend: backend, SingleProcess: true,
+		DB: db, Meta: meta, Blobs: blobs, Codec: codec, Registry: registry, Backend: backend, Threads: procs, SingleProcess: true,
 		Workers: cfg.Workers, QueueCapacity: cfg.QueueCapacity, Limits: limits, JobTimeout: cfg.JobTimeout,
 		Logger: log.Named("jobs"), Metrics: reg, Version: version,
 		Retention: cfg.Retention, CleanInterval: h.cleanInterval, Now: h.now,

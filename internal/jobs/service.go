@@ -42,8 +42,12 @@ type Config struct {
 	Blobs    store.BlobStore
 	Codec    Codec
 	Registry Registry
-	// Backend is the numeric backend with the thread budget of one job.
+	// Backend is the numeric backend; each job runs it with its share of
+	// Threads (see threadBudget).
 	Backend linalg.Backend
+	// Threads is the kernel threads shared by all running jobs (default
+	// Backend.Threads() × Workers).
+	Threads int
 	// Workers is the number of jobs run at once.
 	Workers int
 	// QueueCapacity bounds queued + running jobs; 0 means unbounded.
@@ -79,6 +83,7 @@ type Service struct {
 	river   *river.Client[*sql.Tx]
 	metrics *metrics
 	log     *zap.Logger
+	threads *threadBudget
 
 	stopping    atomic.Bool
 	stopCleaner context.CancelFunc
@@ -128,7 +133,10 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 			return nil, err
 		}
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger, running: map[string]*runningJob{}}
+	if cfg.Threads < 1 {
+		cfg.Threads = cfg.Backend.Threads() * cfg.Workers
+	}
+	s := &Service{cfg: cfg, log: cfg.Logger, running: map[string]*runningJob{}, threads: newThreadBudget(cfg.Threads, cfg.Workers)}
 	if s.metrics, err = newMetrics(cfg.Metrics, cfg.Meta); err != nil {
 		return nil, err
 	}

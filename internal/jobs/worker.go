@@ -190,8 +190,10 @@ func (s *Service) execute(ctx context.Context, j *store.Job, log *zap.Logger) (j
 	t1 := s.cfg.Now()
 	timings["load"] = t1.Sub(t0).Seconds()
 
-	env := Env{Backend: s.cfg.Backend, Limits: s.cfg.Limits, Progress: s.progressWriter(ctx, j.ID)}
+	threads := s.threads.take()
+	env := Env{Backend: s.cfg.Backend.WithThreads(threads), Limits: s.cfg.Limits, Progress: s.progressWriter(ctx, j.ID)}
 	out, err := runSafely(ctx, m, env, in, j.Params)
+	s.threads.give(threads)
 	if err != nil {
 		return nil, "", timings, err
 	}
