@@ -14,8 +14,10 @@ import (
 // holds its threads until release yields a value.
 func probeMethod(got chan<- int, release <-chan struct{}) jobs.Method {
 	return jobs.Method{
-		Name:     "probe",
-		Validate: func(raw json.RawMessage, _ jobs.InputInfo, _ jobs.Limits) (json.RawMessage, error) { return json.RawMessage(`{}`), nil },
+		Name: "probe",
+		Validate: func(raw json.RawMessage, _ jobs.InputInfo, _ jobs.Limits) (json.RawMessage, error) {
+			return json.RawMessage(`{}`), nil
+		},
 		Run: func(ctx context.Context, env jobs.Env, _ *jobs.Tensor, _ json.RawMessage) (*jobs.Output, error) {
 			got <- env.Backend.Threads()
 			select {
