@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/lowrank/lowrank"
@@ -64,89 +63,6 @@ func openSQLite(path string, conns int, pragmas ...string) (*sql.DB, error) {
 type SQLiteMeta struct {
 	db    *sql.DB // the write connection
 	reads *sql.DB // lookups; db itself unless a reader pool was given
-	// Statements are prepared once: compiling SQL was a quarter of the
-	// CPU time of a small job (the statement texts are few and fixed).
-	wstmts, rstmts stmtCache
-}
-
-// stmtCache holds prepared statements by their text.
-type stmtCache struct {
-	mu sync.Mutex
-	m  map[string]*sql.Stmt
-}
-
-// get returns q prepared on db. The lock is not held while preparing,
-// which waits for a connection that a transaction (needing txStmt) may hold.
-func (c *stmtCache) get(ctx context.Context, db *sql.DB, q string) (*sql.Stmt, error) {
-	c.mu.Lock()
-	st := c.m[q]
-	c.mu.Unlock()
-	if st != nil {
-		return st, nil
-	}
-	st, err := db.PrepareContext(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if prev := c.m[q]; prev != nil { // prepared meanwhile by another caller
-		st.Close()
-		return prev, nil
-	}
-	if c.m == nil {
-		c.m = map[string]*sql.Stmt{}
-	}
-	c.m[q] = st
-	return st, nil
-}
-
-func (s *SQLiteMeta) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	st, err := s.wstmts.get(ctx, s.db, q)
-	if err != nil {
-		return nil, err
-	}
-	return st.ExecContext(ctx, args...)
-}
-
-// txStmt is q for use in tx: prepared at start (see txQueries), because
-// preparing needs a connection and tx holds the only one.
-func (s *SQLiteMeta) txStmt(ctx context.Context, tx *sql.Tx, q string) *sql.Stmt {
-	s.wstmts.mu.Lock()
-	st := s.wstmts.m[q]
-	s.wstmts.mu.Unlock()
-	if st == nil {
-		panic("store: statement not prepared at start: " + q)
-	}
-	return tx.StmtContext(ctx, st)
-}
-
-const (
-	countActiveSQL = `SELECT COUNT(*) FROM lowrank_job WHERE status IN (?, ?)`
-	insertJobSQL   = `INSERT INTO lowrank_job
-		(id, owner, tensor_id, tensor_name, input_key, method, params, status, river_id, progress, created_at, timings)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
-)
-
-// txQueries are the statements run inside transactions.
-var txQueries = []string{countActiveSQL, insertJobSQL}
-
-// queryRow reads one row from the read pool; a statement that does not
-// compile reports its error through the row's Scan.
-func (s *SQLiteMeta) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
-	st, err := s.rstmts.get(ctx, s.reads, q)
-	if err != nil {
-		return s.reads.QueryRowContext(ctx, q, args...)
-	}
-	return st.QueryRowContext(ctx, args...)
-}
-
-func (s *SQLiteMeta) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	st, err := s.rstmts.get(ctx, s.reads, q)
-	if err != nil {
-		return nil, err
-	}
-	return st.QueryContext(ctx, args...)
 }
 
 var _ MetaStore = (*SQLiteMeta)(nil)
@@ -196,13 +112,7 @@ func NewSQLiteMetaReads(ctx context.Context, db, reads *sql.DB) (*SQLiteMeta, er
 	if _, err := db.ExecContext(ctx, sqliteSchema); err != nil {
 		return nil, fmt.Errorf("store: create schema: %w", err)
 	}
-	s := &SQLiteMeta{db: db, reads: reads}
-	for _, q := range txQueries {
-		if _, err := s.wstmts.get(ctx, db, q); err != nil {
-			return nil, fmt.Errorf("store: prepare: %w", err)
-		}
-	}
-	return s, nil
+	return &SQLiteMeta{db: db, reads: reads}, nil
 }
 
 func (s *SQLiteMeta) Ping(ctx context.Context) error {
@@ -215,7 +125,7 @@ func (s *SQLiteMeta) CreateTensor(ctx context.Context, t *Tensor) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.exec(ctx,
+	_, err = s.db.ExecContext(ctx,
 		`INSERT INTO lowrank_tensor (id, owner, format, bytes, sha256, tensors, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		t.ID, t.Owner, t.Format, t.Bytes, t.SHA256, string(ts), t.CreatedAt.UnixNano())
 	if err != nil {
@@ -241,7 +151,7 @@ func scanTensor(sc interface{ Scan(...any) error }) (*Tensor, error) {
 }
 
 func (s *SQLiteMeta) GetTensor(ctx context.Context, owner, id string) (*Tensor, error) {
-	row := s.queryRow(ctx, `SELECT `+tensorCols+` FROM lowrank_tensor WHERE id = ? AND owner = ?`, id, owner)
+	row := s.reads.QueryRowContext(ctx, `SELECT `+tensorCols+` FROM lowrank_tensor WHERE id = ? AND owner = ?`, id, owner)
 	t, err := scanTensor(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, lowrank.Errorf(lowrank.ENOTFOUND, "", "tensor %s not found", id)
@@ -269,7 +179,7 @@ func (s *SQLiteMeta) ListTensors(ctx context.Context, owner string, p Page) ([]*
 	}
 	q += ` ORDER BY id DESC LIMIT ?`
 	args = append(args, limit+1)
-	rows, err := s.query(ctx, q, args...)
+	rows, err := s.reads.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("store: list tensors: %w", err)
 	}
@@ -294,7 +204,7 @@ func (s *SQLiteMeta) ListTensors(ctx context.Context, owner string, p Page) ([]*
 }
 
 func (s *SQLiteMeta) DeleteTensor(ctx context.Context, owner, id string) error {
-	res, err := s.exec(ctx, `DELETE FROM lowrank_tensor WHERE id = ? AND owner = ?`, id, owner)
+	res, err := s.db.ExecContext(ctx, `DELETE FROM lowrank_tensor WHERE id = ? AND owner = ?`, id, owner)
 	if err != nil {
 		return fmt.Errorf("store: delete tensor: %w", err)
 	}
@@ -360,7 +270,7 @@ func (s *SQLiteMeta) CreateJob(ctx context.Context, j *Job, maxActive int, enque
 	}
 	if maxActive > 0 {
 		var active int
-		err = s.txStmt(ctx, tx, countActiveSQL).QueryRowContext(ctx, string(JobQueued), string(JobRunning)).Scan(&active)
+		err = tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM lowrank_job WHERE status IN (?, ?)`, string(JobQueued), string(JobRunning)).Scan(&active)
 		if err != nil {
 			return fmt.Errorf("store: create job: %w", err)
 		}
@@ -375,7 +285,9 @@ func (s *SQLiteMeta) CreateJob(ctx context.Context, j *Job, maxActive int, enque
 			return err
 		}
 	}
-	_, err = s.txStmt(ctx, tx, insertJobSQL).ExecContext(ctx,
+	_, err = tx.ExecContext(ctx, `INSERT INTO lowrank_job
+		(id, owner, tensor_id, tensor_name, input_key, method, params, status, river_id, progress, created_at, timings)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		j.ID, j.Owner, j.TensorID, j.TensorName, j.InputKey, j.Method, params, string(j.Status), j.RiverID, progress, j.CreatedAt.UnixNano(), timings)
 	if err != nil {
 		return fmt.Errorf("store: create job: %w", err)
@@ -429,7 +341,7 @@ func scanJob(sc interface{ Scan(...any) error }) (*Job, error) {
 }
 
 func (s *SQLiteMeta) getJob(ctx context.Context, where string, args ...any) (*Job, error) {
-	row := s.queryRow(ctx, `SELECT `+jobCols+` FROM lowrank_job WHERE `+where, args...)
+	row := s.reads.QueryRowContext(ctx, `SELECT `+jobCols+` FROM lowrank_job WHERE `+where, args...)
 	j, err := scanJob(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, lowrank.Errorf(lowrank.ENOTFOUND, "", "job %s not found", args[0])
@@ -466,7 +378,7 @@ func (s *SQLiteMeta) ListJobs(ctx context.Context, f JobFilter, p Page) ([]*Job,
 	}
 	q += ` ORDER BY id DESC LIMIT ?`
 	args = append(args, limit+1)
-	rows, err := s.query(ctx, q, args...)
+	rows, err := s.reads.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("store: list jobs: %w", err)
 	}
@@ -540,7 +452,7 @@ func (s *SQLiteMeta) TransitionJob(ctx context.Context, id string, from []JobSta
 		in[i] = "?"
 		args = append(args, string(st))
 	}
-	res, err := s.exec(ctx, `UPDATE lowrank_job SET `+strings.Join(set, ", ")+
+	res, err := s.db.ExecContext(ctx, `UPDATE lowrank_job SET `+strings.Join(set, ", ")+
 		` WHERE id = ? AND status IN (`+strings.Join(in, ", ")+`)`, args...)
 	if err != nil {
 		return false, fmt.Errorf("store: transition job: %w", err)
@@ -553,7 +465,7 @@ func (s *SQLiteMeta) TransitionJob(ctx context.Context, id string, from []JobSta
 }
 
 func (s *SQLiteMeta) RequeueRunning(ctx context.Context) (int, error) {
-	res, err := s.exec(ctx, `UPDATE lowrank_job SET status = ?, progress = '{}' WHERE status = ?`, string(JobQueued), string(JobRunning))
+	res, err := s.db.ExecContext(ctx, `UPDATE lowrank_job SET status = ?, progress = '{}' WHERE status = ?`, string(JobQueued), string(JobRunning))
 	if err != nil {
 		return 0, fmt.Errorf("store: requeue running: %w", err)
 	}
@@ -566,7 +478,7 @@ func (s *SQLiteMeta) SetProgress(ctx context.Context, id string, p Progress) err
 	if err != nil {
 		return err
 	}
-	_, err = s.exec(ctx, `UPDATE lowrank_job SET progress = ? WHERE id = ? AND status = ?`, v, id, string(JobRunning))
+	_, err = s.db.ExecContext(ctx, `UPDATE lowrank_job SET progress = ? WHERE id = ? AND status = ?`, v, id, string(JobRunning))
 	if err != nil {
 		return fmt.Errorf("store: set progress: %w", err)
 	}
@@ -574,7 +486,7 @@ func (s *SQLiteMeta) SetProgress(ctx context.Context, id string, p Progress) err
 }
 
 func (s *SQLiteMeta) DeleteJob(ctx context.Context, owner, id string) error {
-	res, err := s.exec(ctx, `DELETE FROM lowrank_job WHERE id = ? AND owner = ?`, id, owner)
+	res, err := s.db.ExecContext(ctx, `DELETE FROM lowrank_job WHERE id = ? AND owner = ?`, id, owner)
 	if err != nil {
 		return fmt.Errorf("store: delete job: %w", err)
 	}
@@ -596,7 +508,7 @@ func (s *SQLiteMeta) CountJobs(ctx context.Context, statuses ...JobStatus) (int,
 		q += ` WHERE status IN (` + strings.Join(in, ", ") + `)`
 	}
 	var n int
-	if err := s.queryRow(ctx, q, args...).Scan(&n); err != nil {
+	if err := s.reads.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("store: count jobs: %w", err)
 	}
 	return n, nil
@@ -604,7 +516,7 @@ func (s *SQLiteMeta) CountJobs(ctx context.Context, statuses ...JobStatus) (int,
 
 func (s *SQLiteMeta) ExpiredTensors(ctx context.Context, cutoff time.Time, limit int) ([]*Tensor, error) {
 	// A tensor still read by an active job stays until that job ends.
-	rows, err := s.query(ctx, `SELECT `+tensorCols+` FROM lowrank_tensor t WHERE created_at < ?
+	rows, err := s.reads.QueryContext(ctx, `SELECT `+tensorCols+` FROM lowrank_tensor t WHERE created_at < ?
 		AND NOT EXISTS (SELECT 1 FROM lowrank_job j WHERE j.input_key = t.id AND j.status IN (?, ?))
 		ORDER BY created_at LIMIT ?`, cutoff.UnixNano(), string(JobQueued), string(JobRunning), limit)
 	if err != nil {
@@ -626,7 +538,7 @@ func (s *SQLiteMeta) ExpiredTensors(ctx context.Context, cutoff time.Time, limit
 }
 
 func (s *SQLiteMeta) ExpiredJobs(ctx context.Context, cutoff time.Time, limit int) ([]*Job, error) {
-	rows, err := s.query(ctx, `SELECT `+jobCols+` FROM lowrank_job WHERE status IN (?, ?, ?)
+	rows, err := s.reads.QueryContext(ctx, `SELECT `+jobCols+` FROM lowrank_job WHERE status IN (?, ?, ?)
 		AND finished_at IS NOT NULL AND finished_at < ? ORDER BY finished_at LIMIT ?`,
 		string(JobSucceeded), string(JobFailed), string(JobCanceled), cutoff.UnixNano(), limit)
 	if err != nil {
