@@ -42,11 +42,12 @@ job=$(tr -d '\r' < "$work/headers" | sed -n 's|^[Ll]ocation: */v1/jobs/||p')
 echo "job $job"
 
 # 4. Poll until it has finished (at most about a minute).
-status=queued
-for _ in $(seq 600); do
+status=queued tries=0
+while [ "$tries" -lt 600 ]; do
   status=$(curl -sS -f "${auth[@]}" "$BASE_URL/v1/jobs/$job" |
     grep -o '"status": *"[a-z]*"' | head -n 1 | sed 's/.*"\([a-z]*\)"$/\1/')
   case $status in succeeded | failed | canceled) break ;; esac
+  tries=$((tries + 1))
   sleep 0.1
 done
 echo "status $status"
