@@ -10,7 +10,7 @@
 set -euo pipefail
 BASE_URL=${BASE_URL:-http://localhost:8080}
 OUT_DIR=${OUT_DIR:-.}
-auth=()
+auth=() # expanded as ${auth[@]+...} so bash 3.2 (macOS) accepts it empty under set -u
 if [ -n "${API_KEY:-}" ]; then auth=(-H "Authorization: Bearer $API_KEY"); fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -27,14 +27,14 @@ trap 'rm -rf "$work"' EXIT
 } > "$work/w.npy"
 
 # 2. Upload it; the new tensor's id is in the Location header.
-curl -sS -f "${auth[@]}" -D "$work/headers" -o /dev/null \
+curl -sS -f ${auth[@]+"${auth[@]}"} -D "$work/headers" -o /dev/null \
   -H 'Content-Type: application/octet-stream' --data-binary @"$work/w.npy" \
   "$BASE_URL/v1/tensors?name=w"
 tensor=$(tr -d '\r' < "$work/headers" | sed -n 's|^[Ll]ocation: */v1/tensors/||p')
 echo "tensor $tensor"
 
 # 3. Submit a rank-2 SVD of it; the job's id is in the Location header.
-curl -sS -f "${auth[@]}" -D "$work/headers" -o /dev/null \
+curl -sS -f ${auth[@]+"${auth[@]}"} -D "$work/headers" -o /dev/null \
   -H 'Content-Type: application/json' \
   -d '{"tensor_id": "'"$tensor"'", "method": "svd", "params": {"rank": 2}}' \
   "$BASE_URL/v1/jobs"
@@ -44,7 +44,7 @@ echo "job $job"
 # 4. Poll until it has finished (at most about a minute).
 status=queued tries=0
 while [ "$tries" -lt 600 ]; do
-  status=$(curl -sS -f "${auth[@]}" "$BASE_URL/v1/jobs/$job" |
+  status=$(curl -sS -f ${auth[@]+"${auth[@]}"} "$BASE_URL/v1/jobs/$job" |
     grep -o '"status": *"[a-z]*"' | head -n 1 | sed 's/.*"\([a-z]*\)"$/\1/')
   case $status in succeeded | failed | canceled) break ;; esac
   tries=$((tries + 1))
@@ -55,6 +55,6 @@ echo "status $status"
 
 # 5. Download the factors as .npy files: A ≈ U · diag(S) · Vt.
 for f in U S Vt; do
-  curl -sS -f "${auth[@]}" -o "$OUT_DIR/$f.npy" "$BASE_URL/v1/jobs/$job/factors/$f"
+  curl -sS -f ${auth[@]+"${auth[@]}"} -o "$OUT_DIR/$f.npy" "$BASE_URL/v1/jobs/$job/factors/$f"
   echo "saved $OUT_DIR/$f.npy"
 done
