@@ -87,3 +87,45 @@ func TestThreadBudget(t *testing.T) {
 		wait(t, b, id, store.JobSucceeded)
 	}
 }
+
+// TestProgressNotWrittenForShortJobs: progress reported within the first
+// interval of a job is not written; once the interval has passed it is.
+func TestProgressNotWrittenForShortJobs(t *testing.T) {
+	clock := &fakeClock{now: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
+	reported := make(chan struct{})
+	proceed := make(chan struct{})
+	b := setup(t, func(c *jobs.Config) {
+		c.Now, c.ProgressInterval = clock.Now, time.Minute
+		c.Registry["steps"] = jobs.Method{
+			Name: "steps",
+			Validate: func(json.RawMessage, jobs.InputInfo, jobs.Limits) (json.RawMessage, error) {
+				return json.RawMessage(`{}`), nil
+			},
+			Run: func(ctx context.Context, env jobs.Env, _ *jobs.Tensor, _ json.RawMessage) (*jobs.Output, error) {
+				for i := 1; i <= 2; i++ {
+					env.Progress(jobs.Progress{Iteration: i, MaxIterations: 2, Fraction: float64(i) / 2})
+					reported <- struct{}{}
+					<-proceed
+				}
+				return &jobs.Output{Factors: []*jobs.Tensor{{Name: "X", DType: "float64", Shape: []int{1}, F64: []float64{1}}}, Ranks: []int{1}}, nil
+			},
+		}
+	})
+	ctx := context.Background()
+	j, err := b.svc.Submit(ctx, jobs.SubmitRequest{Inline: randMatrix(1, 1, 1), Method: "steps"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-reported // iteration 1, at the job's start
+	if r, _ := b.meta.GetJobByID(ctx, j.ID); r.Progress.Iteration != 0 {
+		t.Errorf("progress written within the first interval: %+v", r.Progress)
+	}
+	clock.Advance(2 * time.Minute)
+	proceed <- struct{}{}
+	<-reported // iteration 2, two minutes in
+	if r, _ := b.meta.GetJobByID(ctx, j.ID); r.Progress.Iteration != 2 || r.Progress.Fraction != 1 {
+		t.Errorf("progress after the interval: %+v, want iteration 2", r.Progress)
+	}
+	proceed <- struct{}{}
+	wait(t, b, j.ID, store.JobSucceeded)
+}
