@@ -636,11 +636,19 @@ type JobStatus string
 
 // Limits defines model for Limits.
 type Limits struct {
-	MaxElements    int64 `json:"max_elements"`
-	MaxIterations  int   `json:"max_iterations"`
-	MaxRank        int   `json:"max_rank"`
-	MaxUploadBytes int64 `json:"max_upload_bytes"`
-	QueueCapacity  int   `json:"queue_capacity"`
+	// MaxConcurrentUploads Uploads taken at once; one more is answered 429 (absent when unbounded).
+	MaxConcurrentUploads *int  `json:"max_concurrent_uploads,omitempty"`
+	MaxElements          int64 `json:"max_elements"`
+
+	// MaxInlineElements Most elements of an inline tensor in a job request (absent when only max_elements applies).
+	MaxInlineElements *int64 `json:"max_inline_elements,omitempty"`
+	MaxIterations     int    `json:"max_iterations"`
+	MaxRank           int    `json:"max_rank"`
+	MaxUploadBytes    int64  `json:"max_upload_bytes"`
+	QueueCapacity     int    `json:"queue_capacity"`
+
+	// RetentionSeconds How long tensors and finished jobs are kept before they are removed (absent when kept forever).
+	RetentionSeconds *float32 `json:"retention_seconds,omitempty"`
 }
 
 // Method defines model for Method.

@@ -29,6 +29,10 @@ type config struct {
 	LogFormat      string
 	LogLevel       string
 	ShutdownGrace  time.Duration
+	Retention      time.Duration
+	MaxInline      int64
+	MaxUploads     int
+	MetricsAddr    string
 }
 
 // parseConfig reads flags, each defaulting to its LOWRANK_* environment
@@ -83,7 +87,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 	var keys string
 	str(&c.Addr, "addr", "ADDR", ":8080", "listen address")
 	str(&c.DataDir, "data-dir", "DATA_DIR", "./data", "directory for the SQLite database and blobs")
-	integer(&c.Workers, "workers", "WORKERS", defaultWorkers(), "jobs run at once; each gets GOMAXPROCS/workers kernel threads")
+	integer(&c.Workers, "workers", "WORKERS", defaultWorkers(), "jobs run at once; each gets at least GOMAXPROCS/workers kernel threads, and all of them when alone")
 	integer(&c.QueueCapacity, "queue-capacity", "QUEUE_CAPACITY", 256, "queued + running jobs accepted before 429")
 	int64v(&c.MaxUploadBytes, "max-upload-bytes", "MAX_UPLOAD_BYTES", 4<<30, "largest accepted upload in bytes")
 	int64v(&c.MaxElements, "max-elements", "MAX_ELEMENTS", 1<<28, "largest input tensor, in elements")
@@ -95,6 +99,10 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 	str(&c.LogFormat, "log-format", "LOG_FORMAT", "json", "log format: json or console")
 	str(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "log level: debug, info, warn, error")
 	duration(&c.ShutdownGrace, "shutdown-grace", "SHUTDOWN_GRACE", 30*time.Second, "time given to requests and running jobs at shutdown; jobs still running are requeued")
+	int64v(&c.MaxInline, "max-inline-elements", "MAX_INLINE_ELEMENTS", 1<<20, "largest inline tensor in a job request, in elements")
+	integer(&c.MaxUploads, "max-concurrent-uploads", "MAX_CONCURRENT_UPLOADS", 16, "uploads taken at once; one more is answered 429")
+	str(&c.MetricsAddr, "metrics-addr", "METRICS_ADDR", "", "when set, /metrics is served on this address instead of the main one")
+	duration(&c.Retention, "retention", "RETENTION", 7*24*time.Hour, "how long uploaded tensors and finished jobs (with their factors) are kept (0: forever)")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: lowrank [flags]\n\nLowrank serves low-rank decompositions of weight tensors over HTTP.\nEvery flag can also be set by the environment variable named beside it; a flag wins.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -124,9 +132,11 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 }
 
 func defaultWorkers() int {
-	// Two workers per core would oversubscribe BLAS; one job per two cores
-	// keeps a few threads per kernel while still overlapping I/O.
-	return max(1, runtime.GOMAXPROCS(0)/2)
+	// One job per two cores keeps a few threads per kernel while still
+	// overlapping I/O; at least two, so one job's database and file work
+	// overlaps another's compute (small jobs ran 1.5× faster on 2 cores),
+	// and a job alone still takes every core (jobs.threadBudget).
+	return max(2, runtime.GOMAXPROCS(0)/2)
 }
 
 func (c *config) validate() error {
@@ -147,6 +157,12 @@ func (c *config) validate() error {
 		return fmt.Errorf("--job-timeout must be ≥ 0, got %s", c.JobTimeout)
 	case c.LogFormat != "json" && c.LogFormat != "console":
 		return fmt.Errorf("--log-format must be json or console, got %q", c.LogFormat)
+	case c.MaxInline < 1:
+		return fmt.Errorf("--max-inline-elements must be ≥ 1, got %d", c.MaxInline)
+	case c.MaxUploads < 1:
+		return fmt.Errorf("--max-concurrent-uploads must be ≥ 1, got %d", c.MaxUploads)
+	case c.Retention < 0:
+		return fmt.Errorf("--retention must be ≥ 0, got %s", c.Retention)
 	case c.ShutdownGrace < 0:
 		return fmt.Errorf("--shutdown-grace must be ≥ 0, got %s", c.ShutdownGrace)
 	}

@@ -23,7 +23,11 @@ func TestFigures(t *testing.T) {
 		pollInterval = d
 	}
 	t.Run("Throughput64x64", func(t *testing.T) {
-		s := startServer(t, "", "--queue-capacity", "10000", "--workers", os.Getenv("LOWRANK_FIGURES_WORKERS"))
+		args := []string{"--queue-capacity", "10000"}
+		if w := os.Getenv("LOWRANK_FIGURES_WORKERS"); w != "" {
+			args = append(args, "--workers", w)
+		}
+		s := startServer(t, "", args...)
 		// A plain client: validating every response against the spec costs
 		// the test process more CPU than the server spends on a job.
 		s.http = &http.Client{Timeout: time.Minute}

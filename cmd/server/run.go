@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -43,6 +44,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 type hooks struct {
 	// registry, when set, may add methods (e.g. a controllable one).
 	registry func(jobs.Registry)
+	// now replaces the clock; cleanInterval, the cleaner's period.
+	now           func() time.Time
+	cleanInterval time.Duration
 }
 
 func runWith(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, h hooks) error {
@@ -62,12 +66,21 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	db, err := store.OpenSQLite(filepath.Join(cfg.DataDir, "lowrank.db"))
+	dbPath := filepath.Join(cfg.DataDir, "lowrank.db")
+	db, err := store.OpenSQLite(dbPath)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	meta, err := store.NewSQLiteMeta(ctx, db)
+	if _, err := store.NewSQLiteMeta(ctx, db); err != nil { // creates the schema for the readers
+		return err
+	}
+	reads, err := store.OpenSQLiteReader(dbPath, 4)
+	if err != nil {
+		return err
+	}
+	defer reads.Close()
+	meta, err := store.NewSQLiteMetaReads(ctx, db, reads)
 	if err != nil {
 		return err
 	}
@@ -76,28 +89,30 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 
-	// The parallelism budget: the cores given to the process are split
-	// evenly between the pool's workers, and each kernel runs on its share.
+	// The parallelism budget: the cores given to the process are shared by
+	// the pool's workers; a job gets at least its even share and, when
+	// the others leave cores free, takes those too (jobs.threadBudget).
 	procs := runtime.GOMAXPROCS(0)
 	threads := max(1, procs/cfg.Workers)
 	backend := linalg.Default(threads)
 	log.Info("numeric backend", zap.String("backend", backend.Name()), zap.String("describe", linalg.Describe(backend)),
-		zap.Int("threads_per_job", backend.Threads()),
+		zap.Int("threads_per_job", backend.Threads()), zap.Int("threads", procs),
 		zap.Int("workers", cfg.Workers), zap.Int("gomaxprocs", procs), zap.String("version", version))
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	limits := jobs.Limits{MaxElements: cfg.MaxElements, MaxRank: cfg.MaxRank, MaxIterations: cfg.MaxIterations}
+	limits := jobs.Limits{MaxElements: cfg.MaxElements, MaxRank: cfg.MaxRank, MaxIterations: cfg.MaxIterations, MaxInlineElements: cfg.MaxInline}
 	codec := jobs.TensorioCodec{Limits: tensorio.Limits{MaxFileBytes: cfg.MaxUploadBytes, MaxElements: cfg.MaxElements}}
 	registry := jobs.DefaultRegistry()
 	if h.registry != nil {
 		h.registry(registry)
 	}
 	svc, err := jobs.New(ctx, jobs.Config{
-		DB: db, Meta: meta, Blobs: blobs, Codec: codec, Registry: registry, Backend: backend, SingleProcess: true,
+		DB: db, Meta: meta, Blobs: blobs, Codec: codec, Registry: registry, Backend: backend, Threads: procs, SingleProcess: true,
 		Workers: cfg.Workers, QueueCapacity: cfg.QueueCapacity, Limits: limits, JobTimeout: cfg.JobTimeout,
 		Logger: log.Named("jobs"), Metrics: reg, Version: version,
+		Retention: cfg.Retention, CleanInterval: h.cleanInterval, Now: h.now,
 	})
 	if err != nil {
 		return err
@@ -106,8 +121,9 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		Logger: log.Named("http"), Registry: reg, Gatherer: reg, Meta: meta, Blobs: blobs, Codec: codec, Jobs: svc,
 		Info: handlers.Info{Version: version, Backend: backend.Name(), BackendDescription: linalg.Describe(backend),
 			Threads: backend.Threads(), Workers: cfg.Workers,
-			QueueCapacity: cfg.QueueCapacity, MaxUploadBytes: cfg.MaxUploadBytes},
-		APIKeys: cfg.APIKeys, Spec: api.Spec, Ready: svc.Ping,
+			QueueCapacity: cfg.QueueCapacity, MaxUploadBytes: cfg.MaxUploadBytes, Retention: cfg.Retention},
+		APIKeys: cfg.APIKeys, Spec: api.Spec, Ready: svc.Ping, Now: h.now,
+		MaxConcurrentUploads: cfg.MaxUploads, NoMetrics: cfg.MetricsAddr != "",
 	})
 	if err != nil {
 		return err
@@ -116,6 +132,19 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return err
+	}
+	// Metrics on their own address stay reachable to a scraper inside
+	// the cluster while the main port is exposed to clients.
+	var metricsSrv *http.Server
+	var mln net.Listener
+	if cfg.MetricsAddr != "" {
+		if mln, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			ln.Close()
+			return err
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(log.Named("metrics"))}
 	}
 	srv := &http.Server{
 		Handler:           handler,
@@ -131,12 +160,20 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	// ordered by svc.Stop below, after the HTTP server has drained.
 	if err := svc.Start(context.WithoutCancel(ctx)); err != nil {
 		ln.Close()
+		if mln != nil {
+			mln.Close()
+		}
 		return err
 	}
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("listening", zap.String("addr", ln.Addr().String()), zap.Bool("auth", len(cfg.APIKeys) > 0))
 	fmt.Fprintf(stdout, "lowrank listening on http://%s\n", ln.Addr())
+	if metricsSrv != nil {
+		go func() { serveErr <- metricsSrv.Serve(mln) }()
+		log.Info("metrics listening", zap.String("addr", mln.Addr().String()))
+		fmt.Fprintf(stdout, "lowrank metrics on http://%s/metrics\n", mln.Addr())
+	}
 
 	select {
 	case err = <-serveErr:
@@ -148,6 +185,9 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	defer cancel()
 	if serr := srv.Shutdown(grace); serr != nil {
 		log.Warn("http shutdown", zap.Error(serr))
+	}
+	if metricsSrv != nil {
+		_ = metricsSrv.Shutdown(grace)
 	}
 	if jerr := svc.Stop(grace); jerr != nil {
 		log.Warn("jobs shutdown", zap.Error(jerr))

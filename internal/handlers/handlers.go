@@ -36,6 +36,7 @@ type Info struct {
 	Workers            int
 	QueueCapacity      int
 	MaxUploadBytes     int64
+	Retention          time.Duration // 0: kept forever
 }
 
 // Deps are the handlers' dependencies, all explicit.
@@ -57,6 +58,14 @@ type Deps struct {
 	RetryAfter time.Duration
 	// Ready reports extra readiness conditions (nil: none).
 	Ready func(ctx context.Context) error
+	// Now is the clock that stamps new records (default time.Now).
+	Now func() time.Time
+	// MaxConcurrentUploads bounds uploads in progress; one more is
+	// answered 429 (0: no bound).
+	MaxConcurrentUploads int
+	// NoMetrics leaves /metrics out, for when it is served on its own
+	// listener.
+	NoMetrics bool
 }
 
 type server struct {
@@ -65,6 +74,7 @@ type server struct {
 	metrics    *httpMetrics
 	keyDigests [][sha256.Size]byte
 	retryAfter time.Duration
+	uploads    chan struct{} // a slot per upload in progress; nil: unbounded
 }
 
 // New returns the service's http.Handler.
@@ -76,7 +86,13 @@ func New(d Deps) (http.Handler, error) {
 		reg := prometheus.NewRegistry()
 		d.Registry, d.Gatherer = reg, reg
 	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
 	s := &server{Deps: d, log: d.Logger, retryAfter: d.RetryAfter}
+	if d.MaxConcurrentUploads > 0 {
+		s.uploads = make(chan struct{}, d.MaxConcurrentUploads)
+	}
 	if s.retryAfter <= 0 {
 		s.retryAfter = 2 * time.Second
 	}

@@ -79,9 +79,18 @@ func jobJSON(j *store.Job) jobResponse {
 	return out
 }
 
-// maxJobBodyBytes bounds a job request, inline tensor included; larger
-// tensors are uploaded as files.
+// maxJobBodyBytes bounds a job request when inline tensors are bounded
+// only by max-elements; larger tensors are uploaded as files.
 const maxJobBodyBytes = 64 << 20
+
+// jobBodyLimit is the largest job request read: room for the largest
+// inline tensor (a JSON number takes at most ~25 bytes) plus the rest.
+func jobBodyLimit(lim jobs.Limits) int64 {
+	if lim.MaxInlineElements <= 0 {
+		return maxJobBodyBytes
+	}
+	return 25*lim.MaxInlineElements + 64<<10
+}
 
 // decodeJSON decodes a request body strictly into v; syntax errors are 400s
 // naming the field where they can.
@@ -112,7 +121,7 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any, limit int64) erro
 
 func (s *server) handleJobCreate(w http.ResponseWriter, r *http.Request) error {
 	var req jobRequest
-	if err := decodeJSON(w, r, &req, maxJobBodyBytes); err != nil {
+	if err := decodeJSON(w, r, &req, jobBodyLimit(s.Jobs.Limits())); err != nil {
 		return err
 	}
 	if req.Method == "" {

@@ -24,7 +24,9 @@ func (s *server) routes() http.Handler {
 	// Open: probes, metrics and the contract.
 	r.Get("/healthz", s.handleHealthz)
 	r.Get("/readyz", s.h(s.handleReadyz))
-	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{}))
+	if !s.NoMetrics {
+		r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{}))
+	}
 	r.Get("/openapi.yaml", s.handleSpec)
 
 	r.Route("/v1", func(r chi.Router) {

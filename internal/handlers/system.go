@@ -71,6 +71,10 @@ type infoLimits struct {
 	MaxRank        int   `json:"max_rank"`
 	MaxIterations  int   `json:"max_iterations"`
 	QueueCapacity  int   `json:"queue_capacity"`
+	// Zero means unbounded, and is left out.
+	MaxInlineElements    int64   `json:"max_inline_elements,omitempty"`
+	MaxConcurrentUploads int     `json:"max_concurrent_uploads,omitempty"`
+	RetentionSeconds     float64 `json:"retention_seconds,omitempty"`
 }
 
 func (s *server) handleInfo(w http.ResponseWriter, r *http.Request) error {
@@ -79,7 +83,9 @@ func (s *server) handleInfo(w http.ResponseWriter, r *http.Request) error {
 		Version: s.Info.Version, Backend: s.Info.Backend, BackDesc: s.Info.BackendDescription, Threads: s.Info.Threads, Workers: s.Info.Workers,
 		Methods: s.Jobs.Registry().Names(),
 		Limits: infoLimits{MaxUploadBytes: s.Info.MaxUploadBytes, MaxElements: lim.MaxElements, MaxRank: lim.MaxRank,
-			MaxIterations: lim.MaxIterations, QueueCapacity: s.Info.QueueCapacity},
+			MaxIterations: lim.MaxIterations, QueueCapacity: s.Info.QueueCapacity,
+			MaxInlineElements: lim.MaxInlineElements, MaxConcurrentUploads: s.MaxConcurrentUploads,
+			RetentionSeconds: s.Info.Retention.Seconds()},
 		Auth:     len(s.keyDigests) > 0,
 		Formats:  []string{"npy", "npz", "safetensors"},
 		Versions: []string{"v1"},

@@ -40,6 +40,16 @@ var uploadFormats = map[string]bool{"npy": true, "npz": true, "safetensors": tru
 // "file") to disk, never holding it in memory, checks it and stores it as a
 // blob. A file that is not a readable tensor file leaves nothing behind.
 func (s *server) handleTensorCreate(w http.ResponseWriter, r *http.Request) error {
+	// Each upload holds a spool file and a disk stream; past the bound a
+	// client is told to come back rather than queued behind slow senders.
+	if s.uploads != nil {
+		select {
+		case s.uploads <- struct{}{}:
+			defer func() { <-s.uploads }()
+		default:
+			return lowrank.Errorf(lowrank.EOVERLOADED, "", "%d uploads are in progress, the most this server takes at once", cap(s.uploads))
+		}
+	}
 	q := r.URL.Query()
 	format := q.Get("format")
 	if format != "" && !uploadFormats[format] {
@@ -98,11 +108,11 @@ func (s *server) storeUpload(ctx context.Context, key string, body io.Reader, fo
 	if canAdopt {
 		dir = adopter.SpoolDir()
 	}
-	sp, err := s.Codec.Spool(ctx, body, dir)
+	sp, err := s.Codec.Spool(ctx, fullReader{body}, dir)
 	if err != nil {
 		return nil, err
 	}
-	t, err := tensorRecord(key, sp, format, name, filename)
+	t, err := tensorRecord(key, sp, format, name, filename, s.Now().UTC())
 	if err == nil && canAdopt {
 		if err = adopter.Adopt(ctx, key, sp.Path); err == nil {
 			return t, nil
@@ -154,14 +164,14 @@ func filePart(body io.Reader, boundary string) (*multipart.Part, error) {
 }
 
 // tensorRecord describes a spooled upload, checking the asserted format.
-func tensorRecord(key string, sp *jobs.Spooled, format, name, filename string) (*store.Tensor, error) {
+func tensorRecord(key string, sp *jobs.Spooled, format, name, filename string, now time.Time) (*store.Tensor, error) {
 	if !uploadFormats[sp.Format] {
 		return nil, lowrank.Errorf(lowrank.EUNSUPPORTED, "file", "%s files are not accepted as uploads (npy, npz, safetensors are)", sp.Format)
 	}
 	if format != "" && format != sp.Format {
 		return nil, lowrank.Errorf(lowrank.EINVALID, "format", "the file is %s, not %s", sp.Format, format)
 	}
-	t := &store.Tensor{ID: key, Format: sp.Format, Bytes: sp.Size, SHA256: sp.SHA256, CreatedAt: time.Now().UTC()}
+	t := &store.Tensor{ID: key, Format: sp.Format, Bytes: sp.Size, SHA256: sp.SHA256, CreatedAt: now}
 	for _, ft := range sp.Tensors {
 		n := ft.Name
 		if sp.Format == "npy" {
@@ -241,4 +251,17 @@ func (s *server) handleTensorDelete(w http.ResponseWriter, r *http.Request) erro
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// fullReader fills every read (short only at the end of the body), so the
+// spooler hashes and writes in its own buffer size rather than in the
+// pieces the network happened to deliver: far fewer write calls.
+type fullReader struct{ r io.Reader }
+
+func (f fullReader) Read(p []byte) (int, error) {
+	n, err := io.ReadFull(f.r, p)
+	if err == io.ErrUnexpectedEOF {
+		err = nil // the body ended inside p; the next read reports io.EOF
+	}
+	return n, err
 }

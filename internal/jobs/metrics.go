@@ -13,6 +13,7 @@ type metrics struct {
 	jobs      *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
 	queueWait *prometheus.HistogramVec
+	expired   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, meta store.MetaStore) (*metrics, error) {
@@ -31,6 +32,9 @@ func newMetrics(reg prometheus.Registerer, meta store.MetaStore) (*metrics, erro
 		queueWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "lowrank_job_queue_wait_seconds", Help: "Time a job waited in the queue before it started, by method.", Buckets: buckets,
 		}, []string{"method"}),
+		expired: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lowrank_expired_total", Help: "Records removed by retention, by kind (tensor, job).",
+		}, []string{"kind"}),
 	}
 	// Queue depth is counted from metadata at scrape time, so it is right
 	// after a restart and across replicas.
@@ -46,7 +50,7 @@ func newMetrics(reg prometheus.Registerer, meta store.MetaStore) (*metrics, erro
 		}
 	}
 	for _, c := range []prometheus.Collector{
-		m.jobs, m.duration, m.queueWait,
+		m.jobs, m.duration, m.queueWait, m.expired,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "lowrank_jobs_queued", Help: "Jobs waiting in the queue."}, count(store.JobQueued)),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "lowrank_jobs_running", Help: "Jobs running now."}, count(store.JobRunning)),
 	} {

@@ -21,6 +21,9 @@ type Limits struct {
 	MaxElements   int64 // elements of the input tensor
 	MaxRank       int   // any rank or component count
 	MaxIterations int   // iterations of an iterative kernel
+	// MaxInlineElements bounds a tensor sent inside a job request (0: only
+	// MaxElements applies); larger ones are uploaded as files.
+	MaxInlineElements int64
 }
 
 // InputInfo is what validation knows of a job's input before reading it.

@@ -42,8 +42,12 @@ type Config struct {
 	Blobs    store.BlobStore
 	Codec    Codec
 	Registry Registry
-	// Backend is the numeric backend with the thread budget of one job.
+	// Backend is the numeric backend; each job runs it with its share of
+	// Threads (see threadBudget).
 	Backend linalg.Backend
+	// Threads is the kernel threads shared by all running jobs (default
+	// Backend.Threads() × Workers).
+	Threads int
 	// Workers is the number of jobs run at once.
 	Workers int
 	// QueueCapacity bounds queued + running jobs; 0 means unbounded.
@@ -66,6 +70,10 @@ type Config struct {
 	// shutdown whose kernels would not stop in time, are queued again at
 	// once instead of waiting for River's stuck-job rescuer.
 	SingleProcess bool
+	// Retention is how long tensors and finished jobs are kept; 0 keeps
+	// them forever. CleanInterval is how often expired ones are removed
+	// (default: a tenth of Retention, between a second and an hour).
+	Retention, CleanInterval time.Duration
 }
 
 // Service owns the job lifecycle: submission, the River workers,
@@ -75,10 +83,13 @@ type Service struct {
 	river   *river.Client[*sql.Tx]
 	metrics *metrics
 	log     *zap.Logger
+	threads *threadBudget
 
-	stopping atomic.Bool
-	mu       sync.Mutex
-	running  map[string]*runningJob // by job id
+	stopping    atomic.Bool
+	stopCleaner context.CancelFunc
+	cleanerDone chan struct{}
+	mu          sync.Mutex
+	running     map[string]*runningJob // by job id
 }
 
 type runningJob struct {
@@ -122,7 +133,10 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 			return nil, err
 		}
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger, running: map[string]*runningJob{}}
+	if cfg.Threads < 1 {
+		cfg.Threads = cfg.Backend.Threads() * cfg.Workers
+	}
+	s := &Service{cfg: cfg, log: cfg.Logger, running: map[string]*runningJob{}, threads: newThreadBudget(cfg.Threads, cfg.Workers)}
 	if s.metrics, err = newMetrics(cfg.Metrics, cfg.Meta); err != nil {
 		return nil, err
 	}
@@ -178,6 +192,18 @@ func (s *Service) Start(ctx context.Context) error {
 	if err := s.river.Start(ctx); err != nil {
 		return fmt.Errorf("jobs: start: %w", err)
 	}
+	if s.cfg.Retention > 0 {
+		interval := s.cfg.CleanInterval
+		if interval <= 0 {
+			interval = cleanInterval(s.cfg.Retention)
+		}
+		cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		s.stopCleaner, s.cleanerDone = cancel, make(chan struct{})
+		go func() {
+			defer close(s.cleanerDone)
+			s.clean(cctx, interval)
+		}()
+	}
 	return nil
 }
 
@@ -185,6 +211,10 @@ func (s *Service) Start(ctx context.Context) error {
 // short goes back to queued and runs again after a restart.
 func (s *Service) Stop(ctx context.Context) error {
 	s.stopping.Store(true)
+	if s.stopCleaner != nil {
+		s.stopCleaner()
+		<-s.cleanerDone
+	}
 	err := s.river.Stop(ctx)
 	if err == nil {
 		return nil
@@ -307,6 +337,10 @@ func checkInline(t *Tensor, lim Limits) error {
 		if n > lim.MaxElements {
 			return lowrank.Errorf(lowrank.ETOOLARGE, "tensor.shape", "more than the limit of %d elements", lim.MaxElements)
 		}
+		if lim.MaxInlineElements > 0 && n > lim.MaxInlineElements {
+			return lowrank.Errorf(lowrank.ETOOLARGE, "tensor",
+				"an inline tensor may have at most %d elements; upload larger ones with POST /v1/tensors", lim.MaxInlineElements)
+		}
 	}
 	if int64(len(t.F64)) != n {
 		return lowrank.Errorf(lowrank.EINVALID, "tensor.data", "has %d values, shape %v needs %d", len(t.F64), t.Shape, n)
@@ -371,16 +405,5 @@ func (s *Service) Delete(ctx context.Context, owner, id string) (*store.Job, err
 			return nil, err
 		}
 	}
-	if err := s.cfg.Meta.DeleteJob(ctx, owner, id); err != nil {
-		return nil, err
-	}
-	if j.BundleKey != "" {
-		if err := s.cfg.Blobs.Delete(ctx, j.BundleKey); err != nil {
-			s.log.Warn("delete bundle", zap.String("job_id", id), zap.Error(err))
-		}
-	}
-	if j.InputKey != "" && j.InputKey != j.TensorID {
-		_ = s.cfg.Blobs.Delete(ctx, j.InputKey)
-	}
-	return nil, nil
+	return nil, s.deleteFinished(ctx, j)
 }

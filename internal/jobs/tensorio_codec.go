@@ -2,8 +2,10 @@ package jobs
 
 import (
 	"context"
+	"encoding/binary"
 	"io"
 	"strings"
+	"unsafe"
 
 	"github.com/lowrank/lowrank"
 	"github.com/lowrank/lowrank/internal/tensorio"
@@ -73,6 +75,9 @@ func (c TensorioCodec) Inspect(r io.ReaderAt, size int64) (string, []FileTensor,
 }
 
 func (c TensorioCodec) ReadTensor(r io.ReaderAt, size int64, name string) (*Tensor, error) {
+	if t := c.readRaw(r, size, name); t != nil {
+		return t, nil
+	}
 	t, err := c.Limits.ReadTensor(r, size, name)
 	if err != nil {
 		return nil, err
@@ -122,4 +127,53 @@ func (TensorioCodec) NPYHeader(dtype string, shape []int) ([]byte, error) {
 		return nil, err
 	}
 	return tensorio.NPYHeader(dt, shape)
+}
+
+// nativeLittleEndian is whether this machine stores numbers as .npy's "<"
+// and safetensors do, so their bytes can be used in place.
+var nativeLittleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+
+// readRaw reads a float32 or float64 tensor that a file stores as is
+// (little-endian, row-major, not compressed) with one ReadAt straight into
+// the result's memory, instead of decoding it element by element: for a
+// 64 MiB .npy that is a copy from the page cache rather than 90 ms of
+// decoding. Anything else, or any error, returns nil, and tensorio's reader
+// handles or reports it.
+func (c TensorioCodec) readRaw(r io.ReaderAt, size int64, name string) *Tensor {
+	if !nativeLittleEndian {
+		return nil
+	}
+	_, infos, err := c.Limits.Inspect(r, size)
+	if err != nil {
+		return nil
+	}
+	var in *tensorio.Info
+	for i := range infos {
+		if infos[i].Name == name {
+			in = &infos[i]
+			break
+		}
+	}
+	if in == nil || in.Offset < 0 || in.BigEndian || in.FortranOrder {
+		return nil
+	}
+	n := in.Elements()
+	t := &Tensor{Name: in.Name, DType: toAPIDType(in.DType), Shape: in.Shape}
+	var buf []byte
+	switch {
+	case n == 0:
+		return nil
+	case in.DType == tensorio.F32 && in.Length == 4*n:
+		t.F32 = make([]float32, n)
+		buf = unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(t.F32))), 4*n)
+	case in.DType == tensorio.F64 && in.Length == 8*n:
+		t.F64 = make([]float64, n)
+		buf = unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(t.F64))), 8*n)
+	default:
+		return nil
+	}
+	if _, err := r.ReadAt(buf, in.Offset); err != nil {
+		return nil
+	}
+	return t
 }

@@ -190,8 +190,10 @@ func (s *Service) execute(ctx context.Context, j *store.Job, log *zap.Logger) (j
 	t1 := s.cfg.Now()
 	timings["load"] = t1.Sub(t0).Seconds()
 
-	env := Env{Backend: s.cfg.Backend, Limits: s.cfg.Limits, Progress: s.progressWriter(ctx, j.ID)}
+	threads := s.threads.take()
+	env := Env{Backend: s.cfg.Backend.WithThreads(threads), Limits: s.cfg.Limits, Progress: s.progressWriter(ctx, j.ID)}
 	out, err := runSafely(ctx, m, env, in, j.Params)
+	s.threads.give(threads)
 	if err != nil {
 		return nil, "", timings, err
 	}
@@ -244,16 +246,18 @@ func runSafely(ctx context.Context, m Method, env Env, in *Tensor, params json.R
 }
 
 // progressWriter records a kernel's progress at most every
-// ProgressInterval; writes are synchronous but rare, so a kernel is not held
-// up by the database.
+// ProgressInterval, the first time one interval after the job started: a
+// job shorter than that writes none (its final state carries its progress),
+// so small jobs cost the shared database nothing here. Writes are
+// synchronous but rare, so a kernel is not held up by the database.
 func (s *Service) progressWriter(ctx context.Context, id string) func(Progress) {
 	var mu sync.Mutex
-	var last time.Time
+	last := s.cfg.Now()
 	return func(p Progress) {
 		mu.Lock()
 		defer mu.Unlock()
 		now := s.cfg.Now()
-		if now.Sub(last) < s.cfg.ProgressInterval && p.Fraction < 1 {
+		if now.Sub(last) < s.cfg.ProgressInterval {
 			return
 		}
 		last = now

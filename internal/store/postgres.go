@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/lowrank/lowrank"
 
@@ -444,4 +445,17 @@ func (s *Postgres) CountJobs(ctx context.Context, statuses ...JobStatus) (int, e
 		return 0, fmt.Errorf("store: count jobs: %w", err)
 	}
 	return n, nil
+}
+
+func (s *Postgres) ExpiredTensors(ctx context.Context, cutoff time.Time, limit int) ([]*Tensor, error) {
+	// A tensor still read by an active job stays until that job ends.
+	return queryAll(ctx, s.db, "expired tensors", scanTensor, `SELECT `+tensorCols+` FROM lowrank_tensor t WHERE created_at < $1
+		AND NOT EXISTS (SELECT 1 FROM lowrank_job j WHERE j.input_key = t.id AND j.status IN ($2, $3))
+		ORDER BY created_at LIMIT $4`, cutoff.UnixNano(), string(JobQueued), string(JobRunning), limit)
+}
+
+func (s *Postgres) ExpiredJobs(ctx context.Context, cutoff time.Time, limit int) ([]*Job, error) {
+	return queryAll(ctx, s.db, "expired jobs", scanJob, `SELECT `+jobCols+` FROM lowrank_job WHERE status IN ($1, $2, $3)
+		AND finished_at IS NOT NULL AND finished_at < $4 ORDER BY finished_at LIMIT $5`,
+		string(JobSucceeded), string(JobFailed), string(JobCanceled), cutoff.UnixNano(), limit)
 }

@@ -12,7 +12,7 @@ import (
 
 	"github.com/lowrank/lowrank"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+	"modernc.org/sqlite"
 )
 
 // OpenSQLite opens (creating it if needed) the SQLite database at path, in
@@ -23,16 +23,31 @@ import (
 // Because there is one connection, a caller must never hold a transaction or
 // an open *sql.Rows while waiting on another query.
 func OpenSQLite(path string) (*sql.DB, error) {
+	return openSQLite(path, 1, "journal_mode(WAL)", "synchronous(NORMAL)", "foreign_keys(1)")
+}
+
+// OpenSQLiteReader opens a pool of up to conns read-only connections to the
+// database at path, which OpenSQLite must have created. In WAL mode readers
+// neither wait for the writer nor hold it up, so lookups (a client polling
+// its job) do not queue behind River's writes on the one write connection.
+// A read sees every transaction committed before it began.
+func OpenSQLiteReader(path string, conns int) (*sql.DB, error) {
+	return openSQLite(path, max(1, conns), "query_only(1)")
+}
+
+func openSQLite(path string, conns int, pragmas ...string) (*sql.DB, error) {
 	q := url.Values{}
-	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "busy_timeout(10000)")
-	q.Add("_pragma", "synchronous(NORMAL)")
-	q.Add("_pragma", "foreign_keys(1)")
-	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	for _, p := range pragmas {
+		q.Add("_pragma", p)
+	}
+	connector, err := sqlite.NewConnector("file:" + path + "?" + q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("store: open sqlite: %w", err)
 	}
-	db.SetMaxOpenConns(1)
+	db := sql.OpenDB(cachingConnector{connector})
+	db.SetMaxOpenConns(conns)
+	db.SetMaxIdleConns(conns)
 	db.SetConnMaxIdleTime(0)
 	db.SetConnMaxLifetime(0)
 	if err := db.Ping(); err != nil {
@@ -46,7 +61,8 @@ func OpenSQLite(path string) (*sql.DB, error) {
 // database with River, so a job's record and its queue row are written in one
 // transaction.
 type SQLiteMeta struct {
-	db *sql.DB
+	db    *sql.DB // the write connection
+	reads *sql.DB // lookups; db itself unless a reader pool was given
 }
 
 var _ MetaStore = (*SQLiteMeta)(nil)
@@ -87,10 +103,16 @@ CREATE INDEX IF NOT EXISTS lowrank_job_status ON lowrank_job (status);
 
 // NewSQLiteMeta creates Lowrank's tables in db if they are missing.
 func NewSQLiteMeta(ctx context.Context, db *sql.DB) (*SQLiteMeta, error) {
+	return NewSQLiteMetaReads(ctx, db, db)
+}
+
+// NewSQLiteMetaReads is NewSQLiteMeta with lookups served by reads (from
+// OpenSQLiteReader) rather than the write connection.
+func NewSQLiteMetaReads(ctx context.Context, db, reads *sql.DB) (*SQLiteMeta, error) {
 	if _, err := db.ExecContext(ctx, sqliteSchema); err != nil {
 		return nil, fmt.Errorf("store: create schema: %w", err)
 	}
-	return &SQLiteMeta{db: db}, nil
+	return &SQLiteMeta{db: db, reads: reads}, nil
 }
 
 func (s *SQLiteMeta) Ping(ctx context.Context) error {
@@ -129,7 +151,7 @@ func scanTensor(sc interface{ Scan(...any) error }) (*Tensor, error) {
 }
 
 func (s *SQLiteMeta) GetTensor(ctx context.Context, owner, id string) (*Tensor, error) {
-	row := s.db.QueryRowContext(ctx, `SELECT `+tensorCols+` FROM lowrank_tensor WHERE id = ? AND owner = ?`, id, owner)
+	row := s.reads.QueryRowContext(ctx, `SELECT `+tensorCols+` FROM lowrank_tensor WHERE id = ? AND owner = ?`, id, owner)
 	t, err := scanTensor(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, lowrank.Errorf(lowrank.ENOTFOUND, "", "tensor %s not found", id)
@@ -157,7 +179,7 @@ func (s *SQLiteMeta) ListTensors(ctx context.Context, owner string, p Page) ([]*
 	}
 	q += ` ORDER BY id DESC LIMIT ?`
 	args = append(args, limit+1)
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	rows, err := s.reads.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("store: list tensors: %w", err)
 	}
@@ -248,8 +270,7 @@ func (s *SQLiteMeta) CreateJob(ctx context.Context, j *Job, maxActive int, enque
 	}
 	if maxActive > 0 {
 		var active int
-		err = tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM lowrank_job WHERE status IN (?, ?)`,
-			string(JobQueued), string(JobRunning)).Scan(&active)
+		err = tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM lowrank_job WHERE status IN (?, ?)`, string(JobQueued), string(JobRunning)).Scan(&active)
 		if err != nil {
 			return fmt.Errorf("store: create job: %w", err)
 		}
@@ -258,22 +279,18 @@ func (s *SQLiteMeta) CreateJob(ctx context.Context, j *Job, maxActive int, enque
 			return err
 		}
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO lowrank_job
-		(id, owner, tensor_id, tensor_name, input_key, method, params, status, progress, created_at, timings)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		j.ID, j.Owner, j.TensorID, j.TensorName, j.InputKey, j.Method, params, string(j.Status), progress, j.CreatedAt.UnixNano(), timings)
-	if err != nil {
-		return fmt.Errorf("store: create job: %w", err)
-	}
+	// Queued first, so the record is written once, with the queue's id.
 	if enqueue != nil {
-		qid, err := enqueue(ctx, tx)
-		if err != nil {
+		if j.RiverID, err = enqueue(ctx, tx); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE lowrank_job SET river_id = ? WHERE id = ?`, qid, j.ID); err != nil {
-			return fmt.Errorf("store: create job: %w", err)
-		}
-		j.RiverID = qid
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO lowrank_job
+		(id, owner, tensor_id, tensor_name, input_key, method, params, status, river_id, progress, created_at, timings)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		j.ID, j.Owner, j.TensorID, j.TensorName, j.InputKey, j.Method, params, string(j.Status), j.RiverID, progress, j.CreatedAt.UnixNano(), timings)
+	if err != nil {
+		return fmt.Errorf("store: create job: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store: create job: %w", err)
@@ -324,7 +341,7 @@ func scanJob(sc interface{ Scan(...any) error }) (*Job, error) {
 }
 
 func (s *SQLiteMeta) getJob(ctx context.Context, where string, args ...any) (*Job, error) {
-	row := s.db.QueryRowContext(ctx, `SELECT `+jobCols+` FROM lowrank_job WHERE `+where, args...)
+	row := s.reads.QueryRowContext(ctx, `SELECT `+jobCols+` FROM lowrank_job WHERE `+where, args...)
 	j, err := scanJob(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, lowrank.Errorf(lowrank.ENOTFOUND, "", "job %s not found", args[0])
@@ -361,7 +378,7 @@ func (s *SQLiteMeta) ListJobs(ctx context.Context, f JobFilter, p Page) ([]*Job,
 	}
 	q += ` ORDER BY id DESC LIMIT ?`
 	args = append(args, limit+1)
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	rows, err := s.reads.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("store: list jobs: %w", err)
 	}
@@ -491,8 +508,21 @@ func (s *SQLiteMeta) CountJobs(ctx context.Context, statuses ...JobStatus) (int,
 		q += ` WHERE status IN (` + strings.Join(in, ", ") + `)`
 	}
 	var n int
-	if err := s.db.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
+	if err := s.reads.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("store: count jobs: %w", err)
 	}
 	return n, nil
+}
+
+func (s *SQLiteMeta) ExpiredTensors(ctx context.Context, cutoff time.Time, limit int) ([]*Tensor, error) {
+	// A tensor still read by an active job stays until that job ends.
+	return queryAll(ctx, s.reads, "expired tensors", scanTensor, `SELECT `+tensorCols+` FROM lowrank_tensor t WHERE created_at < ?
+		AND NOT EXISTS (SELECT 1 FROM lowrank_job j WHERE j.input_key = t.id AND j.status IN (?, ?))
+		ORDER BY created_at LIMIT ?`, cutoff.UnixNano(), string(JobQueued), string(JobRunning), limit)
+}
+
+func (s *SQLiteMeta) ExpiredJobs(ctx context.Context, cutoff time.Time, limit int) ([]*Job, error) {
+	return queryAll(ctx, s.reads, "expired jobs", scanJob, `SELECT `+jobCols+` FROM lowrank_job WHERE status IN (?, ?, ?)
+		AND finished_at IS NOT NULL AND finished_at < ? ORDER BY finished_at LIMIT ?`,
+		string(JobSucceeded), string(JobFailed), string(JobCanceled), cutoff.UnixNano(), limit)
 }

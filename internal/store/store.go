@@ -190,4 +190,11 @@ type MetaStore interface {
 	DeleteJob(ctx context.Context, owner, id string) error
 	// CountJobs counts jobs by status (all owners).
 	CountJobs(ctx context.Context, statuses ...JobStatus) (int, error)
+
+	// ExpiredTensors returns at most limit tensors (all owners) created
+	// before cutoff that no queued or running job reads.
+	ExpiredTensors(ctx context.Context, cutoff time.Time, limit int) ([]*Tensor, error)
+	// ExpiredJobs returns at most limit finished jobs (all owners) that
+	// finished before cutoff.
+	ExpiredJobs(ctx context.Context, cutoff time.Time, limit int) ([]*Job, error)
 }

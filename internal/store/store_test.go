@@ -33,3 +33,33 @@ func TestSQLiteMeta(t *testing.T) {
 		return s
 	})
 }
+
+// TestSQLiteMetaReaderPool runs the suite with lookups on a separate
+// read-only pool, which must see every write committed before them.
+func TestSQLiteMetaReaderPool(t *testing.T) {
+	storetest.MetaStore(t, func(t *testing.T) store.MetaStore {
+		path := filepath.Join(t.TempDir(), "lowrank.db")
+		db, err := store.OpenSQLite(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		if _, err := store.NewSQLiteMeta(context.Background(), db); err != nil { // creates the schema
+			t.Fatal(err)
+		}
+		reads, err := store.OpenSQLiteReader(path, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { reads.Close() })
+		rs, err := store.NewSQLiteMetaReads(context.Background(), db, reads)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The pool refuses writes.
+		if _, err := reads.Exec(`DELETE FROM lowrank_job`); err == nil {
+			t.Fatal("the reader pool accepted a write")
+		}
+		return rs
+	})
+}

@@ -16,6 +16,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -267,6 +268,81 @@ func MetaStore(t *testing.T, newStore func(t *testing.T) store.MetaStore) {
 		want := "[t06 t05 t04 t03 t02 t01 t00]"
 		if fmt.Sprint(ids) != want {
 			t.Fatalf("pages gave %v, want %s", ids, want)
+		}
+	})
+
+	t.Run("Expired", func(t *testing.T) {
+		s := newStore(t)
+		hour := time.Hour
+		for i, owner := range []string{"a", "b", "a"} {
+			tt := &store.Tensor{ID: fmt.Sprintf("t%d", i), Owner: owner, Format: "npy", CreatedAt: t0.Add(time.Duration(i) * hour)}
+			if err := s.CreateTensor(ctx, tt); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// j0 reads t0 and is still queued, so t0 must not expire; j1 and
+		// j2 finished at t0+1h and t0+3h; j3 is running.
+		for i, st := range []store.JobStatus{store.JobQueued, store.JobSucceeded, store.JobFailed, store.JobRunning} {
+			j := &store.Job{ID: fmt.Sprintf("j%d", i), Owner: "a", TensorID: "t0", InputKey: "t0", Method: "svd", CreatedAt: t0}
+			if i > 0 {
+				j.InputKey = "other"
+			}
+			if err := s.CreateJob(ctx, j, 0, nil); err != nil {
+				t.Fatal(err)
+			}
+			if st == store.JobQueued {
+				continue
+			}
+			fin := t0.Add(time.Duration(2*i-1) * hour)
+			u := store.JobUpdate{Status: st}
+			if st.Finished() {
+				u.FinishedAt = &fin
+			}
+			if ok, err := s.TransitionJob(ctx, j.ID, []store.JobStatus{store.JobQueued}, u); err != nil || !ok {
+				t.Fatalf("transition %s: %v %v", j.ID, ok, err)
+			}
+		}
+		ids := func(ts []*store.Tensor, js []*store.Job) string {
+			var out []string
+			for _, t := range ts {
+				out = append(out, t.ID)
+			}
+			for _, j := range js {
+				out = append(out, j.ID)
+			}
+			return strings.Join(out, ",")
+		}
+		cutoff := t0.Add(90 * time.Minute)
+		ts, err := s.ExpiredTensors(ctx, cutoff, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ids(ts, nil); got != "t1" {
+			t.Fatalf("ExpiredTensors(t0+90m) = %q, want t1 (t0 is read by a queued job, t2 is newer)", got)
+		}
+		js, err := s.ExpiredJobs(ctx, cutoff, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ids(nil, js); got != "j1" {
+			t.Fatalf("ExpiredJobs(t0+90m) = %q, want j1", got)
+		}
+		js, _ = s.ExpiredJobs(ctx, t0.Add(100*hour), 10)
+		if got := ids(nil, js); got != "j1,j2" {
+			t.Fatalf("ExpiredJobs(t0+100h) = %q, want j1,j2 (j0 queued and j3 running never expire)", got)
+		}
+		js, _ = s.ExpiredJobs(ctx, t0.Add(100*hour), 1)
+		if len(js) != 1 {
+			t.Fatalf("limit 1 gave %d jobs", len(js))
+		}
+		// Once the queued job ends, its tensor may go too.
+		now := t0.Add(4 * hour)
+		if ok, _ := s.TransitionJob(ctx, "j0", []store.JobStatus{store.JobQueued}, store.JobUpdate{Status: store.JobCanceled, FinishedAt: &now}); !ok {
+			t.Fatal("cancel j0")
+		}
+		ts, _ = s.ExpiredTensors(ctx, cutoff, 10)
+		if got := ids(ts, nil); got != "t0,t1" {
+			t.Fatalf("ExpiredTensors after j0 ended = %q, want t0,t1", got)
 		}
 	})
 
