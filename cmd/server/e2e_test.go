@@ -18,6 +18,7 @@ import (
 
 	"github.com/lowrank/lowrank/client"
 	"github.com/lowrank/lowrank/internal/jobs"
+	"github.com/lowrank/lowrank/internal/jobs/jobstest"
 )
 
 var ctx = context.Background()
@@ -483,7 +484,7 @@ func TestBadInput(t *testing.T) {
 
 // startWithSleep runs the server with the test-only "sleep" method.
 func startWithSleep(t *testing.T, dataDir string, args ...string) *testServer {
-	return startServerHooks(t, dataDir, hooks{registry: func(r jobs.Registry) { r["sleep"] = sleepMethod() }}, args...)
+	return startServerHooks(t, dataDir, hooks{registry: func(r jobs.Registry) { r["sleep"] = jobstest.SleepMethod() }}, args...)
 }
 
 var tiny = &client.InlineTensor{Shape: []int{2, 2}, Data: []float64{1, 2, 3, 4}}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/lowrank/lowrank"
 	"github.com/lowrank/lowrank/internal/jobs"
+	"github.com/lowrank/lowrank/internal/jobs/jobstest"
 	"github.com/lowrank/lowrank/internal/linalg"
 	"github.com/lowrank/lowrank/internal/store"
 )
@@ -78,7 +79,7 @@ func setupIn(t testing.TB, dir string, start bool, mod func(*jobs.Config)) *bund
 
 func registry() jobs.Registry {
 	r := jobs.DefaultRegistry()
-	r["sleep"] = sleepMethod()
+	r["sleep"] = jobstest.SleepMethod()
 	return r
 }
 

@@ -1,4 +1,5 @@
-package main
+// Package jobstest holds helpers for tests of packages that run jobs.
+package jobstest
 
 import (
 	"context"
@@ -8,9 +9,9 @@ import (
 	"github.com/lowrank/lowrank/internal/jobs"
 )
 
-// sleepMethod is a controllable job for lifecycle tests: it reports
+// SleepMethod is a controllable job for lifecycle tests: it reports
 // progress every 10 ms for {"seconds": s} and honours cancellation.
-func sleepMethod() jobs.Method {
+func SleepMethod() jobs.Method {
 	return jobs.Method{
 		Name: "sleep",
 		Validate: func(raw json.RawMessage, _ jobs.InputInfo, _ jobs.Limits) (json.RawMessage, error) {
