@@ -179,21 +179,9 @@ func (s *Postgres) ListTensors(ctx context.Context, owner string, p Page) ([]*Te
 		q += ` AND id < ` + a.add(p.Cursor)
 	}
 	q += ` ORDER BY id DESC LIMIT ` + a.add(limit+1)
-	rows, err := s.db.QueryContext(ctx, q, a...)
+	out, err := queryAll(ctx, s.db, "list tensors", scanTensor, q, a...)
 	if err != nil {
-		return nil, "", fmt.Errorf("store: list tensors: %w", err)
-	}
-	defer rows.Close()
-	var out []*Tensor
-	for rows.Next() {
-		t, err := scanTensor(rows)
-		if err != nil {
-			return nil, "", fmt.Errorf("store: list tensors: %w", err)
-		}
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("store: list tensors: %w", err)
+		return nil, "", err
 	}
 	next := ""
 	if len(out) > limit {
@@ -319,21 +307,9 @@ func (s *Postgres) ListJobs(ctx context.Context, f JobFilter, p Page) ([]*Job, s
 		q += ` AND id < ` + a.add(p.Cursor)
 	}
 	q += ` ORDER BY id DESC LIMIT ` + a.add(limit+1)
-	rows, err := s.db.QueryContext(ctx, q, a...)
+	out, err := queryAll(ctx, s.db, "list jobs", scanJob, q, a...)
 	if err != nil {
-		return nil, "", fmt.Errorf("store: list jobs: %w", err)
-	}
-	defer rows.Close()
-	var out []*Job
-	for rows.Next() {
-		j, err := scanJob(rows)
-		if err != nil {
-			return nil, "", fmt.Errorf("store: list jobs: %w", err)
-		}
-		out = append(out, j)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("store: list jobs: %w", err)
+		return nil, "", err
 	}
 	next := ""
 	if len(out) > limit {
@@ -351,44 +327,14 @@ func (s *Postgres) TransitionJob(ctx context.Context, id string, from []JobStatu
 	if len(from) == 0 {
 		panic("store: TransitionJob without from statuses")
 	}
+	cols, vals, err := jobUpdateColumns(u)
+	if err != nil {
+		return false, err
+	}
 	var a pgArgs
-	set := []string{"status = " + a.add(string(u.Status))}
-	add := func(col string, v any) {
-		set = append(set, col+" = "+a.add(v))
-	}
-	if u.StartedAt != nil {
-		add("started_at", nullTime(u.StartedAt))
-	}
-	if u.FinishedAt != nil {
-		add("finished_at", nullTime(u.FinishedAt))
-	}
-	if u.Timings != nil {
-		v, err := jsonText(u.Timings)
-		if err != nil {
-			return false, err
-		}
-		add("timings", v)
-	}
-	if u.Result != nil {
-		v, _ := jsonText(u.Result)
-		add("result", v)
-	}
-	if u.Error != nil {
-		v, err := jsonText(u.Error)
-		if err != nil {
-			return false, err
-		}
-		add("error", v)
-	}
-	if u.BundleKey != "" {
-		add("bundle_key", u.BundleKey)
-	}
-	if u.Progress != nil {
-		v, err := jsonText(*u.Progress)
-		if err != nil {
-			return false, err
-		}
-		add("progress", v)
+	set := make([]string, len(cols))
+	for i, c := range cols {
+		set[i] = c + " = " + a.add(vals[i])
 	}
 	q := `UPDATE lowrank_job SET ` + strings.Join(set, ", ") + ` WHERE id = ` + a.add(id) + ` AND status IN ` + a.in(from)
 	res, err := s.db.ExecContext(ctx, q, a...)

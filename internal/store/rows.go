@@ -28,3 +28,48 @@ func queryAll[T any](ctx context.Context, db *sql.DB, what string, scan func(int
 	}
 	return out, nil
 }
+
+// jobUpdateColumns lists the columns u sets, status first, with their values
+// as both SQL stores store them (times as Unix nanoseconds, JSON as text).
+func jobUpdateColumns(u JobUpdate) (cols []string, vals []any, err error) {
+	cols, vals = []string{"status"}, []any{string(u.Status)}
+	add := func(col string, v any) {
+		cols = append(cols, col)
+		vals = append(vals, v)
+	}
+	if u.StartedAt != nil {
+		add("started_at", nullTime(u.StartedAt))
+	}
+	if u.FinishedAt != nil {
+		add("finished_at", nullTime(u.FinishedAt))
+	}
+	if u.Timings != nil {
+		v, err := jsonText(u.Timings)
+		if err != nil {
+			return nil, nil, err
+		}
+		add("timings", v)
+	}
+	if u.Result != nil {
+		v, _ := jsonText(u.Result)
+		add("result", v)
+	}
+	if u.Error != nil {
+		v, err := jsonText(u.Error)
+		if err != nil {
+			return nil, nil, err
+		}
+		add("error", v)
+	}
+	if u.BundleKey != "" {
+		add("bundle_key", u.BundleKey)
+	}
+	if u.Progress != nil {
+		v, err := jsonText(*u.Progress)
+		if err != nil {
+			return nil, nil, err
+		}
+		add("progress", v)
+	}
+	return cols, vals, nil
+}

@@ -179,21 +179,9 @@ func (s *SQLiteMeta) ListTensors(ctx context.Context, owner string, p Page) ([]*
 	}
 	q += ` ORDER BY id DESC LIMIT ?`
 	args = append(args, limit+1)
-	rows, err := s.reads.QueryContext(ctx, q, args...)
+	out, err := queryAll(ctx, s.reads, "list tensors", scanTensor, q, args...)
 	if err != nil {
-		return nil, "", fmt.Errorf("store: list tensors: %w", err)
-	}
-	defer rows.Close()
-	var out []*Tensor
-	for rows.Next() {
-		t, err := scanTensor(rows)
-		if err != nil {
-			return nil, "", fmt.Errorf("store: list tensors: %w", err)
-		}
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("store: list tensors: %w", err)
+		return nil, "", err
 	}
 	next := ""
 	if len(out) > limit {
@@ -378,21 +366,9 @@ func (s *SQLiteMeta) ListJobs(ctx context.Context, f JobFilter, p Page) ([]*Job,
 	}
 	q += ` ORDER BY id DESC LIMIT ?`
 	args = append(args, limit+1)
-	rows, err := s.reads.QueryContext(ctx, q, args...)
+	out, err := queryAll(ctx, s.reads, "list jobs", scanJob, q, args...)
 	if err != nil {
-		return nil, "", fmt.Errorf("store: list jobs: %w", err)
-	}
-	defer rows.Close()
-	var out []*Job
-	for rows.Next() {
-		j, err := scanJob(rows)
-		if err != nil {
-			return nil, "", fmt.Errorf("store: list jobs: %w", err)
-		}
-		out = append(out, j)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("store: list jobs: %w", err)
+		return nil, "", err
 	}
 	next := ""
 	if len(out) > limit {
@@ -406,45 +382,13 @@ func (s *SQLiteMeta) TransitionJob(ctx context.Context, id string, from []JobSta
 	if len(from) == 0 {
 		panic("store: TransitionJob without from statuses")
 	}
-	set := []string{"status = ?"}
-	args := []any{string(u.Status)}
-	add := func(col string, v any) {
-		set = append(set, col+" = ?")
-		args = append(args, v)
+	cols, args, err := jobUpdateColumns(u)
+	if err != nil {
+		return false, err
 	}
-	if u.StartedAt != nil {
-		add("started_at", nullTime(u.StartedAt))
-	}
-	if u.FinishedAt != nil {
-		add("finished_at", nullTime(u.FinishedAt))
-	}
-	if u.Timings != nil {
-		v, err := jsonText(u.Timings)
-		if err != nil {
-			return false, err
-		}
-		add("timings", v)
-	}
-	if u.Result != nil {
-		v, _ := jsonText(u.Result)
-		add("result", v)
-	}
-	if u.Error != nil {
-		v, err := jsonText(u.Error)
-		if err != nil {
-			return false, err
-		}
-		add("error", v)
-	}
-	if u.BundleKey != "" {
-		add("bundle_key", u.BundleKey)
-	}
-	if u.Progress != nil {
-		v, err := jsonText(*u.Progress)
-		if err != nil {
-			return false, err
-		}
-		add("progress", v)
+	set := make([]string, len(cols))
+	for i, c := range cols {
+		set[i] = c + " = ?"
 	}
 	args = append(args, id)
 	in := make([]string, len(from))
