@@ -208,18 +208,7 @@ func (s *Postgres) DeleteTensor(ctx context.Context, owner, id string) error {
 // capped submissions take the queue's slots one at a time and never
 // overshoot. Uncapped submissions (maxActive <= 0) skip the lock.
 func (s *Postgres) CreateJob(ctx context.Context, j *Job, maxActive int, enqueue func(ctx context.Context, tx *sql.Tx) (int64, error)) (err error) {
-	params, err := jsonText(j.Params)
-	if err != nil {
-		return err
-	}
-	if params == nil {
-		params = "{}"
-	}
-	timings, err := jsonText(j.Timings)
-	if err != nil {
-		return err
-	}
-	progress, err := jsonText(j.Progress)
+	params, timings, progress, err := jobJSONColumns(j)
 	if err != nil {
 		return err
 	}

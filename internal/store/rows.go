@@ -73,3 +73,21 @@ func jobUpdateColumns(u JobUpdate) (cols []string, vals []any, err error) {
 	}
 	return cols, vals, nil
 }
+
+// jobJSONColumns encodes the JSON columns of a new job as both SQL stores
+// store them (text, params "{}" when absent).
+func jobJSONColumns(j *Job) (params, timings, progress any, err error) {
+	if params, err = jsonText(j.Params); err != nil {
+		return nil, nil, nil, err
+	}
+	if params == nil {
+		params = "{}"
+	}
+	if timings, err = jsonText(j.Timings); err != nil {
+		return nil, nil, nil, err
+	}
+	if progress, err = jsonText(j.Progress); err != nil {
+		return nil, nil, nil, err
+	}
+	return params, timings, progress, nil
+}

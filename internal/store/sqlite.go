@@ -229,18 +229,7 @@ func jsonText(v any) (any, error) {
 }
 
 func (s *SQLiteMeta) CreateJob(ctx context.Context, j *Job, maxActive int, enqueue func(ctx context.Context, tx *sql.Tx) (int64, error)) (err error) {
-	params, err := jsonText(j.Params)
-	if err != nil {
-		return err
-	}
-	if params == nil {
-		params = "{}"
-	}
-	timings, err := jsonText(j.Timings)
-	if err != nil {
-		return err
-	}
-	progress, err := jsonText(j.Progress)
+	params, timings, progress, err := jobJSONColumns(j)
 	if err != nil {
 		return err
 	}
