@@ -727,11 +727,9 @@ func TestSystemEndpoints(t *testing.T) {
 	j := mustSubmit(t, c, client.JobRequest{Method: client.MethodSvd, Tensor: &client.InlineTensor{Shape: []int{2, 2}, Data: []float64{1, 0, 0, 1}}, Params: &map[string]any{"rank": 1}})
 	poll(t, c, j.Id, 30*time.Second)
 	mustUpload(t, c, npyBytes(t, randTensor("", []int{2, 2}, 1, true)), nil)
-	mr, err := c.GetMetricsWithResponse(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{
+	// The worker counts a job just after its record says succeeded, so the
+	// metrics are polled rather than read once.
+	waitMetrics(t, c, 10*time.Second,
 		`lowrank_http_request_duration_seconds_bucket{code="202",method="POST",route="/v1/jobs",`,
 		`lowrank_jobs_total{method="svd",outcome="succeeded"} 1`,
 		`lowrank_job_duration_seconds_count{method="svd"} 1`,
@@ -739,10 +737,32 @@ func TestSystemEndpoints(t *testing.T) {
 		"lowrank_jobs_queued 0", "lowrank_jobs_running 0",
 		"lowrank_upload_bytes_total ",
 		`lowrank_build_info{backend="`,
-	} {
-		if !strings.Contains(string(mr.Body), want) {
-			t.Errorf("metrics lack %q in:\n%s", want, grepLines(string(mr.Body), "lowrank_"))
+	)
+}
+
+// waitMetrics polls /metrics until it holds every want substring, and fails
+// the test with the lowrank_ lines if the timeout passes first.
+func waitMetrics(t *testing.T, c *client.ClientWithResponses, timeout time.Duration, want ...string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		mr, err := c.GetMetricsWithResponse(ctx)
+		if err != nil {
+			t.Fatal(err)
 		}
+		var missing []string
+		for _, w := range want {
+			if !strings.Contains(string(mr.Body), w) {
+				missing = append(missing, w)
+			}
+		}
+		if len(missing) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics lack %q in:\n%s", missing, grepLines(string(mr.Body), "lowrank_"))
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
