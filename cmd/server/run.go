@@ -109,7 +109,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		h.registry(registry)
 	}
 	svc, err := jobs.New(ctx, jobs.Config{
-		DB: db, Meta: meta, Blobs: blobs, Codec: codec, Registry: registry, Backend: backend, Threads: procs, SingleProcess: true,
+		Queue: jobs.SQLiteQueue(db), Meta: meta, Blobs: blobs, Codec: codec, Registry: registry, Backend: backend, Threads: procs, SingleProcess: true,
 		Workers: cfg.Workers, QueueCapacity: cfg.QueueCapacity, Limits: limits, JobTimeout: cfg.JobTimeout,
 		Logger: log.Named("jobs"), Metrics: reg, Version: version,
 		Retention: cfg.Retention, CleanInterval: h.cleanInterval, Now: h.now,
