@@ -878,3 +878,38 @@ func TestJobTimeout(t *testing.T) {
 		t.Fatalf("timed-out job: %s %+v", d.Status, d.Error)
 	}
 }
+
+// A tensor that a queued or running job reads cannot be deleted from under
+// it: 409 naming the job, the tensor stays; once the jobs end it goes.
+func TestDeleteTensorInUse(t *testing.T) {
+	t.Parallel()
+	s := startWithSleep(t, "", "--workers", "1")
+	c := s.client("")
+	tn := mustUpload(t, c, npyBytes(t, randTensor("", []int{2, 2}, 1, false)), nil)
+	sleepOn := func(seconds float64) client.JobRequest {
+		return client.JobRequest{Method: "sleep", TensorId: &tn.Id, Params: &map[string]any{"seconds": seconds}}
+	}
+	running := mustSubmit(t, c, sleepOn(60))
+	queued := mustSubmit(t, c, sleepOn(60))
+	for _, j := range []*client.Job{queued, running} {
+		r, err := c.DeleteTensorWithResponse(ctx, tn.Id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantProblem(t, "delete a tensor in use", r.StatusCode(), r.HTTPResponse.Header, r.Body, "conflict", "")
+		if r.StatusCode() != http.StatusConflict || !strings.Contains(string(r.Body), queued.Id) && !strings.Contains(string(r.Body), running.Id) {
+			t.Fatalf("delete a tensor in use: %d %s", r.StatusCode(), r.Body)
+		}
+		if g, _ := c.GetTensorWithResponse(ctx, tn.Id); g.StatusCode() != http.StatusOK {
+			t.Fatalf("the refused delete lost the tensor: %d", g.StatusCode())
+		}
+		if dr, err := c.DeleteJobWithResponse(ctx, j.Id); err != nil || dr.StatusCode() != http.StatusOK {
+			t.Fatalf("cancel %s: %v %d", j.Id, err, dr.StatusCode())
+		}
+	}
+	if r, err := c.DeleteTensorWithResponse(ctx, tn.Id); err != nil || r.StatusCode() != http.StatusNoContent {
+		t.Fatalf("delete once the jobs ended: %v %d %s", err, r.StatusCode(), r.Body)
+	}
+	r, _ := c.CreateJobWithResponse(ctx, sleepOn(1))
+	wantProblem(t, "job on a deleted tensor", r.StatusCode(), r.HTTPResponse.Header, r.Body, "not_found", "tensor_id")
+}
