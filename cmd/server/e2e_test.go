@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"math"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -912,4 +914,36 @@ func TestDeleteTensorInUse(t *testing.T) {
 	}
 	r, _ := c.CreateJobWithResponse(ctx, sleepOn(1))
 	wantProblem(t, "job on a deleted tensor", r.StatusCode(), r.HTTPResponse.Header, r.Body, "not_found", "tensor_id")
+}
+
+// An upload whose body ends before its Content-Length (the client died
+// mid-upload) is a 400 that says so, and stores nothing.
+func TestUploadCutShort(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "")
+	data := npyBytes(t, randTensor("", []int{300, 200}, 3, false))
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /v1/tensors HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n", len(data))
+	if _, err := conn.Write(data[:len(data)/2]); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.(*net.TCPConn).CloseWrite()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	wantProblem(t, "cut-short upload", resp.StatusCode, resp.Header, body, "invalid", "file")
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "Content-Length") {
+		t.Errorf("cut-short upload: %d %s", resp.StatusCode, body)
+	}
+	lr, err := s.client("").ListTensorsWithResponse(ctx, nil)
+	if err != nil || lr.JSON200 == nil || len(lr.JSON200.Items) != 0 {
+		t.Errorf("tensors after a cut-short upload: %v %s", err, lr.Body)
+	}
 }
