@@ -255,4 +255,3 @@ func (s *server) handleTensorDelete(w http.ResponseWriter, r *http.Request) erro
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
-
