@@ -11,11 +11,12 @@ import (
 )
 
 // ConvParams are a 2-D convolution's geometry (PyTorch's conv2d semantics).
-// Index 0 is the height, index 1 the width.
+// Index 0 of each pair is the height, index 1 the width. Zero Stride,
+// Dilation or Groups mean 1.
 type ConvParams struct {
 	Stride, Padding, Dilation [2]int
 	Groups                    int
-} // zero Stride/Dilation/Groups mean 1
+}
 
 // Conv2D returns the cross-correlation of x (N, C, H, W) with w (O, C/Groups, KH, KW), plus bias (len O or nil),
 // computed by im2col and one GEMM per image and group.
