@@ -67,6 +67,13 @@
 //	            dilation along the height), Conv2d 1×kw depthwise (the same along the width),
 //	            Conv2d 1×1 (R→out, bias)
 //
+// The names are chosen to be a PyTorch state_dict's: if the module at
+// <prefix> is replaced by one holding the factor modules (without bias) in
+// an nn.Sequential called "lowrank" and the original bias as its own
+// parameter "bias", added after the last module, then
+// model.load_state_dict reads the compressed checkpoint as it is, every
+// other tensor included. examples/pytorch_apply.py does this.
+//
 // # Manifest schema (ManifestFormat "lowrank.compress.v1")
 //
 //	{
