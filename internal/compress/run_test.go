@@ -350,3 +350,44 @@ func matmul(a, b []float64, m, k, n int) []float64 {
 	}
 	return c
 }
+
+// TestPhasesRoundTripJSON: what passes between the phases survives JSON,
+// so each per-layer step can run as a sub-job elsewhere.
+func TestPhasesRoundTripJSON(t *testing.T) {
+	_, _, o := runSynth(t, linalg.Default(1), 1, synthPolicy())
+	roundTrip := func(name string, v any, fresh any) {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if err := json.Unmarshal(b, fresh); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got := reflect.ValueOf(fresh).Elem().Interface(); !reflect.DeepEqual(got, v) {
+			t.Errorf("%s changed through JSON:\n got %+v\nwant %+v", name, got, v)
+		}
+	}
+	roundTrip("plan", *o.Plan, &Plan{})
+	roundTrip("analyses", o.Analyses, &[]*Analysis{})
+	roundTrip("allocations", o.Allocations, &[]Allocation{})
+	roundTrip("manifest", *o.Manifest, &Manifest{})
+	roundTrip("report", *o.Report, &Report{})
+	results := make([]*LayerResult, len(o.Results))
+	for i, r := range o.Results {
+		if r != nil {
+			c := *r
+			c.Factors = nil // the data travels as a safetensors bundle, not JSON
+			results[i] = &c
+		}
+	}
+	roundTrip("results", results, &[]*LayerResult{})
+	// The plan's allocation is the same when computed again from the
+	// decoded analyses.
+	b, _ := json.Marshal(o.Analyses)
+	var as []*Analysis
+	_ = json.Unmarshal(b, &as)
+	again, err := Allocate(o.Plan, as)
+	if err != nil || !reflect.DeepEqual(again, o.Allocations) {
+		t.Errorf("allocation from decoded analyses differs (%v)", err)
+	}
+}
