@@ -43,9 +43,10 @@ type FactorInfo struct {
 }
 
 // Factor factors one layer's weight t at the allocated ranks (al must not
-// be kept) under policy p: svd by linalg.TruncatedSVD, the singular values
-// split evenly between the two factors (each takes sqrt(σ), so neither
-// factor's range is much wider than the weight's in F16); tucker2 by
+// be kept) under policy p: svd from the Gram matrix of the shorter side
+// (see gramFactors), the singular values split evenly between the two
+// factors (each takes sqrt(σ), so neither factor's range is much wider
+// than the weight's in F16); tucker2 by
 // tensorops.Tucker on modes (0, 1) with p.TuckerIterations HOOI sweeps;
 // cp by tensorops.CPALS with p.CPIterations sweeps, λ folded into the last
 // factor. The factors are rounded to the layer's dtype, the weight rebuilt
@@ -87,22 +88,9 @@ func factorT[T tensorops.Float](ctx context.Context, b linalg.Backend, p Policy,
 	case MethodSVD:
 		rows, cols := l.Matrix()
 		r := ranks[0]
-		svd, err := linalg.TruncatedSVD(ctx, b, rows, cols, w, cols, linalg.SVDOptions{Rule: linalg.RankRule{Rank: r}, Seed: p.Seed}, nil)
+		left, right, err := gramFactors(b, rows, cols, r, w)
 		if err != nil {
 			return err
-		}
-		left := make([]T, rows*r) // U·sqrt(Σ), rows×r
-		for i := range rows {
-			for j := range r {
-				left[i*r+j] = svd.U[i*r+j] * T(math.Sqrt(float64(svd.S[j])))
-			}
-		}
-		right := make([]T, r*cols) // sqrt(Σ)·Vᵀ, r×cols
-		for j := range r {
-			s := T(math.Sqrt(float64(svd.S[j])))
-			for c := range cols {
-				right[j*cols+c] = s * svd.Vt[j*cols+c]
-			}
 		}
 		roundTo(l.DType, left)
 		roundTo(l.DType, right)
