@@ -87,6 +87,9 @@ type Config struct {
 	// them forever. CleanInterval is how often expired ones are removed
 	// (default: a tenth of Retention, between a second and an hour).
 	Retention, CleanInterval time.Duration
+	// Compressions keeps whole-checkpoint compressions (in the database of
+	// Meta and Queue); nil turns them off (see compress.go).
+	Compressions store.CompressionStore
 }
 
 // Service owns the job lifecycle: submission, the River workers,
@@ -105,6 +108,8 @@ type Service struct {
 	background     sync.WaitGroup
 	mu             sync.Mutex
 	running        map[string]*runningJob // by job id
+
+	compressions *compressions // nil when Config.Compressions is
 
 	reconcileMu     sync.Mutex
 	reconciledSince time.Time // where the next ReconcileDiscarded stops
@@ -163,6 +168,14 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, &worker{s: s}); err != nil {
 		return nil, err
+	}
+	if err := river.AddWorkerSafely(workers, &compressWorker{s: s}); err != nil {
+		return nil, err
+	}
+	if cfg.Compressions != nil {
+		if s.compressions, err = newCompressions(cfg, cfg.Metrics); err != nil {
+			return nil, err
+		}
 	}
 	s.jobTimeout, s.rescueAfter = jobLimits(cfg.JobTimeout, cfg.RescueAfter, cfg.SingleProcess)
 	riverTimeout := s.jobTimeout
