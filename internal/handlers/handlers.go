@@ -51,7 +51,7 @@ type Deps struct {
 	// Compressions runs whole-checkpoint compressions; nil answers their
 	// routes 415 (not enabled).
 	Compressions CompressionService
-	Info     Info
+	Info         Info
 	// APIKeys, when not empty, are the accepted Bearer tokens; each key
 	// sees only its own tensors and jobs.
 	APIKeys []string
