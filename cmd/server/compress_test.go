@@ -340,7 +340,7 @@ func TestCompressionCancel(t *testing.T) {
 	c := s.client("")
 	var ts []*jobs.Tensor
 	for i := range 6 {
-		ts = append(ts, randTensor("", []int{640, 640}, uint64(i), false))
+		ts = append(ts, randTensor("", []int{512, 512}, uint64(i), false))
 		ts[i].Name = "block" + strconv.Itoa(i) + ".weight"
 	}
 	tn := mustUpload(t, c, safetensorsBytes(t, ts...), nil)

@@ -183,10 +183,19 @@ func testCompressionMatchesRun(t *testing.T, database string) {
 		if !strings.Contains(page, "<svg") || !strings.Contains(page, "fc1.weight") {
 			t.Errorf("report page has no plots or no layer names (%d bytes)", len(page))
 		}
-		// Intermediate factor blobs are gone once the checkpoint holds them.
+		// Intermediate factor blobs go once the checkpoint holds them (just
+		// after the compression is recorded succeeded).
 		for i := range 4 {
-			if _, err := b.blobs.Open(ctx, rec.ID+".layer-"+string(rune('0'+i))+".safetensors"); lowrank.ErrorCode(err) != lowrank.ENOTFOUND {
-				t.Errorf("layer %d's factor blob left behind: %v", i, err)
+			key := rec.ID + ".layer-" + string(rune('0'+i)) + ".safetensors"
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+				_, err := b.blobs.Open(ctx, key)
+				if lowrank.ErrorCode(err) == lowrank.ENOTFOUND {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Errorf("layer %d's factor blob left behind: %v", i, err)
+					break
+				}
 			}
 		}
 		sp, err := b.svc.CompressionSpectrum(ctx, "", rec.ID, "fc2.weight", 0)
@@ -317,5 +326,122 @@ func TestCompressionLayerFailure(t *testing.T) {
 	}
 	if failed == nil || failed.Status != store.LayerFailed || failed.Error == nil {
 		t.Fatalf("layer b.weight = %+v", failed)
+	}
+}
+
+// manyLayers is a checkpoint of n square float32 weights of side k.
+func manyLayers(t testing.TB, n, k int) []byte {
+	rng := rand.New(rand.NewPCG(uint64(n), uint64(k)))
+	var ts []*tensorio.Tensor
+	for i := range n {
+		x := make([]float32, k*k)
+		for j := range x {
+			x[j] = float32(rng.NormFloat64())
+		}
+		ts = append(ts, &tensorio.Tensor{Name: "block" + string(rune('a'+i)) + ".weight", DType: tensorio.F32, Shape: []int{k, k}, F32: x})
+	}
+	var buf bytes.Buffer
+	if err := tensorio.WriteSafetensors(&buf, ts, nil); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestCompressionAcrossReplicas: two replicas sharing a Postgres database
+// both work on the layers of one compression, and a cancel made on one
+// stops the steps the other is running.
+func TestCompressionAcrossReplicas(t *testing.T) {
+	at := newPlace(t, onPostgres)
+	ctx := context.Background()
+	one := func(c *jobs.Config) { withCompressions(c); c.Workers = 1 }
+	a, b := setupAt(t, at, true, one), setupAt(t, at, true, one)
+	upload(t, a, "ckpt", "safetensors", manyLayers(t, 8, 192))
+	rec, err := a.svc.SubmitCompression(ctx, jobs.CompressionRequest{TensorID: "ckpt", Policy: json.RawMessage(`{"budget": 0.3, "min_elements": 1}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCompression(t, b, rec.ID, store.JobSucceeded)
+	var workers int
+	err = a.db.QueryRow(`SELECT COUNT(DISTINCT w) FROM river_job, unnest(attempted_by) AS w WHERE kind = 'lowrank_compress'`).Scan(&workers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if workers != 2 {
+		t.Errorf("the compression's sub-jobs ran on %d replicas, want 2", workers)
+	}
+
+	// Cancel on b a compression whose steps run on both.
+	upload(t, a, "big", "safetensors", manyLayers(t, 6, 512))
+	rec, err = a.svc.SubmitCompression(ctx, jobs.CompressionRequest{TensorID: "big", Policy: json.RawMessage(`{"budget": 0.3, "min_elements": 1}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := a.svc.GetCompression(ctx, "", rec.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Progress.Phase == jobs.PhaseAnalyze {
+			break
+		}
+		if time.Now().After(deadline) || c.Status.Finished() {
+			t.Fatalf("compression %s in phase %s", c.Status, c.Progress.Phase)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	start := time.Now()
+	if c, err := b.svc.DeleteCompression(ctx, "", rec.ID); err != nil || c.Status != store.JobCanceled {
+		t.Fatalf("cancel on the other replica: %+v %v", c, err)
+	}
+	// Both workers are free again soon: a small compression runs through.
+	upload(t, a, "small", "safetensors", checkpoint(t, 4))
+	next, err := a.svc.SubmitCompression(ctx, jobs.CompressionRequest{TensorID: "small", Policy: json.RawMessage(`{"budget": 0.5, "min_elements": 1}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCompression(t, a, next.ID, store.JobSucceeded)
+	t.Logf("the next compression succeeded %s after the cancel", time.Since(start))
+	c, err := a.svc.GetCompression(ctx, "", rec.ID)
+	if err != nil || c.Status != store.JobCanceled || c.Progress.LayersDone != 0 {
+		t.Fatalf("canceled compression: %+v, %v", c, err)
+	}
+}
+
+// TestCompressionExpires: retention removes a finished compression with
+// its outputs, and then its input.
+func TestCompressionExpires(t *testing.T) {
+	clock := &fakeClock{now: time.Now()}
+	b := setup(t, func(c *jobs.Config) {
+		withCompressions(c)
+		c.Now, c.Retention, c.CleanInterval = clock.Now, time.Hour, time.Hour
+	})
+	ctx := context.Background()
+	upload(t, b, "ckpt", "safetensors", checkpoint(t, 5))
+	rec, err := b.svc.SubmitCompression(ctx, jobs.CompressionRequest{TensorID: "ckpt", Policy: json.RawMessage(`{"budget": 0.5, "min_elements": 1}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := waitCompression(t, b, rec.ID, store.JobSucceeded)
+	if _, _, err := b.svc.Expire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.svc.GetCompression(ctx, "", rec.ID); err != nil {
+		t.Fatalf("expired before its time: %v", err)
+	}
+	clock.Advance(2 * time.Hour)
+	if _, _, err := b.svc.Expire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.svc.GetCompression(ctx, "", rec.ID); lowrank.ErrorCode(err) != lowrank.ENOTFOUND {
+		t.Fatalf("after retention: %v", err)
+	}
+	for name, key := range done.Outputs {
+		if _, err := b.blobs.Open(ctx, key); lowrank.ErrorCode(err) != lowrank.ENOTFOUND {
+			t.Errorf("output %s outlived its compression: %v", name, err)
+		}
+	}
+	if _, err := b.meta.GetTensor(ctx, "", "ckpt"); lowrank.ErrorCode(err) != lowrank.ENOTFOUND {
+		t.Errorf("input after retention: %v", err)
 	}
 }
