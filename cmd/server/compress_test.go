@@ -385,3 +385,49 @@ func TestCompressionCancel(t *testing.T) {
 		t.Errorf("delete the canceled compression: %d", dr.StatusCode())
 	}
 }
+
+// TestCompressionSurvivesRestart stops the server while a compression's
+// layers are being analysed; the restarted server finishes it, and the
+// result is the one an uninterrupted run gives.
+func TestCompressionSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	var ts []*jobs.Tensor
+	for i := range 4 {
+		ts = append(ts, randTensor("", []int{320, 320}, uint64(10+i), false))
+		ts[i].Name = "block" + strconv.Itoa(i) + ".weight"
+	}
+	data := safetensorsBytes(t, ts...)
+	policy := client.CompressionPolicy{Budget: ptr(0.3), MinElements: ptr(int64(1))}
+
+	dir := t.TempDir()
+	s := startServer(t, dir, "--workers", "1", "--shutdown-grace", "50ms")
+	c := s.client("")
+	tn := mustUpload(t, c, data, nil)
+	cr := mustCompress(t, c, tn.Id, policy)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		r, _ := c.GetCompressionWithResponse(ctx, cr.Id)
+		if r.JSON200 == nil || r.JSON200.Status != client.JobStatusQueued && r.JSON200.Status != client.JobStatusRunning {
+			t.Fatalf("compression ended before the restart: %s", r.Body)
+		}
+		if r.JSON200.Progress.Phase == client.CompressionProgressPhaseAnalyze || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(pollInterval)
+	}
+	s.stop()
+
+	s2 := startServer(t, dir, "--workers", "2")
+	c2 := s2.client("")
+	done := pollCompression(t, c2, cr.Id, 120*time.Second)
+	if done.Status != client.JobStatusSucceeded || done.Progress.LayersDone != 4 {
+		t.Fatalf("after restart: %s %+v %+v", done.Status, done.Progress, done.Error)
+	}
+	// The same compression run without interruption gives the same bytes.
+	again := pollCompression(t, c2, mustCompress(t, c2, tn.Id, policy).Id, 120*time.Second)
+	a, _ := c2.GetCompressedCheckpointWithResponse(ctx, done.Id)
+	b, _ := c2.GetCompressedCheckpointWithResponse(ctx, again.Id)
+	if again.Status != client.JobStatusSucceeded || a.StatusCode() != http.StatusOK || !bytes.Equal(a.Body, b.Body) {
+		t.Errorf("interrupted and uninterrupted runs differ (%s; %d and %d bytes)", again.Status, len(a.Body), len(b.Body))
+	}
+}
