@@ -866,10 +866,9 @@ func (s *Service) stepFactor(ctx context.Context, rec *store.Compression, i int)
 	return err
 }
 
-// stepAssemble writes the outputs. The factors of every layer are read
-// back from their blobs into memory (they are the compressed part of the
-// model, a fraction of it); the rest of the checkpoint streams from the
-// source blob.
+// stepAssemble writes the outputs: the checkpoint streamed from the source
+// and the layers' factor blobs (see assemble), then the manifest, the
+// report and its page.
 func (s *Service) stepAssemble(ctx context.Context, rec *store.Compression, log *zap.Logger) error {
 	c := s.compressions
 	plan, err := loadPlan(rec, 0)
@@ -882,6 +881,7 @@ func (s *Service) stepAssemble(ctx context.Context, rec *store.Compression, log 
 	}
 	n := len(plan.Layers)
 	analyses, allocs, results := make([]*compress.Analysis, n), make([]compress.Allocation, n), make([]*compress.LayerResult, n)
+	factorKeys := map[string]string{} // a factored layer's name → its factors' blob
 	for _, row := range rows {
 		i := row.Index
 		analyses[i] = new(compress.Analysis)
@@ -898,10 +898,7 @@ func (s *Service) stepAssemble(ctx context.Context, rec *store.Compression, log 
 		if err := json.Unmarshal(row.Result, r); err != nil {
 			return fmt.Errorf("jobs: compression %s layer %d result: %w", rec.ID, i, err)
 		}
-		if r.Factors, err = s.readFactors(ctx, row.FactorsKey, r.FactorInfos); err != nil {
-			return err
-		}
-		results[i] = r
+		results[i], factorKeys[r.Name] = r, row.FactorsKey
 	}
 	src, err := s.cfg.Blobs.Open(ctx, rec.TensorID)
 	if err != nil {
@@ -935,7 +932,7 @@ func (s *Service) stepAssemble(ctx context.Context, rec *store.Compression, log 
 		}
 	}
 	if _, err := s.putStreamed(ctx, outputs[OutputCheckpoint], func(w io.Writer) error {
-		return compress.Assemble(w, src, src.Size(), infos, plan, results, meta)
+		return s.assemble(ctx, w, src, infos, results, factorKeys, meta)
 	}); err != nil {
 		cleanup()
 		return err
@@ -974,23 +971,106 @@ func (s *Service) stepAssemble(ctx context.Context, rec *store.Compression, log 
 	return nil
 }
 
-// readFactors reads a layer's factor blob, checking it holds infos.
-func (s *Service) readFactors(ctx context.Context, key string, infos []compress.FactorInfo) ([]*tensorio.Tensor, error) {
-	b, err := s.cfg.Blobs.Open(ctx, key)
+// assemble writes the compressed checkpoint as compress.Assemble does
+// (every tensor of the source in order, each factored weight replaced at
+// its place by its factors, the rest copied byte for byte), but streams
+// the factors from their layer blobs instead of holding them all in
+// memory: each is a raw entry whose reader opens its blob when the writer
+// reaches it. Memory is then a copy buffer, whatever the model's size.
+func (s *Service) assemble(ctx context.Context, w io.Writer, src store.Blob, infos []tensorio.Info,
+	results []*compress.LayerResult, factorKeys map[string]string, meta map[string]string) error {
+	replaced := map[string]*compress.LayerResult{}
+	for _, r := range results {
+		if r != nil {
+			replaced[r.Name] = r
+		}
+	}
+	var opened []*lazyFactor
+	defer func() {
+		for _, f := range opened {
+			f.close()
+		}
+	}()
+	entries := make([]tensorio.SafetensorsEntry, 0, len(infos)+2*len(replaced))
+	for _, in := range infos {
+		if r := replaced[in.Name]; r != nil {
+			for _, fi := range r.FactorInfos {
+				f := &lazyFactor{s: s, ctx: ctx, key: factorKeys[r.Name], info: fi}
+				opened = append(opened, f)
+				entries = append(entries, tensorio.SafetensorsEntry{Name: fi.Name, DType: fi.DType, Shape: fi.Shape, Raw: f})
+			}
+			continue
+		}
+		if in.Offset >= 0 && !in.BigEndian && !in.FortranOrder {
+			entries = append(entries, tensorio.SafetensorsEntry{Name: in.Name, DType: in.DType, Shape: in.Shape,
+				Raw: io.NewSectionReader(src, in.Offset, in.Length)})
+			continue
+		}
+		// An .npz entry stored deflated, big-endian or in Fortran order:
+		// decoded, and written in its dtype.
+		t, err := s.compressions.limits.ReadTensor(src, src.Size(), in.Name)
+		if err != nil {
+			return err
+		}
+		entries = append(entries, tensorio.SafetensorsEntry{Tensor: t})
+	}
+	return tensorio.WriteSafetensorsEntries(w, entries, meta)
+}
+
+// lazyFactor reads one factor's raw bytes from its layer's blob, opening
+// the blob on the first Read and closing it at the end of the factor, so
+// one blob at a time is open however many layers the model has.
+type lazyFactor struct {
+	s    *Service
+	ctx  context.Context
+	key  string
+	info compress.FactorInfo
+	blob store.Blob
+	r    io.Reader
+}
+
+func (f *lazyFactor) Read(p []byte) (int, error) {
+	if f.r == nil {
+		if err := f.open(); err != nil {
+			return 0, err
+		}
+	}
+	n, err := f.r.Read(p)
+	if err == io.EOF {
+		f.close()
+	}
+	return n, err
+}
+
+func (f *lazyFactor) open() error {
+	b, err := f.s.cfg.Blobs.Open(f.ctx, f.key)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	defer b.Close()
-	ts := make([]*tensorio.Tensor, len(infos))
-	for k, fi := range infos {
-		if ts[k], err = s.compressions.limits.ReadTensor(b, b.Size(), fi.Name); err != nil {
-			return nil, err
-		}
-		if ts[k].DType != fi.DType || !slices.Equal(ts[k].Shape, fi.Shape) {
-			return nil, fmt.Errorf("jobs: factor blob %s: %s is %s %v, the result says %s %v", key, fi.Name, ts[k].DType, ts[k].Shape, fi.DType, fi.Shape)
+	_, infos, err := f.s.compressions.limits.Inspect(b, b.Size())
+	if err != nil {
+		b.Close()
+		return err
+	}
+	for _, in := range infos {
+		if in.Name == f.info.Name {
+			if in.DType != f.info.DType || !slices.Equal(in.Shape, f.info.Shape) || in.Offset < 0 {
+				b.Close()
+				return fmt.Errorf("jobs: factor blob %s: %s is %s %v, the result says %s %v", f.key, in.Name, in.DType, in.Shape, f.info.DType, f.info.Shape)
+			}
+			f.blob, f.r = b, io.NewSectionReader(b, in.Offset, in.Length)
+			return nil
 		}
 	}
-	return ts, nil
+	b.Close()
+	return fmt.Errorf("jobs: factor blob %s has no %s", f.key, f.info.Name)
+}
+
+func (f *lazyFactor) close() {
+	if f.blob != nil {
+		f.blob.Close()
+		f.blob = nil
+	}
 }
 
 func writeIndented(w io.Writer, v any) error {
