@@ -298,9 +298,6 @@ func (s *Service) compressionInfo(ctx context.Context, c *compressions, rec *sto
 	if rec.Status == store.JobSucceeded {
 		info.Progress.LayersDone, info.Progress.Fraction = rec.LayersTotal, 1
 	}
-	if !layers && rec.Status.Finished() {
-		return info, nil
-	}
 	rows, err := c.store.CompressionLayers(ctx, rec.ID)
 	if err != nil {
 		return nil, err
