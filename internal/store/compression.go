@@ -230,18 +230,20 @@ func (s *SQLiteMeta) Compressions() CompressionStore {
 	return &sqlCompressions{db: s.db, reads: s.reads, rewrite: func(q string) string { return q }}
 }
 
-// Compressions is the Postgres store's CompressionStore. Compressions
-// are rows (FOR UPDATE) where SQLite's single writer serialises anyway.
+// Compressions is the Postgres store's CompressionStore. Where SQLite's
+// one writer serialises the steps of a compression, here the row lock that
+// each step's first UPDATE takes does (see lockRunning), and a new
+// compression holds its input tensor's row FOR SHARE, as CreateJob does.
 func (s *Postgres) Compressions() CompressionStore {
-	return &sqlCompressions{db: s.db, reads: s.db, rewrite: pgPlaceholders, forUpdate: " FOR UPDATE", forShare: " FOR SHARE"}
+	return &sqlCompressions{db: s.db, reads: s.db, rewrite: pgPlaceholders, forShare: " FOR SHARE"}
 }
 
 // sqlCompressions is the CompressionStore of both SQL stores: their
 // statements differ only in placeholders and row locks.
 type sqlCompressions struct {
-	db, reads           *sql.DB
-	rewrite             func(string) string
-	forUpdate, forShare string
+	db, reads *sql.DB
+	rewrite   func(string) string
+	forShare  string
 }
 
 var _ CompressionStore = (*sqlCompressions)(nil)
