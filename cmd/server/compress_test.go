@@ -431,3 +431,36 @@ func TestCompressionSurvivesRestart(t *testing.T) {
 		t.Errorf("interrupted and uninterrupted runs differ (%s; %d and %d bytes)", again.Status, len(a.Body), len(b.Body))
 	}
 }
+
+// TestCompressionAuthIsolation: with API keys, each key sees and controls
+// only its own compressions, and compresses only its own checkpoints.
+func TestCompressionAuthIsolation(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "", "--api-keys", "alpha-key, beta-key")
+	alice, bob := s.client("alpha-key"), s.client("beta-key")
+	tn := mustUpload(t, alice, smallModel(t), nil)
+	cr := mustCompress(t, alice, tn.Id, client.CompressionPolicy{Budget: ptr(0.5), MinElements: ptr(int64(1))})
+	if done := pollCompression(t, alice, cr.Id, 60*time.Second); done.Status != client.JobStatusSucceeded {
+		t.Fatalf("alice's compression: %s %+v", done.Status, done.Error)
+	}
+	br, _ := bob.CreateCompressionWithResponse(ctx, client.CompressionRequest{TensorId: tn.Id, Policy: client.CompressionPolicy{Budget: ptr(0.5)}})
+	wantProblem(t, "bob compresses alice's checkpoint", br.StatusCode(), br.HTTPResponse.Header, br.Body, "not_found", "tensor_id")
+	if r, _ := bob.GetCompressionWithResponse(ctx, cr.Id); r.StatusCode() != http.StatusNotFound {
+		t.Errorf("bob sees alice's compression: %d", r.StatusCode())
+	}
+	if r, _ := bob.GetCompressedCheckpointWithResponse(ctx, cr.Id); r.StatusCode() != http.StatusNotFound {
+		t.Errorf("bob downloads alice's checkpoint: %d", r.StatusCode())
+	}
+	if r, _ := bob.GetCompressionLayerSpectrumWithResponse(ctx, cr.Id, "fc1.weight", nil); r.StatusCode() != http.StatusNotFound {
+		t.Errorf("bob sees alice's spectrum: %d", r.StatusCode())
+	}
+	if r, _ := bob.DeleteCompressionWithResponse(ctx, cr.Id); r.StatusCode() != http.StatusNotFound {
+		t.Errorf("bob deletes alice's compression: %d", r.StatusCode())
+	}
+	if r, _ := bob.ListCompressionsWithResponse(ctx, nil); r.JSON200 == nil || len(r.JSON200.Items) != 0 {
+		t.Errorf("bob's list: %s", r.Body)
+	}
+	if r, _ := alice.GetCompressedCheckpointWithResponse(ctx, cr.Id); r.StatusCode() != http.StatusOK {
+		t.Errorf("alice's checkpoint: %d", r.StatusCode())
+	}
+}
