@@ -693,10 +693,7 @@ type Compression struct {
 	Layers  *[]CompressionLayer `json:"layers,omitempty"`
 	Outputs *CompressionOutputs `json:"outputs,omitempty"`
 
-	// Policy Which tensors to factor and how. Exactly one of `rule` and `budget`.
-	// By default every 2-D tensor whose name ends in "weight" with at
-	// least `min_elements` (65536) elements and every 4-D one is
-	// selected, less `exclude` (default: embeddings and the output head).
+	// Policy The policy as validated, defaults filled in.
 	Policy    CompressionPolicy   `json:"policy"`
 	Progress  CompressionProgress `json:"progress"`
 	StartedAt *time.Time          `json:"started_at,omitempty"`

@@ -111,6 +111,11 @@ func TestCompressionEndToEnd(t *testing.T) {
 	if cr.Status != client.JobStatusQueued || cr.Progress.Phase != client.CompressionProgressPhasePlan || cr.TensorId != tn.Id {
 		t.Errorf("created %+v", cr)
 	}
+	// The policy comes back validated, defaults filled in.
+	if p := cr.Policy; p.Budget == nil || *p.Budget != budget || p.MinElements == nil || *p.MinElements != 1 || p.Exclude == nil || len(*p.Exclude) == 0 ||
+		p.ConvMethod == nil || *p.ConvMethod != client.CompressionPolicyConvMethodTucker2 || p.TuckerIterations == nil || *p.TuckerIterations != compress.DefaultTuckerIterations {
+		t.Errorf("policy %+v", p)
+	}
 	done := pollCompression(t, c, cr.Id, 60*time.Second)
 	if done.Status != client.JobStatusSucceeded {
 		t.Fatalf("compression %s: %+v", done.Status, done.Error)

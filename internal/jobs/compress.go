@@ -179,15 +179,18 @@ func (s *Service) SubmitCompression(ctx context.Context, req CompressionRequest)
 			"tensor %s is a %s file; a compression reads a checkpoint of named tensors (safetensors or npz)", t.ID, t.Format)
 	}
 	// Plan now, so a policy that selects nothing is a 422 rather than a
-	// failed compression; the plan step does it again from the blob.
-	if _, err := s.planOf(ctx, c, t.ID, p); err != nil {
+	// failed compression; the plan step does it again from the blob. The
+	// record keeps the plan's policy, defaults filled in, as a job keeps
+	// its validated params.
+	plan, err := s.planOf(ctx, c, t.ID, p)
+	if err != nil {
 		return nil, err
 	}
 	id, err := uuid.NewV7()
 	if err != nil {
 		return nil, err
 	}
-	policy, err := json.Marshal(p)
+	policy, err := json.Marshal(plan.Policy)
 	if err != nil {
 		return nil, err
 	}
