@@ -128,6 +128,9 @@ func testCompressionMatchesRun(t *testing.T, database string) {
 	for _, policy := range []string{
 		`{"budget": 0.4, "min_elements": 1}`,
 		`{"rule": {"rank": 3}, "min_elements": 1, "conv_method": "cp", "layers": [{"pattern": "fc1.*", "compression": 0.5}]}`,
+		// Full energy keeps every layer: the allocation goes straight to
+		// the assembly.
+		`{"rule": {"energy": 1}, "min_elements": 1}`,
 	} {
 		rec, err := b.svc.SubmitCompression(ctx, jobs.CompressionRequest{TensorID: "ckpt", Policy: json.RawMessage(policy)})
 		if err != nil {
@@ -154,6 +157,9 @@ func testCompressionMatchesRun(t *testing.T, database string) {
 		out, err := compress.Run(ctx, linalg.Default(1), bytes.NewReader(src), int64(len(src)), p, &want, compress.Options{Workers: 1, Version: "test"})
 		if err != nil {
 			t.Fatal(err)
+		}
+		if strings.Contains(policy, `"energy": 1}`) && out.Report.Totals.LayersKept != 4 {
+			t.Errorf("policy %s kept %d layers, want all 4", policy, out.Report.Totals.LayersKept)
 		}
 		got := readBlob(t, b, done.Outputs[jobs.OutputCheckpoint])
 		if !bytes.Equal(got, want.Bytes()) {
