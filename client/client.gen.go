@@ -1622,7 +1622,10 @@ type ClientInterface interface {
 	// compressed checkpoint assembled. A bad policy is answered 422
 	// naming the field (`policy.budget`); an unknown tensor 404; an input
 	// that is not a checkpoint (an .npy file) 415. While the compression
-	// is queued or running its input cannot be deleted (409).
+	// is queued or running its input cannot be deleted (409). When as many
+	// compressions as the server's `queue_capacity` are queued or running
+	// the answer is 429 with Retry-After (compressions are counted apart
+	// from jobs; their sub-jobs share the workers).
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1641,7 +1644,10 @@ type ClientInterface interface {
 	// compressed checkpoint assembled. A bad policy is answered 422
 	// naming the field (`policy.budget`); an unknown tensor 404; an input
 	// that is not a checkpoint (an .npy file) 415. While the compression
-	// is queued or running its input cannot be deleted (409).
+	// is queued or running its input cannot be deleted (409). When as many
+	// compressions as the server's `queue_capacity` are queued or running
+	// the answer is 429 with Retry-After (compressions are counted apart
+	// from jobs; their sub-jobs share the workers).
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -1918,7 +1924,10 @@ func (c *Client) ListCompressions(ctx context.Context, params *ListCompressionsP
 // compressed checkpoint assembled. A bad policy is answered 422
 // naming the field (`policy.budget`); an unknown tensor 404; an input
 // that is not a checkpoint (an .npy file) 415. While the compression
-// is queued or running its input cannot be deleted (409).
+// is queued or running its input cannot be deleted (409). When as many
+// compressions as the server's `queue_capacity` are queued or running
+// the answer is 429 with Retry-After (compressions are counted apart
+// from jobs; their sub-jobs share the workers).
 //
 // Takes any type of body and a specified content type.
 //
@@ -1947,7 +1956,10 @@ func (c *Client) CreateCompressionWithBody(ctx context.Context, contentType stri
 // compressed checkpoint assembled. A bad policy is answered 422
 // naming the field (`policy.budget`); an unknown tensor 404; an input
 // that is not a checkpoint (an .npy file) 415. While the compression
-// is queued or running its input cannot be deleted (409).
+// is queued or running its input cannot be deleted (409). When as many
+// compressions as the server's `queue_capacity` are queued or running
+// the answer is 429 with Retry-After (compressions are counted apart
+// from jobs; their sub-jobs share the workers).
 //
 // Takes a body of the `application/json` content type.
 //
@@ -3695,7 +3707,10 @@ type ClientWithResponsesInterface interface {
 	// compressed checkpoint assembled. A bad policy is answered 422
 	// naming the field (`policy.budget`); an unknown tensor 404; an input
 	// that is not a checkpoint (an .npy file) 415. While the compression
-	// is queued or running its input cannot be deleted (409).
+	// is queued or running its input cannot be deleted (409). When as many
+	// compressions as the server's `queue_capacity` are queued or running
+	// the answer is 429 with Retry-After (compressions are counted apart
+	// from jobs; their sub-jobs share the workers).
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3714,7 +3729,10 @@ type ClientWithResponsesInterface interface {
 	// compressed checkpoint assembled. A bad policy is answered 422
 	// naming the field (`policy.budget`); an unknown tensor 404; an input
 	// that is not a checkpoint (an .npy file) 415. While the compression
-	// is queued or running its input cannot be deleted (409).
+	// is queued or running its input cannot be deleted (409). When as many
+	// compressions as the server's `queue_capacity` are queued or running
+	// the answer is 429 with Retry-After (compressions are counted apart
+	// from jobs; their sub-jobs share the workers).
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -5370,7 +5388,10 @@ func (c *ClientWithResponses) ListCompressionsWithResponse(ctx context.Context, 
 // compressed checkpoint assembled. A bad policy is answered 422
 // naming the field (`policy.budget`); an unknown tensor 404; an input
 // that is not a checkpoint (an .npy file) 415. While the compression
-// is queued or running its input cannot be deleted (409).
+// is queued or running its input cannot be deleted (409). When as many
+// compressions as the server's `queue_capacity` are queued or running
+// the answer is 429 with Retry-After (compressions are counted apart
+// from jobs; their sub-jobs share the workers).
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -5395,7 +5416,10 @@ func (c *ClientWithResponses) CreateCompressionWithBodyWithResponse(ctx context.
 // compressed checkpoint assembled. A bad policy is answered 422
 // naming the field (`policy.budget`); an unknown tensor 404; an input
 // that is not a checkpoint (an .npy file) 415. While the compression
-// is queued or running its input cannot be deleted (409).
+// is queued or running its input cannot be deleted (409). When as many
+// compressions as the server's `queue_capacity` are queued or running
+// the answer is 429 with Retry-After (compressions are counted apart
+// from jobs; their sub-jobs share the workers).
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //

@@ -196,7 +196,9 @@ func (s *Service) SubmitCompression(ctx context.Context, req CompressionRequest)
 	}
 	rec := &store.Compression{ID: id.String(), Owner: req.Owner, TensorID: t.ID, Policy: policy,
 		Status: store.JobQueued, Phase: PhasePlan, CreatedAt: s.cfg.Now().UTC()}
-	err = c.store.CreateCompression(ctx, rec, s.enqueue(compressArgs{CompressionID: rec.ID, Step: PhasePlan}))
+	// A compression takes a slot of the queue's capacity, counted among
+	// compressions: its sub-jobs are many but run on the same workers.
+	err = c.store.CreateCompression(ctx, rec, s.cfg.QueueCapacity, s.enqueue(compressArgs{CompressionID: rec.ID, Step: PhasePlan}))
 	if err != nil {
 		return nil, err
 	}

@@ -451,3 +451,29 @@ func TestCompressionExpires(t *testing.T) {
 		t.Errorf("input after retention: %v", err)
 	}
 }
+
+// TestCompressionAdmission: compressions beyond the queue's capacity are
+// refused with EOVERLOADED while the others are active.
+func TestCompressionAdmission(t *testing.T) {
+	// Not started, so the first compression stays queued.
+	b := setupAt(t, newPlace(t, onSQLite), false, func(c *jobs.Config) {
+		withCompressions(c)
+		c.QueueCapacity = 1
+	})
+	ctx := context.Background()
+	upload(t, b, "ckpt", "safetensors", checkpoint(t, 6))
+	req := jobs.CompressionRequest{TensorID: "ckpt", Policy: json.RawMessage(`{"budget": 0.5, "min_elements": 1}`)}
+	first, err := b.svc.SubmitCompression(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.svc.SubmitCompression(ctx, req); lowrank.ErrorCode(err) != lowrank.EOVERLOADED {
+		t.Fatalf("a second compression at capacity 1: %v, want EOVERLOADED", err)
+	}
+	if _, err := b.svc.DeleteCompression(ctx, "", first.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.svc.SubmitCompression(ctx, req); err != nil {
+		t.Fatalf("once the first was canceled: %v", err)
+	}
+}

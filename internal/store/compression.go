@@ -119,8 +119,11 @@ type CompressionStore interface {
 	// CreateCompression records c (status queued) and calls enqueue in the
 	// same transaction. c.TensorID must name a tensor of c.Owner
 	// (ENOTFOUND on "tensor_id" otherwise); while c is queued or running,
-	// DeleteTensor refuses that tensor (ECONFLICT).
-	CreateCompression(ctx context.Context, c *Compression, enqueue Enqueue) error
+	// DeleteTensor refuses that tensor (ECONFLICT). When maxActive > 0 and
+	// maxActive compressions are queued or running already, it records
+	// nothing and returns EOVERLOADED, decided in the transaction as
+	// CreateJob decides.
+	CreateCompression(ctx context.Context, c *Compression, maxActive int, enqueue Enqueue) error
 	GetCompression(ctx context.Context, owner, id string) (*Compression, error)
 	GetCompressionByID(ctx context.Context, id string) (*Compression, error)
 	ListCompressions(ctx context.Context, owner string, p Page) ([]*Compression, string, error)
@@ -235,8 +238,13 @@ func (s *SQLiteMeta) Compressions() CompressionStore {
 // each step's first UPDATE takes does (see lockRunning), and a new
 // compression holds its input tensor's row FOR SHARE, as CreateJob does.
 func (s *Postgres) Compressions() CompressionStore {
-	return &sqlCompressions{db: s.db, reads: s.db, rewrite: pgPlaceholders, forShare: " FOR SHARE"}
+	return &sqlCompressions{db: s.db, reads: s.db, rewrite: pgPlaceholders, forShare: " FOR SHARE",
+		admissionLock: fmt.Sprintf(`SELECT pg_advisory_xact_lock(%d)`, pgLockCompressionAdmission)}
 }
+
+// pgLockCompressionAdmission serialises capped compression submissions
+// across replicas, as pgLockAdmission does jobs.
+const pgLockCompressionAdmission int64 = 0x6c6f7772616e6b04
 
 // sqlCompressions is the CompressionStore of both SQL stores: their
 // statements differ only in placeholders and row locks.
@@ -244,6 +252,10 @@ type sqlCompressions struct {
 	db, reads *sql.DB
 	rewrite   func(string) string
 	forShare  string
+	// admissionLock, run first in a capped CreateCompression, makes the
+	// count that follows see every compression admitted before (Postgres;
+	// SQLite's one writer does that already).
+	admissionLock string
 }
 
 var _ CompressionStore = (*sqlCompressions)(nil)
@@ -263,7 +275,7 @@ func (s *sqlCompressions) tx(ctx context.Context, what string, f func(tx *sql.Tx
 	return nil
 }
 
-func (s *sqlCompressions) CreateCompression(ctx context.Context, c *Compression, enqueue Enqueue) error {
+func (s *sqlCompressions) CreateCompression(ctx context.Context, c *Compression, maxActive int, enqueue Enqueue) error {
 	if c.Status == "" {
 		c.Status = JobQueued
 	}
@@ -275,6 +287,22 @@ func (s *sqlCompressions) CreateCompression(ctx context.Context, c *Compression,
 		policy = "{}"
 	}
 	return s.tx(ctx, "create compression", func(tx *sql.Tx) error {
+		if maxActive > 0 {
+			if s.admissionLock != "" {
+				if _, err := tx.ExecContext(ctx, s.admissionLock); err != nil {
+					return fmt.Errorf("store: create compression: %w", err)
+				}
+			}
+			var active int
+			err := tx.QueryRowContext(ctx, s.rewrite(`SELECT COUNT(*) FROM lowrank_compression WHERE status IN (?, ?)`),
+				string(JobQueued), string(JobRunning)).Scan(&active)
+			if err != nil {
+				return fmt.Errorf("store: create compression: %w", err)
+			}
+			if active >= maxActive {
+				return lowrank.Errorf(lowrank.EOVERLOADED, "", "too many compressions (%d queued or running)", active)
+			}
+		}
 		if err := checkInputTx(ctx, tx, &Job{TensorID: c.TensorID, Owner: c.Owner}, s.forShare, s.rewrite); err != nil {
 			return err
 		}

@@ -38,7 +38,7 @@ func CompressionStore(t *testing.T, newStore func(t *testing.T) Compressions) {
 		}
 		cs := s.Compressions()
 		c := &store.Compression{ID: "c1", Owner: "a", TensorID: "t1", Policy: json.RawMessage(`{"budget":0.4}`), Phase: "plan", CreatedAt: t0}
-		if err := cs.CreateCompression(ctx, c, nil); err != nil {
+		if err := cs.CreateCompression(ctx, c, 0, nil); err != nil {
 			t.Fatal(err)
 		}
 		started := t0.Add(time.Second)
@@ -61,15 +61,15 @@ func CompressionStore(t *testing.T, newStore func(t *testing.T) Compressions) {
 		if err := s.CreateTensor(ctx, &store.Tensor{ID: "t1", Owner: "a", Format: "safetensors", CreatedAt: t0}); err != nil {
 			t.Fatal(err)
 		}
-		err := cs.CreateCompression(ctx, &store.Compression{ID: "cx", Owner: "a", TensorID: "gone", CreatedAt: t0}, nil)
+		err := cs.CreateCompression(ctx, &store.Compression{ID: "cx", Owner: "a", TensorID: "gone", CreatedAt: t0}, 0, nil)
 		if e := new(lowrank.Error); !errors.As(err, &e) || e.Code != lowrank.ENOTFOUND || e.Field != "tensor_id" {
 			t.Fatalf("missing tensor: %v, want ENOTFOUND on tensor_id", err)
 		}
-		if err := cs.CreateCompression(ctx, &store.Compression{ID: "cb", Owner: "b", TensorID: "t1", CreatedAt: t0}, nil); lowrank.ErrorCode(err) != lowrank.ENOTFOUND {
+		if err := cs.CreateCompression(ctx, &store.Compression{ID: "cb", Owner: "b", TensorID: "t1", CreatedAt: t0}, 0, nil); lowrank.ErrorCode(err) != lowrank.ENOTFOUND {
 			t.Fatalf("another owner's tensor: %v, want ENOTFOUND", err)
 		}
 		boom := errors.New("queue down")
-		err = cs.CreateCompression(ctx, &store.Compression{ID: "cr", Owner: "a", TensorID: "t1", CreatedAt: t0},
+		err = cs.CreateCompression(ctx, &store.Compression{ID: "cr", Owner: "a", TensorID: "t1", CreatedAt: t0}, 0,
 			func(context.Context, *sql.Tx) error { return boom })
 		if !errors.Is(err, boom) {
 			t.Fatalf("enqueue error: %v", err)
@@ -81,7 +81,7 @@ func CompressionStore(t *testing.T, newStore func(t *testing.T) Compressions) {
 		for i := range 5 {
 			c := &store.Compression{ID: fmt.Sprintf("c%d", i), Owner: "a", TensorID: "t1", Policy: json.RawMessage(`{"budget":0.5}`),
 				Phase: "plan", CreatedAt: t0.Add(time.Duration(i) * time.Second)}
-			if err := cs.CreateCompression(ctx, c, func(context.Context, *sql.Tx) error { enqueued++; return nil }); err != nil {
+			if err := cs.CreateCompression(ctx, c, 0, func(context.Context, *sql.Tx) error { enqueued++; return nil }); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -119,6 +119,42 @@ func CompressionStore(t *testing.T, newStore func(t *testing.T) Compressions) {
 		}
 		if page, _, err := cs.ListCompressions(ctx, "b", store.Page{}); err != nil || len(page) != 0 {
 			t.Fatalf("other owner's list = %d items, %v", len(page), err)
+		}
+	})
+
+	// Capped submissions, at once: exactly the capacity is admitted.
+	t.Run("Admission", func(t *testing.T) {
+		_, cs := setup(t) // c1 is running
+		const capacity = 3
+		var admitted, refused atomic.Int32
+		var wg sync.WaitGroup
+		for i := range 8 {
+			wg.Go(func() {
+				c := &store.Compression{ID: fmt.Sprintf("n%d", i), Owner: "a", TensorID: "t1", Phase: "plan", CreatedAt: t0}
+				err := cs.CreateCompression(ctx, c, capacity, nil)
+				switch lowrank.ErrorCode(err) {
+				case "":
+					admitted.Add(1)
+				case lowrank.EOVERLOADED:
+					refused.Add(1)
+				default:
+					t.Errorf("create %d: %v", i, err)
+				}
+			})
+		}
+		wg.Wait()
+		if admitted.Load() != capacity-1 || refused.Load() != 8-(capacity-1) {
+			t.Fatalf("%d admitted, %d refused; want %d and %d", admitted.Load(), refused.Load(), capacity-1, 8-(capacity-1))
+		}
+		fin := t0.Add(time.Minute)
+		if ok, err := cs.TransitionCompression(ctx, "c1", running, store.CompressionUpdate{Status: store.JobSucceeded, FinishedAt: &fin}); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+		if err := cs.CreateCompression(ctx, &store.Compression{ID: "late", Owner: "a", TensorID: "t1", Phase: "plan", CreatedAt: t0}, capacity, nil); err != nil {
+			t.Fatalf("a slot freed: %v", err)
+		}
+		if page, _, err := cs.ListCompressions(ctx, "a", store.Page{Limit: 100}); err != nil || len(page) != capacity+1 {
+			t.Fatalf("%d compressions recorded (%v), want %d", len(page), err, capacity+1)
 		}
 	})
 
