@@ -691,15 +691,15 @@ func (s *Service) stepPlan(ctx context.Context, rec *store.Compression) error {
 		layers[i] = store.CompressionLayer{Index: i, Name: l.Name}
 	}
 	_, err = c.store.Advance(ctx, rec.ID, store.Advance{From: PhasePlan, To: PhaseAnalyze, Plan: planJSON, Layers: layers},
-		s.enqueue(s.withID(rec.ID, layerSteps(plan, PhaseAnalyze, nil))...))
+		s.enqueue(layerSteps(rec.ID, plan, PhaseAnalyze, nil)...))
 	return err
 }
 
-// layerSteps are the sub-jobs of step for the layers of plan (all, or
-// those with keep[i] false), largest first: River takes jobs of one
+// layerSteps are the sub-jobs of step for the layers of compression id's
+// plan (all, or those with keep[i] false), largest first: River takes jobs of one
 // priority in insertion order, so the long layers start early and the
 // short ones fill the gaps at the end.
-func layerSteps(plan *compress.Plan, step string, keep []bool) []compressArgs {
+func layerSteps(id string, plan *compress.Plan, step string, keep []bool) []compressArgs {
 	var order []int
 	for i := range plan.Layers {
 		if keep == nil || !keep[i] {
@@ -718,14 +718,7 @@ func layerSteps(plan *compress.Plan, step string, keep []bool) []compressArgs {
 	})
 	args := make([]compressArgs, len(order))
 	for k, i := range order {
-		args[k] = compressArgs{Step: step, Layer: i}
-	}
-	return args
-}
-
-func (s *Service) withID(id string, args []compressArgs) []compressArgs {
-	for i := range args {
-		args[i].CompressionID = id
+		args[k] = compressArgs{CompressionID: id, Step: step, Layer: i}
 	}
 	return args
 }
@@ -817,7 +810,7 @@ func (s *Service) stepAllocate(ctx context.Context, rec *store.Compression) erro
 		}
 		updates[i] = store.LayerUpdate{Index: i, Status: st, Allocation: b}
 	}
-	next := s.withID(rec.ID, layerSteps(plan, PhaseFactor, keep))
+	next := layerSteps(rec.ID, plan, PhaseFactor, keep)
 	to := PhaseFactor
 	if len(next) == 0 {
 		to, next = PhaseAssemble, []compressArgs{{CompressionID: rec.ID, Step: PhaseAssemble}}
