@@ -52,7 +52,14 @@ import (
 // nothing, and running ones are stopped through their context: at once on
 // this replica, and within compressionPoll on the others, whose sub-jobs
 // watch the record (cheaper than keeping every sub-job's queue id for
-// River's JobCancel).
+// River's JobCancel). compress's kernels look at their context between
+// stages, not inside a factorisation, so a canceled layer's worker is free
+// once its current kernel call returns.
+//
+// Nothing of a layer's data stays in memory between steps: analyses,
+// allocations and results are JSON in the layer's row, factors are a small
+// safetensors blob per layer, and the assembly streams the source's
+// untouched tensors and the layers' factors into the output.
 
 // Compression phases, as recorded in store.Compression.Phase.
 const (
