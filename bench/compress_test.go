@@ -164,8 +164,11 @@ func peakRSS() int64 {
 // and RMS relative weight errors, the peak RSS during the run (the
 // high-water mark is reset first through /proc/self/clear_refs, so the
 // checkpoint's generation does not count; where that fails, the process's
-// whole peak), and the CPU utilisation (user + system CPU time) / (wall ×
-// cores).
+// whole peak), the CPU utilisation (user + system CPU time) / (wall ×
+// cores), and when the analyze and factor phases ended (seconds into the
+// run; assembling the output takes the rest). The machine's other load
+// shows in the utilisation: on a shared machine it measures the share the
+// run got, not only what it could use.
 //
 //	go test -tags openblas -run '^$' -bench CompressCheckpoint -benchtime 1x ./bench/
 func BenchmarkCompressCheckpoint(b *testing.B) {
@@ -193,7 +196,10 @@ func BenchmarkCompressCheckpoint(b *testing.B) {
 			b.Fatal(err)
 		}
 		cpu0, t0 := cpuSeconds(), time.Now()
-		o, err := compress.Run(context.Background(), backend, in, st.Size(), p, out, compress.Options{Workers: cores, Version: "bench"})
+		// When each phase ended, from the progress calls (serialised).
+		ended := map[string]float64{}
+		progress := func(pr compress.Progress) { ended[pr.Phase] = time.Since(t0).Seconds() }
+		o, err := compress.Run(context.Background(), backend, in, st.Size(), p, out, compress.Options{Workers: cores, Version: "bench", Progress: progress})
 		wall := time.Since(t0).Seconds()
 		cpu := cpuSeconds() - cpu0
 		out.Close()
@@ -207,6 +213,8 @@ func BenchmarkCompressCheckpoint(b *testing.B) {
 		b.ReportMetric(float64(tot.ParamsSelectedAfter)/float64(tot.ParamsSelectedBefore), "params-kept")
 		b.ReportMetric(float64(peakRSS())/(1<<20), "peakRSS-MiB")
 		b.ReportMetric(cpu/(wall*float64(cores)), "cpu-util")
+		b.ReportMetric(ended["analyze"], "analyze-end-s")
+		b.ReportMetric(ended["factor"], "factor-end-s")
 		b.Logf("%s: %d layers factored, %d kept; params %d → %d; MACs %d → %d; global error %.4f, RMS %.4f; %.1f s, CPU %.1f s on %d cores",
 			linalg.Describe(backend), tot.LayersFactored, tot.LayersKept, tot.ParamsSelectedBefore, tot.ParamsSelectedAfter,
 			tot.MACsBefore, tot.MACsAfter, tot.GlobalRelError, tot.RMSRelError, wall, cpu, cores)
