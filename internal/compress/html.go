@@ -1,6 +1,7 @@
 package compress
 
 import (
+	"bytes"
 	"fmt"
 	"html/template"
 	"io"
@@ -56,7 +57,12 @@ func ReportHTML(w io.Writer, rep *Report, analyses []*Analysis, spectrum Spectru
 				if err != nil {
 					return err
 				}
-				// The SVG comes from our own plotting code, not from input.
+				// An XML declaration has no place inside HTML.
+				if i := bytes.Index(svg, []byte("<svg")); i > 0 {
+					svg = svg[i:]
+				}
+				// The SVG comes from our own plotting code, which escapes
+				// the titles (tensor names) it draws.
 				r.Plots = append(r.Plots, plot{Title: title, SVG: template.HTML(svg)})
 			}
 		}

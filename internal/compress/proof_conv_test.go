@@ -68,9 +68,9 @@ func TestProofConv(t *testing.T) {
 			l := ml
 			w := read(src, l.Name)
 			bias := read(src, ml.Modules[len(ml.Modules)-1].Bias).Data
-			x := &tensorops.Dense[float32]{Shape: []int{4, l.Shape[1], 11, 13}}
-			for i := range x.Shape[0] * x.Shape[1] * 11 * 13 {
-				x.Data = append(x.Data, float32(rng.NormFloat64()))
+			x := tensorops.NewDense[float32](4, l.Shape[1], 11, 13)
+			for i := range x.Data {
+				x.Data[i] = float32(rng.NormFloat64())
 			}
 			g := l.Geometry
 			y, err := tensorops.Conv2D(b, x, w, bias, tensorops.ConvParams{Stride: g.Stride, Padding: g.Padding, Dilation: g.Dilation, Groups: 1})
