@@ -391,3 +391,64 @@ func TestPhasesRoundTripJSON(t *testing.T) {
 		t.Errorf("allocation from decoded analyses differs (%v)", err)
 	}
 }
+
+// TestRunCanceledMidway: canceling while layers are in flight stops the
+// whole compression with ECANCELED and writes nothing.
+func TestRunCanceledMidway(t *testing.T) {
+	src := synthCheckpoint(t, 1)
+	for _, phase := range []string{"analyze", "factor"} {
+		ctx, cancel := context.WithCancel(context.Background())
+		var out bytes.Buffer
+		calls := 0
+		_, err := Run(ctx, linalg.Default(2), bytes.NewReader(src), int64(len(src)), synthPolicy(), &out, Options{Workers: 2,
+			Progress: func(p Progress) {
+				if p.Phase == phase {
+					calls++
+					cancel()
+				}
+			}})
+		cancel()
+		if lowrank.ErrorCode(err) != lowrank.ECANCELED || out.Len() != 0 {
+			t.Errorf("canceled in %s: %v, %d bytes written; want ECANCELED and nothing", phase, err, out.Len())
+		}
+		// At most the layers already in flight finish after the cancel.
+		if calls > 2 {
+			t.Errorf("canceled in %s: %d layers finished after the cancel", phase, calls-1)
+		}
+	}
+}
+
+// TestFactorTucker2FullMode: a Tucker-2 rank equal to its mode's size
+// (nothing to compress there) works with and without HOOI sweeps.
+func TestFactorTucker2FullMode(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 1))
+	x := withSpectrum(rng, 8, 64*9, decaying(8, 1, 0.7))
+	tt := tensor64("c.weight", tensorio.F32, []int{8, 64, 3, 3}, x)
+	for _, sweeps := range []int{-1, 2} {
+		p := Policy{Rule: &Rule{Rank: 1}, TuckerIterations: sweeps}
+		plan, err := NewPlan([]tensorio.Info{{Name: "c.weight", DType: tensorio.F32, Shape: tt.Shape}}, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := &plan.Layers[0]
+		a, err := Analyze(context.Background(), linalg.Default(1), l, tt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		al := Allocation{Name: l.Name, Method: l.Method, Ranks: []int{8, 12}}
+		r, err := Factor(context.Background(), linalg.Default(1), plan.Policy, l, &al, tt)
+		if err != nil {
+			t.Fatalf("sweeps %d: %v", sweeps, err)
+		}
+		bound, _ := predictedError(l, a, al.Ranks)
+		if r.RelError > bound+1e-5 {
+			t.Errorf("sweeps %d: error %g above the HOSVD bound %g", sweeps, r.RelError, bound)
+		}
+		want := [][]int{{12, 64, 1, 1}, {8, 12, 3, 3}, {8, 8, 1, 1}}
+		for k, f := range r.FactorInfos {
+			if !slices.Equal(f.Shape, want[k]) {
+				t.Errorf("sweeps %d: factor %d shape %v, want %v", sweeps, k, f.Shape, want[k])
+			}
+		}
+	}
+}
