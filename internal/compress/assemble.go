@@ -179,6 +179,7 @@ type ReportLayer struct {
 	ParamsAfter       int64    `json:"params_after"`
 	RelError          float64  `json:"rel_error"`
 	PredictedRelError *float64 `json:"predicted_rel_error,omitempty"`
+	OutputRelError    *float64 `json:"output_rel_error,omitempty"`
 	MACsBefore        int64    `json:"macs_before"`
 	MACsAfter         int64    `json:"macs_after"`
 }
@@ -218,7 +219,7 @@ func NewReport(plan *Plan, analyses []*Analysis, allocs []Allocation, results []
 			rl.MACsAfter = rl.MACsBefore
 			t.LayersKept++
 		} else {
-			rl.Ranks, rl.ParamsAfter, rl.RelError = r.Ranks, r.ParamsAfter, r.RelError
+			rl.Ranks, rl.ParamsAfter, rl.RelError, rl.OutputRelError = r.Ranks, r.ParamsAfter, r.RelError, r.OutputRelError
 			rl.MACsBefore, rl.MACsAfter = r.MACsBefore, r.MACsAfter
 			t.LayersFactored++
 		}

@@ -25,9 +25,11 @@ type LayerResult struct {
 	FactorInfos []FactorInfo `json:"factors"`
 	// RelError is ‖W − Ŵ‖_F/‖W‖_F measured against the weight rebuilt from
 	// the factors as stored (rounded to the layer's dtype).
-	RelError     float64 `json:"rel_error"`
-	ParamsBefore int64   `json:"params_before"`
-	ParamsAfter  int64   `json:"params_after"`
+	RelError float64 `json:"rel_error"`
+	// OutputRelError is VerifyOutput's measure, when Run was asked for it.
+	OutputRelError *float64 `json:"output_rel_error,omitempty"`
+	ParamsBefore   int64    `json:"params_before"`
+	ParamsAfter    int64    `json:"params_after"`
 	// MACsBefore and MACsAfter are the multiply-accumulates of one input
 	// vector (matrices) or one input image of the layer's input size
 	// (convolutions; 0 when the size is unknown).

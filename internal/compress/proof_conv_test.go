@@ -5,6 +5,7 @@ package compress
 import (
 	"bytes"
 	"context"
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -122,4 +123,31 @@ func equalShape(a, b []int) bool {
 		}
 	}
 	return true
+}
+
+// TestVerifyOutput: Run with Verify records, for every factored layer of
+// both test checkpoints, an output error within 20 % of the weight error
+// (the tolerance of TestProofConv, for the same reasons).
+func TestVerifyOutput(t *testing.T) {
+	src, p := convCheckpoint(t)
+	p.ConvMethod = MethodCP
+	for _, c := range []struct {
+		src []byte
+		p   Policy
+	}{{synthCheckpoint(t, 1), synthPolicy()}, {src, p}} {
+		o, err := Run(context.Background(), linalg.Default(2), bytes.NewReader(c.src), int64(len(c.src)), c.p, &bytes.Buffer{}, Options{Workers: 2, Verify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range o.Report.Layers {
+			if l.Kept {
+				continue
+			}
+			if l.OutputRelError == nil || math.Abs(*l.OutputRelError-l.RelError) > 0.2*l.RelError {
+				t.Errorf("%s (%s): output error %v, weight error %.4f", l.Name, l.Method, l.OutputRelError, l.RelError)
+				continue
+			}
+			t.Logf("%s (%s): output error %.4f, weight error %.4f", l.Name, l.Method, *l.OutputRelError, l.RelError)
+		}
+	}
 }

@@ -23,6 +23,10 @@ type Options struct {
 	Version string
 	// Limits bound what is read from the source (zero: the defaults).
 	Limits tensorio.Limits
+	// Verify applies each factored layer and its rebuild to random inputs
+	// (VerifyOutput) and records the output error in the results and the
+	// report.
+	Verify bool
 	// Progress, if not nil, is called after each layer of each phase, from
 	// the goroutine that finished it (calls are serialised).
 	Progress func(Progress)
@@ -128,6 +132,13 @@ func Run(ctx context.Context, b linalg.Backend, src io.ReaderAt, size int64, p P
 		r, err := Factor(ctx, kb, plan.Policy, l, &out.Allocations[i], t)
 		if err != nil {
 			return err
+		}
+		if opts.Verify {
+			e, err := VerifyOutput(kb, l, t, r, plan.Policy.Seed+uint64(i))
+			if err != nil {
+				return err
+			}
+			r.OutputRelError = &e
 		}
 		out.Results[i] = r
 		return nil
