@@ -114,4 +114,18 @@
 // Errors are measured, not estimated: Factor rebuilds each weight from its
 // factors as stored and reports ‖W − Ŵ‖_F/‖W‖_F. Allocate's predicted
 // error is exact for svd (Eckart–Young) and an upper bound for Tucker-2.
+// With Options.Verify, VerifyOutput also applies the original layer and its
+// rebuilt modules (matrix products; convolutions by im2col, with the
+// layer's stride, padding and dilation) to random inputs and records the
+// relative output difference, which for i.i.d. inputs estimates the weight
+// error; the report shows both.
+//
+// # Budget
+//
+// A global budget keeps a fraction of the selected layers' parameters and
+// minimises the sum over layers of the squared relative weight errors,
+// priced exactly from the spectra (see Allocate). CP's error cannot be
+// priced before CP runs, so under a budget each CP layer takes its
+// proportional share (compression = budget) unless Policy.Layers gives it a
+// rule.
 package compress
