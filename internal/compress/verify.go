@@ -1,5 +1,3 @@
-//go:build cmath
-
 package compress
 
 import (
