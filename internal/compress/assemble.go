@@ -160,7 +160,10 @@ func modules(l *Layer, r *LayerResult) []Module {
 type Report struct {
 	LowrankVersion string        `json:"lowrank_version"`
 	Layers         []ReportLayer `json:"layers"`
-	Totals         Totals        `json:"totals"`
+	// Skipped lists tensors an include pattern matched that could not be
+	// factored, with the reason.
+	Skipped []Skipped `json:"skipped,omitempty"`
+	Totals  Totals    `json:"totals"`
 	// Seconds is the wall time of the whole run (Run fills it).
 	Seconds float64 `json:"seconds,omitempty"`
 }
@@ -206,7 +209,7 @@ type Totals struct {
 // NewReport builds the report from the phases' outputs (all indexed like
 // plan.Layers; results[i] nil for a kept layer).
 func NewReport(plan *Plan, analyses []*Analysis, allocs []Allocation, results []*LayerResult, version string) *Report {
-	rep := &Report{LowrankVersion: version, Layers: []ReportLayer{}}
+	rep := &Report{LowrankVersion: version, Layers: []ReportLayer{}, Skipped: plan.Skipped}
 	t := &rep.Totals
 	var errW, normW float64
 	for i := range plan.Layers {

@@ -119,7 +119,9 @@ figure{display:inline-block;margin:.5em}
 <tr><th>layer</th><th>method</th><th>ranks</th><th>params before</th><th>params after</th><th>ratio</th><th>rel. error</th><th>predicted</th><th>output error</th><th>MACs before</th><th>MACs after</th><th>chosen by</th></tr>
 {{range .Rows}}<tr{{if .Kept}} class="kept"{{end}}><td>{{.Name}}</td><td>{{.Method}}</td><td>{{if .Kept}}kept{{else}}{{.Ranks}}{{end}}</td><td>{{.ParamsBefore}}</td><td>{{.ParamsAfter}}</td><td>{{.Ratio}}</td><td>{{.Error}}</td><td>{{.Predicted}}</td><td>{{.Output}}</td><td>{{.MACsBefore}}</td><td>{{.MACsAfter}}</td><td>{{.By}}{{if .Note}}: {{.Note}}{{end}}</td></tr>
 {{end}}</table>
-{{if .Plots}}<h2>Spectra</h2>
+{{with .Report.Skipped}}<h2>Skipped</h2>
+<ul>{{range .}}<li>{{.Name}}: {{.Reason}}</li>{{end}}</ul>
+{{end}}{{if .Plots}}<h2>Spectra</h2>
 {{range .Rows}}<section><h3>{{.Title}}</h3>{{range .Plots}}<figure>{{.SVG}}<figcaption>{{.Title}}</figcaption></figure>{{end}}</section>
 {{end}}{{else}}<p>No spectrum plots in this build.</p>{{end}}
 </body></html>
