@@ -261,9 +261,18 @@ func roundUp(k, mult, limit int) int {
 
 func svdParams(rows, cols, k int) int64 { return int64(k) * int64(rows+cols) }
 
+// tucker2Params counts a Tucker-2 layer's parameters. A mode kept at full
+// rank has no factor of its own: the core absorbs it (see Factor).
 func tucker2Params(l *Layer, ro, ri int) int64 {
-	k := int64(l.Shape[2] * l.Shape[3])
-	return int64(ro)*int64(l.Shape[0]) + int64(ri)*int64(l.Shape[1]) + int64(ro)*int64(ri)*k
+	out, in := l.Shape[0], l.Shape[1]
+	n := int64(ro) * int64(ri) * int64(l.Shape[2]*l.Shape[3])
+	if ro < out {
+		n += int64(ro) * int64(out)
+	}
+	if ri < in {
+		n += int64(ri) * int64(in)
+	}
+	return n
 }
 
 func cpParams(l *Layer, r int) int64 {

@@ -135,12 +135,17 @@ func modules(l *Layer, r *LayerResult) []Module {
 		case MethodSVD: // 1×1: the first conv keeps the stride (and padding, which it zero-pads through)
 			k := r.Ranks[0]
 			ms = []Module{conv(name(0), in, k, 1, 1, 1, GeometryOriginal), conv(name(1), k, out, 1, 1, 1, GeometryNone)}
-		case MethodTucker2:
+		case MethodTucker2: // a mode at full rank has no 1×1 conv (see Factor)
 			ro, ri := r.Ranks[0], r.Ranks[1]
-			ms = []Module{
-				conv(name(0), in, ri, 1, 1, 1, GeometryNone),
-				conv(name(1), ri, ro, kh, kw, 1, GeometryOriginal),
-				conv(name(2), ro, out, 1, 1, 1, GeometryNone),
+			k := 0
+			if ri < in {
+				ms = append(ms, conv(name(k), in, ri, 1, 1, 1, GeometryNone))
+				k++
+			}
+			ms = append(ms, conv(name(k), ri, ro, kh, kw, 1, GeometryOriginal))
+			k++
+			if ro < out {
+				ms = append(ms, conv(name(k), ro, out, 1, 1, 1, GeometryNone))
 			}
 		case MethodCP:
 			R := r.Ranks[0]

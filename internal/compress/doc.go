@@ -46,8 +46,10 @@
 //
 // where W ≈ G ×₀ U_out ×₁ U_in (Tucker-2, U orthonormal) and
 // W ≈ Σ_r λ_r a_r ∘ b_r ∘ c_r ∘ d_r (CP; A, B, C, D the factor matrices of
-// the out, in, kh and kw modes, unit columns). Factors have the weight's
-// dtype. Every other tensor — biases (including the replaced layers'),
+// the out, in, kh and kw modes, unit columns). A Tucker-2 mode kept at
+// full rank (r_in = in or r_out = out) has no factor: the core absorbs its
+// square orthogonal factor, and the numbering skips nothing (the core is
+// then factor 0, or the last). Factors have the weight's dtype. Every other tensor — biases (including the replaced layers'),
 // norms, embeddings, buffers of any dtype — is copied byte for byte. The
 // file's __metadata__ keeps the source's entries and adds
 // "lowrank_version", "lowrank_policy" (the policy as JSON, defaults filled
@@ -62,7 +64,7 @@
 //	HF Conv1D:  Conv1D(in→r, zero bias), Conv1D(r→out, bias)
 //	1×1 conv:   Conv2d 1×1 (in→r, the original stride and padding), Conv2d 1×1 (r→out, bias)
 //	tucker2:    Conv2d 1×1 (in→r_in), Conv2d kh×kw (r_in→r_out, the original stride, padding, dilation),
-//	            Conv2d 1×1 (r_out→out, bias)
+//	            Conv2d 1×1 (r_out→out, bias); a 1×1 is left out for a mode at full rank
 //	cp:         Conv2d 1×1 (in→R), Conv2d kh×1 depthwise (groups R; the original stride, padding,
 //	            dilation along the height), Conv2d 1×kw depthwise (the same along the width),
 //	            Conv2d 1×1 (R→out, bias)

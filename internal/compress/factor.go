@@ -107,7 +107,7 @@ func factorT[T tensorops.Float](ctx context.Context, b linalg.Backend, p Policy,
 			factors, shapes = [][]T{right, left}, [][]int{{r, cols}, {rows, r}}
 		}
 	case MethodTucker2:
-		out, in, kh, kw := l.Shape[0], l.Shape[1], l.Shape[2], l.Shape[3]
+		out, in := l.Shape[0], l.Shape[1]
 		x := &tensorops.Dense[T]{Shape: l.Shape, Data: w}
 		tk, err := tensorops.Tucker(ctx, b, x, tensorops.TuckerOptions{Modes: []int{0, 1}, Ranks: ranks, MaxIter: p.hooiSweeps(), Seed: p.Seed}, nil)
 		if err != nil {
@@ -120,14 +120,39 @@ func factorT[T tensorops.Float](ctx context.Context, b linalg.Backend, p Policy,
 			// A mode HOOI left whole: project on the identity basis.
 			core = tensorops.MultiModeProduct(b, x, []*tensorops.Matrix[T]{uOut, uIn, nil, nil}, true)
 		}
-		first := transpose(uIn.Data, in, ri) // (r_in, in)
-		roundTo(l.DType, first)
+		// A mode at full rank keeps no factor: its square orthogonal
+		// factor is folded into the core, which saves its parameters and
+		// a 1×1 convolution.
+		if ri == in {
+			core = tensorops.ModeProduct(b, core, uIn, 1, false)
+		}
+		if ro == out {
+			core = tensorops.ModeProduct(b, core, uOut, 0, false)
+		}
 		roundTo(l.DType, core.Data)
-		roundTo(l.DType, uOut.Data)
-		uInR := &tensorops.Matrix[T]{Rows: in, Cols: ri, Data: transpose(first, ri, in)}
-		rebuilt = tensorops.MultiModeProduct(b, core, []*tensorops.Matrix[T]{uOut, uInR, nil, nil}, false).Data
-		factors = [][]T{first, core.Data, uOut.Data}
-		shapes = [][]int{{ri, in, 1, 1}, {ro, ri, kh, kw}, {out, ro, 1, 1}}
+		var first []T
+		if ri < in {
+			first = transpose(uIn.Data, in, ri) // (r_in, in)
+			roundTo(l.DType, first)
+			uIn = &tensorops.Matrix[T]{Rows: in, Cols: ri, Data: transpose(first, ri, in)}
+			factors, shapes = append(factors, first), append(shapes, []int{ri, in, 1, 1})
+		}
+		factors, shapes = append(factors, core.Data), append(shapes, core.Shape)
+		if ro < out {
+			roundTo(l.DType, uOut.Data)
+			factors, shapes = append(factors, uOut.Data), append(shapes, []int{out, ro, 1, 1})
+		}
+		us := []*tensorops.Matrix[T]{uOut, uIn, nil, nil}
+		if ro == out {
+			us[0] = nil
+		}
+		if ri == in {
+			us[1] = nil
+		}
+		rebuilt = core.Data
+		if us[0] != nil || us[1] != nil {
+			rebuilt = tensorops.MultiModeProduct(b, core, us, false).Data
+		}
 	case MethodCP:
 		out, in, kh, kw := l.Shape[0], l.Shape[1], l.Shape[2], l.Shape[3]
 		R := ranks[0]
@@ -261,7 +286,13 @@ func macs(l *Layer, ranks []int) (before, after int64) {
 	case MethodTucker2:
 		ro, ri := int64(ranks[0]), int64(ranks[1])
 		posIn := int64(g.InputSize[0]) * int64(g.InputSize[1])
-		after = in*ri*posIn + ri*ro*kh*kw*posOut + ro*out*posOut
+		after = ri * ro * kh * kw * posOut
+		if ri < in {
+			after += in * ri * posIn
+		}
+		if ro < out {
+			after += ro * out * posOut
+		}
 	case MethodCP:
 		R := int64(ranks[0])
 		posIn := int64(g.InputSize[0]) * int64(g.InputSize[1])

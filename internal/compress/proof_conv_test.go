@@ -12,9 +12,9 @@ import (
 	"github.com/lowrank/lowrank/internal/tensorops"
 )
 
-// convCheckpoint holds three convolutions with different geometries: a
-// 3×3 with stride 2, a 3×3 with dilation 2 and a kh ≠ kw kernel, and a
-// strided, padded 1×1.
+// convCheckpoint holds four convolutions with different geometries: a
+// 3×3 with stride 2, a 3×3 with dilation 2 and a kh ≠ kw kernel, a
+// strided, padded 1×1, and a 3×3 with only 4 input channels.
 func convCheckpoint(t *testing.T) ([]byte, Policy) {
 	rng := rand.New(rand.NewPCG(11, 3))
 	var ts []*tensorio.Tensor
@@ -26,6 +26,7 @@ func convCheckpoint(t *testing.T) ([]byte, Policy) {
 	add("c1", []int{24, 16, 3, 3}, 0.9)
 	add("c2", []int{20, 12, 3, 5}, 0.85)
 	add("c3", []int{32, 24, 1, 1}, 0.9)
+	add("c4", []int{24, 4, 3, 3}, 0.8) // rank 8 keeps the 4 input channels whole: no first 1×1
 	p := Policy{
 		Rule: &Rule{Rank: 8}, Seed: 3, InputSize: []int{11, 13}, TuckerIterations: 3, CPIterations: 200,
 		Layouts: []LayoutHint{
@@ -105,8 +106,8 @@ func TestProofConv(t *testing.T) {
 				t.Errorf("%s %s: output error %.4f, reported weight error %.4f", method, l.Name, got, l.RelError)
 			}
 		}
-		if len(o.Manifest.Layers) != 3 {
-			t.Errorf("%s: %d layers factored, want 3", method, len(o.Manifest.Layers))
+		if len(o.Manifest.Layers) != 4 {
+			t.Errorf("%s: %d layers factored, want 4", method, len(o.Manifest.Layers))
 		}
 	}
 }
