@@ -93,7 +93,7 @@
 //	      {"type": "conv2d", "weight": "features.3.lowrank.1.weight", "in_features": 24, "out_features": 40,
 //	       "kernel_size": [3, 3], "groups": 1, "geometry": "original", "stride": [1, 1], "padding": [1, 1], …},
 //	      {"type": "conv2d", "weight": "features.3.lowrank.2.weight", "bias": "features.3.bias", …}],
-//	    "rel_error": 0.083, "params_before": 73728, "params_after": 24576
+//	    "rel_error": 0.083, "params_before": 73728, "params_after": 15296
 //	  }]
 //	}
 //
