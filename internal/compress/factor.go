@@ -48,10 +48,10 @@ type FactorInfo struct {
 // be kept) under policy p: svd from the Gram matrix of the shorter side
 // (see gramFactors), the singular values split evenly between the two
 // factors (each takes sqrt(σ), so neither factor's range is much wider
-// than the weight's in F16); tucker2 by
-// tensorops.Tucker on modes (0, 1) with p.TuckerIterations HOOI sweeps;
-// cp by tensorops.CPALS with p.CPIterations sweeps, λ folded into the last
-// factor. The factors are rounded to the layer's dtype, the weight rebuilt
+// than the weight's in F16); tucker2 by tensorops.Tucker on modes (0, 1)
+// with p.TuckerIterations HOOI sweeps, a mode at full rank folded into the
+// core; cp by tensorops.CPALS with p.CPIterations sweeps, λ folded into
+// the last factor. The factors are rounded to the layer's dtype, the weight rebuilt
 // from them and the error measured against t.
 //
 // Bad data gives an EINVALID error; a canceled ctx gives ECANCELED.
