@@ -2,7 +2,9 @@ package compress
 
 import (
 	"context"
+	"io"
 	"math"
+	"slices"
 
 	"gonum.org/v1/gonum/blas"
 
@@ -299,4 +301,32 @@ func macs(l *Layer, ranks []int) (before, after int64) {
 		after = in*R*posIn + R*kh*int64(ho)*int64(g.InputSize[1]) + R*kw*posOut + R*out*posOut
 	}
 	return before, after
+}
+
+// WriteFactors writes r's factors as one safetensors bundle, the form a
+// layer's result travels in between sub-jobs (its JSON carries the rest).
+func (r *LayerResult) WriteFactors(w io.Writer) error {
+	if len(r.Factors) != len(r.FactorInfos) {
+		panic("compress: WriteFactors: the result holds no factor data")
+	}
+	return tensorio.WriteSafetensors(w, r.Factors, nil)
+}
+
+// ReadFactors loads r's factors (named by r.FactorInfos) from a bundle
+// WriteFactors wrote, checking their shapes and dtypes against the infos.
+// A bundle that does not match is an EINVALID error.
+func (r *LayerResult) ReadFactors(src io.ReaderAt, size int64) error {
+	fs := make([]*tensorio.Tensor, len(r.FactorInfos))
+	for i, fi := range r.FactorInfos {
+		t, err := tensorio.ReadTensor(src, size, fi.Name)
+		if err != nil {
+			return err
+		}
+		if t.DType != fi.DType || !slices.Equal(t.Shape, fi.Shape) {
+			return lowrank.Errorf(lowrank.EINVALID, "factors", "%s is %s %v in the bundle, the result says %s %v", fi.Name, t.DType, t.Shape, fi.DType, fi.Shape)
+		}
+		fs[i] = t
+	}
+	r.Factors = fs
+	return nil
 }
