@@ -15,7 +15,9 @@
 //	Assemble(w, src, …)                            the compressed safetensors checkpoint
 //	NewManifest, NewReport, ReportHTML             the recipe and the report
 //
-// Run does it all with a bounded number of layers at once.
+// A LayerResult's factors are not JSON: WriteFactors and ReadFactors move
+// them as a small safetensors bundle. Run does it all in one process with
+// a bounded number of layers at once.
 //
 // # Selection and methods
 //
@@ -48,7 +50,7 @@
 // W ≈ Σ_r λ_r a_r ∘ b_r ∘ c_r ∘ d_r (CP; A, B, C, D the factor matrices of
 // the out, in, kh and kw modes, unit columns). A Tucker-2 mode kept at
 // full rank (r_in = in or r_out = out) has no factor: the core absorbs its
-// square orthogonal factor, and the numbering skips nothing (the core is
+// square orthogonal factor, and the numbers stay consecutive (the core is
 // then factor 0, or the last). Factors have the weight's dtype. Every other tensor — biases (including the replaced layers'),
 // norms, embeddings, buffers of any dtype — is copied byte for byte. The
 // file's __metadata__ keeps the source's entries and adds
