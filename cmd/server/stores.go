@@ -2,12 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
 
+	"github.com/lowrank/lowrank/internal/handlers"
 	"github.com/lowrank/lowrank/internal/jobs"
 	"github.com/lowrank/lowrank/internal/store"
 )
@@ -24,7 +24,9 @@ type stores struct {
 	// singleProcess: no other process shares the queue (SQLite), so jobs
 	// left running at start are orphans to requeue at once.
 	singleProcess bool
-	// database and blobStore name the backends for the logs, no secrets.
+	// kinds are the backends for /v1/info; database and blobStore
+	// describe them for the logs; neither holds a secret.
+	kinds               handlers.Storage
 	database, blobStore string
 	closers             []func() error
 }
@@ -55,12 +57,14 @@ func openStores(ctx context.Context, cfg *config) (_ *stores, err error) {
 		s.closers = append(s.closers, pg.Close)
 		s.meta, s.queue, s.compressions = pg, jobs.PostgresQueue(pg.Pool()), pg.Compressions()
 		s.database = "postgres " + describeURL(cfg.DatabaseURL)
+		s.kinds.Database = "postgres"
 	}
 	if cfg.BlobURL == "" {
 		if s.blobs, err = store.NewLocalBlobs(filepath.Join(cfg.DataDir, "blobs")); err != nil {
 			return nil, err
 		}
 		s.blobStore = "files in " + filepath.Join(cfg.DataDir, "blobs")
+		s.kinds.Blobs = "files"
 	} else if err := s.openS3(ctx, cfg); err != nil {
 		return nil, err
 	}
@@ -88,11 +92,27 @@ func (s *stores) openSQLite(ctx context.Context, path string) error {
 	s.meta, s.compressions = sm, sm.Compressions()
 	s.queue, s.singleProcess = jobs.SQLiteQueue(db), true
 	s.database = "sqlite " + path
+	s.kinds.Database = "sqlite"
 	return nil
 }
 
+// openS3 opens the bucket of cfg.BlobURL, which must exist: a typo in a
+// bucket name should stop the server, not create a new bucket.
 func (s *stores) openS3(ctx context.Context, cfg *config) error {
-	return errors.New("--blob-url: S3 blob storage is not built into this server yet")
+	bucket, prefix, err := store.ParseS3URL(cfg.BlobURL)
+	if err != nil {
+		return err
+	}
+	s.blobs, err = store.NewS3Blobs(ctx, store.S3Config{
+		Endpoint: cfg.S3.Endpoint, Secure: !cfg.S3.Insecure, Region: cfg.S3.Region,
+		AccessKey: cfg.S3.AccessKey, SecretKey: cfg.S3.SecretKey, Bucket: bucket, Prefix: prefix,
+	})
+	if err != nil {
+		return err
+	}
+	s.blobStore = "s3 " + cfg.BlobURL + " at " + cfg.S3.Endpoint
+	s.kinds.Blobs = "s3"
+	return nil
 }
 
 // close closes what openStores opened, last first.

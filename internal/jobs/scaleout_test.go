@@ -121,11 +121,14 @@ func TestDeadServersJobRescued(t *testing.T) {
 			// rescuer's first pass, just after the leader is elected.
 			time.Sleep(1100 * time.Millisecond)
 			live := setupAt(t, at, true, func(c *jobs.Config) { c.RescueAfter, c.JobTimeout = time.Second, time.Second })
+			// The rescuer's first pass waits for a leader; the retry then
+			// waits for its delay and for River's scheduler (every 5 s):
+			// about 10 s in all, given 60 for a loaded machine.
 			if tc.want == store.JobSucceeded {
-				wait(t, live, j.ID, store.JobSucceeded)
+				waitWithin(t, live, j.ID, store.JobSucceeded, 60*time.Second)
 				continue
 			}
-			deadline := time.Now().Add(30 * time.Second)
+			deadline := time.Now().Add(60 * time.Second)
 			for {
 				n, err := live.svc.ReconcileDiscarded(ctx)
 				if err != nil {
@@ -181,5 +184,86 @@ func TestCancelAcrossReplicas(t *testing.T) {
 	}
 	if got, _ := runner.meta.GetJobByID(ctx, j.ID); got.Status != store.JobCanceled {
 		t.Errorf("canceled job ended %s", got.Status)
+	}
+}
+
+// A job rescued while its first attempt still runs (on a replica taken for
+// dead) runs twice; the first to finish records its result, and the other
+// deletes its own bundle, not the recorded one.
+func TestTwoAttemptsAtOnce(t *testing.T) {
+	at := newPlace(t, onPostgres)
+	ctx := context.Background()
+	first := setupAt(t, at, true, func(c *jobs.Config) { c.Workers = 1 })
+	j, err := first.svc.Submit(ctx, jobs.SubmitRequest{Inline: randMatrix(2, 2, 1), Method: "sleep", Params: []byte(`{"seconds": 1.5}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait(t, first, j.ID, store.JobRunning)
+	// What the rescuer does to a job it takes for lost, less the delay.
+	if _, err := first.db.ExecContext(ctx, `UPDATE river_job SET state = 'available'`); err != nil {
+		t.Fatal(err)
+	}
+	second := setupAt(t, at, true, func(c *jobs.Config) { c.Workers = 1 })
+	done := wait(t, second, j.ID, store.JobSucceeded)
+	if done.BundleKey != jobs.BundleKey(j.ID) {
+		t.Errorf("recorded bundle %s, want the first attempt's", done.BundleKey)
+	}
+	// Stopping drains: the second attempt has ended when Stop returns.
+	stop, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := second.svc.Stop(stop); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := second.blobs.Open(ctx, j.ID+".attempt2.safetensors"); lowrank.ErrorCode(err) != lowrank.ENOTFOUND {
+		t.Errorf("the losing attempt's bundle: %v, want it deleted", err)
+	}
+	blob, err := second.blobs.Open(ctx, done.BundleKey)
+	if err != nil {
+		t.Fatalf("the recorded bundle: %v", err)
+	}
+	blob.Close()
+	var attempt int
+	if err := first.db.QueryRowContext(ctx, `SELECT attempt FROM river_job`).Scan(&attempt); err != nil || attempt != 2 {
+		t.Errorf("river attempt %d (%v): the second attempt did not run", attempt, err)
+	}
+}
+
+// Every replica runs the retention cleaner; two passes at once each remove
+// what the other has not, without failing on what the other removed.
+func TestConcurrentExpire(t *testing.T) {
+	at := newPlace(t, onPostgres)
+	ctx := context.Background()
+	clock := &fakeClock{now: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
+	mod := func(c *jobs.Config) { c.Now, c.Retention, c.CleanInterval = clock.Now, time.Hour, time.Hour }
+	a := setupAt(t, at, true, mod)
+	b := setupAt(t, at, true, mod)
+	const n = 40
+	for k := range n {
+		j, err := a.svc.Submit(ctx, jobs.SubmitRequest{Inline: randMatrix(2, 2, uint64(k)), Method: "sleep", Params: []byte(`{}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wait(t, a, j.ID, store.JobSucceeded)
+		id := "t" + strconv.Itoa(k)
+		if err := a.meta.CreateTensor(ctx, &store.Tensor{ID: id, Format: "npy", CreatedAt: clock.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock.Advance(2 * time.Hour)
+	var wg sync.WaitGroup
+	var tensors, jobsRemoved [2]int
+	var errs [2]error
+	for i, svc := range []*jobs.Service{a.svc, b.svc} {
+		wg.Go(func() { tensors[i], jobsRemoved[i], errs[i] = svc.Expire(ctx) })
+	}
+	wg.Wait()
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatalf("concurrent passes: %v, %v", errs[0], errs[1])
+	}
+	if tensors[0]+tensors[1] != n || jobsRemoved[0]+jobsRemoved[1] != n {
+		t.Errorf("removed %v tensors and %v jobs, want %d of each in all", tensors, jobsRemoved, n)
+	}
+	if left, err := a.meta.CountJobs(ctx, store.JobSucceeded); err != nil || left != 0 {
+		t.Errorf("%d jobs left (%v)", left, err)
 	}
 }
