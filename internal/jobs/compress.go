@@ -855,7 +855,7 @@ func (s *Service) stepFactor(ctx context.Context, rec *store.Compression, i int)
 		return err
 	}
 	key := layerKey(rec.ID, i)
-	if _, err := s.putStreamed(ctx, key, func(w io.Writer) error { return tensorio.WriteSafetensors(w, res.Factors, nil) }); err != nil {
+	if _, err := s.putStreamed(ctx, key, func(w io.Writer) error { return res.WriteFactors(w) }); err != nil {
 		return err
 	}
 	b, err := json.Marshal(res)
