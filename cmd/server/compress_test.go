@@ -344,8 +344,8 @@ func TestCompressionCancel(t *testing.T) {
 	s := startServer(t, "", "--workers", "1")
 	c := s.client("")
 	var ts []*jobs.Tensor
-	for i := range 6 {
-		ts = append(ts, randTensor("", []int{512, 512}, uint64(i), false))
+	for i := range 16 {
+		ts = append(ts, randTensor("", []int{384, 384}, uint64(i), false))
 		ts[i].Name = "block" + strconv.Itoa(i) + ".weight"
 	}
 	tn := mustUpload(t, c, safetensorsBytes(t, ts...), nil)

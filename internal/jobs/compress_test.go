@@ -377,7 +377,7 @@ func TestCompressionAcrossReplicas(t *testing.T) {
 	}
 
 	// Cancel on b a compression whose steps run on both.
-	upload(t, a, "big", "safetensors", manyLayers(t, 6, 512))
+	upload(t, a, "big", "safetensors", manyLayers(t, 12, 384))
 	rec, err = a.svc.SubmitCompression(ctx, jobs.CompressionRequest{TensorID: "big", Policy: json.RawMessage(`{"budget": 0.3, "min_elements": 1}`)})
 	if err != nil {
 		t.Fatal(err)
