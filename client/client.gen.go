@@ -249,6 +249,7 @@ const (
 	ProblemCodeOverloaded   ProblemCode = "overloaded"
 	ProblemCodeTooLarge     ProblemCode = "too_large"
 	ProblemCodeUnauthorized ProblemCode = "unauthorized"
+	ProblemCodeUnavailable  ProblemCode = "unavailable"
 	ProblemCodeUnsupported  ProblemCode = "unsupported"
 )
 
@@ -270,6 +271,8 @@ func (e ProblemCode) Valid() bool {
 	case ProblemCodeTooLarge:
 		return true
 	case ProblemCodeUnauthorized:
+		return true
+	case ProblemCodeUnavailable:
 		return true
 	case ProblemCodeUnsupported:
 		return true
@@ -1016,7 +1019,9 @@ type ClientInterface interface {
 	// validated against the method (see SVDParams, PCAParams, CPParams,
 	// TuckerParams); a bad one is answered 422 naming it, e.g.
 	// `params.rank`. When the queue is full (queued + running ≥ the
-	// server's `queue_capacity`) the answer is 429 with Retry-After.
+	// server's `queue_capacity`) the answer is 429 with Retry-After; while
+	// the database or blob store cannot be reached it is 503 (code
+	// `unavailable`) with Retry-After.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1030,7 +1035,9 @@ type ClientInterface interface {
 	// validated against the method (see SVDParams, PCAParams, CPParams,
 	// TuckerParams); a bad one is answered 422 naming it, e.g.
 	// `params.rank`. When the queue is full (queued + running ≥ the
-	// server's `queue_capacity`) the answer is 429 with Retry-After.
+	// server's `queue_capacity`) the answer is 429 with Retry-After; while
+	// the database or blob store cannot be reached it is 503 (code
+	// `unavailable`) with Retry-After.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -1191,7 +1198,9 @@ func (c *Client) ListJobs(ctx context.Context, params *ListJobsParams, reqEditor
 // validated against the method (see SVDParams, PCAParams, CPParams,
 // TuckerParams); a bad one is answered 422 naming it, e.g.
 // `params.rank`. When the queue is full (queued + running ≥ the
-// server's `queue_capacity`) the answer is 429 with Retry-After.
+// server's `queue_capacity`) the answer is 429 with Retry-After; while
+// the database or blob store cannot be reached it is 503 (code
+// `unavailable`) with Retry-After.
 //
 // Takes any type of body and a specified content type.
 //
@@ -1215,7 +1224,9 @@ func (c *Client) CreateJobWithBody(ctx context.Context, contentType string, body
 // validated against the method (see SVDParams, PCAParams, CPParams,
 // TuckerParams); a bad one is answered 422 naming it, e.g.
 // `params.rank`. When the queue is full (queued + running ≥ the
-// server's `queue_capacity`) the answer is 429 with Retry-After.
+// server's `queue_capacity`) the answer is 429 with Retry-After; while
+// the database or blob store cannot be reached it is 503 (code
+// `unavailable`) with Retry-After.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -2149,7 +2160,9 @@ type ClientWithResponsesInterface interface {
 	// validated against the method (see SVDParams, PCAParams, CPParams,
 	// TuckerParams); a bad one is answered 422 naming it, e.g.
 	// `params.rank`. When the queue is full (queued + running ≥ the
-	// server's `queue_capacity`) the answer is 429 with Retry-After.
+	// server's `queue_capacity`) the answer is 429 with Retry-After; while
+	// the database or blob store cannot be reached it is 503 (code
+	// `unavailable`) with Retry-After.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -2163,7 +2176,9 @@ type ClientWithResponsesInterface interface {
 	// validated against the method (see SVDParams, PCAParams, CPParams,
 	// TuckerParams); a bad one is answered 422 naming it, e.g.
 	// `params.rank`. When the queue is full (queued + running ≥ the
-	// server's `queue_capacity`) the answer is 429 with Retry-After.
+	// server's `queue_capacity`) the answer is 429 with Retry-After; while
+	// the database or blob store cannot be reached it is 503 (code
+	// `unavailable`) with Retry-After.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3102,7 +3117,9 @@ func (c *ClientWithResponses) ListJobsWithResponse(ctx context.Context, params *
 // validated against the method (see SVDParams, PCAParams, CPParams,
 // TuckerParams); a bad one is answered 422 naming it, e.g.
 // `params.rank`. When the queue is full (queued + running ≥ the
-// server's `queue_capacity`) the answer is 429 with Retry-After.
+// server's `queue_capacity`) the answer is 429 with Retry-After; while
+// the database or blob store cannot be reached it is 503 (code
+// `unavailable`) with Retry-After.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -3122,7 +3139,9 @@ func (c *ClientWithResponses) CreateJobWithBodyWithResponse(ctx context.Context,
 // validated against the method (see SVDParams, PCAParams, CPParams,
 // TuckerParams); a bad one is answered 422 naming it, e.g.
 // `params.rank`. When the queue is full (queued + running ≥ the
-// server's `queue_capacity`) the answer is 429 with Retry-After.
+// server's `queue_capacity`) the answer is 429 with Retry-After; while
+// the database or blob store cannot be reached it is 503 (code
+// `unavailable`) with Retry-After.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
