@@ -34,8 +34,8 @@ func TestUnreachable(t *testing.T) {
 		{fmt.Errorf("store: %w", refused), true},
 		{driver.ErrBadConn, true},
 		{fmt.Errorf("jobs: enqueue: %w", &pgconn.PgError{Code: "57P01"}), true}, // admin_shutdown
-		{&pgconn.PgError{Code: "57P03"}, true},                                 // cannot_connect_now
-		{&pgconn.PgError{Code: "08006"}, true},                                 // connection_failure
+		{&pgconn.PgError{Code: "57P03"}, true},                                  // cannot_connect_now
+		{&pgconn.PgError{Code: "08006"}, true},                                  // connection_failure
 	} {
 		if got := Unreachable(tc.err); got != tc.want {
 			t.Errorf("Unreachable(%v) = %v, want %v", tc.err, got, tc.want)
