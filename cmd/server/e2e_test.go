@@ -773,7 +773,11 @@ func TestHelpAndConfig(t *testing.T) {
 	}
 	for _, want := range []string{"--addr", "LOWRANK_ADDR", "LOWRANK_DATA_DIR", "LOWRANK_WORKERS", "LOWRANK_QUEUE_CAPACITY",
 		"LOWRANK_MAX_UPLOAD_BYTES", "LOWRANK_MAX_ELEMENTS", "LOWRANK_MAX_RANK", "LOWRANK_MAX_ITERATIONS", "LOWRANK_JOB_TIMEOUT",
-		"LOWRANK_API_KEYS", "LOWRANK_API_KEYS_FILE", "LOWRANK_LOG_FORMAT", "LOWRANK_SHUTDOWN_GRACE"} {
+		"LOWRANK_API_KEYS", "LOWRANK_API_KEYS_FILE", "LOWRANK_LOG_FORMAT", "LOWRANK_SHUTDOWN_GRACE",
+		"--database-url", "LOWRANK_DATABASE_URL", "--rescue-after", "LOWRANK_RESCUE_AFTER", "--blob-url", "LOWRANK_BLOB_URL",
+		"--s3-endpoint", "LOWRANK_S3_ENDPOINT", "--s3-region", "LOWRANK_S3_REGION", "AWS_REGION",
+		"--s3-access-key", "LOWRANK_S3_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "--s3-secret-key", "LOWRANK_S3_SECRET_KEY", "AWS_SECRET_ACCESS_KEY",
+		"--s3-insecure", "LOWRANK_S3_INSECURE"} {
 		if !strings.Contains(strings.ReplaceAll(out.String(), "  -", "  --"), want) {
 			t.Errorf("--help lacks %s", want)
 		}
@@ -805,6 +809,62 @@ func TestHelpAndConfig(t *testing.T) {
 	}
 	if _, err := parseConfig([]string{"--log-format", "xml"}, func(string) string { return "" }, io.Discard); err == nil {
 		t.Error("--log-format xml accepted")
+	}
+}
+
+// Secrets given by the environment never show in --help, and fall back
+// to AWS's variable names; a flag still wins.
+func TestSecretsAndStorageConfig(t *testing.T) {
+	env := map[string]string{
+		"LOWRANK_DATABASE_URL": "postgres://u:hunter2@db:5432/lowrank", "LOWRANK_API_KEYS": "key-in-env",
+		"LOWRANK_S3_SECRET_KEY": "s3-secret-in-env", "AWS_ACCESS_KEY_ID": "aws-id", "AWS_SECRET_ACCESS_KEY": "aws-secret",
+		"AWS_REGION": "eu-west-3", "LOWRANK_BLOB_URL": "s3://bucket/pre", "LOWRANK_S3_ENDPOINT": "minio:9000", "LOWRANK_S3_INSECURE": "true",
+	}
+	getenv := func(k string) string { return env[k] }
+	var out bytes.Buffer
+	if err := run(ctx, []string{"--help"}, getenv, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"hunter2", "key-in-env", "s3-secret-in-env", "aws-id", "aws-secret"} {
+		if strings.Contains(out.String(), secret) {
+			t.Errorf("--help shows %q", secret)
+		}
+	}
+	cfg, err := parseConfig([]string{"--s3-region", "us-east-1"}, getenv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := s3Flags{Endpoint: "minio:9000", Region: "us-east-1", AccessKey: "aws-id", SecretKey: "s3-secret-in-env", Insecure: true}
+	if cfg.S3 != want || cfg.DatabaseURL != env["LOWRANK_DATABASE_URL"] || cfg.BlobURL != "s3://bucket/pre" || fmt.Sprint(cfg.APIKeys) != "[key-in-env]" {
+		t.Errorf("config %+v", cfg)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string // in the error
+	}{
+		{[]string{"--database-url", "mysql://u:hunter2@db/x"}, "postgres://"},
+		{[]string{"--database-url", "host=db password=hunter2"}, "postgres://"},
+		{[]string{"--blob-url", "gs://bucket/x", "--s3-endpoint", "e"}, "s3://bucket/prefix"},
+		{[]string{"--blob-url", "s3:///x", "--s3-endpoint", "e"}, "no bucket"},
+		{[]string{"--blob-url", "s3://bucket/x"}, "--s3-endpoint"},
+		{[]string{"--blob-url", "s3://bucket/x", "--s3-endpoint", "http://minio:9000"}, "without a scheme"},
+		{[]string{"--job-timeout", "1h", "--rescue-after", "30m"}, "at least --job-timeout"},
+		{[]string{"--rescue-after", "-1s"}, "--rescue-after"},
+	} {
+		_, err := parseConfig(tc.args, func(string) string { return "" }, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want one saying %q", tc.args, err, tc.want)
+		} else if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%v: error shows the password: %v", tc.args, err)
+		}
+	}
+	// A database that cannot be reached is an error from run, not a hang
+	// or a panic, and does not show the password.
+	err = run(ctx, []string{"--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--database-url",
+		"postgres://u:hunter2@127.0.0.1:1/x?connect_timeout=2"}, func(string) string { return "" }, io.Discard, io.Discard)
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("unreachable database: %v", err)
 	}
 }
 

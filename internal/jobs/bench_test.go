@@ -24,7 +24,7 @@ func BenchmarkNoopJobs(b *testing.B) {
 		{"riverDefaults", river.FetchCooldownDefault, river.FetchPollIntervalDefault},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			bb := setupIn(b, b.TempDir(), true, func(c *jobs.Config) {
+			bb := setupAt(b, place{dir: b.TempDir()}, true, func(c *jobs.Config) {
 				c.Workers, c.QueueCapacity = 2, 0
 				c.FetchCooldown, c.FetchPollInterval = tc.cooldown, tc.interval
 			})
