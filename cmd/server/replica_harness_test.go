@@ -43,8 +43,7 @@ func init() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// The environment is left out: a replica is configured by its flags
 	// alone, whatever LOWRANK_* variables the test run has.
-	err := runWith(ctx, args, func(string) string { return "" }, os.Stdout, os.Stderr,
-		hooks{registry: func(r jobs.Registry) { r["sleep"] = jobstest.SleepMethod() }})
+	err := runWith(ctx, args, func(string) string { return "" }, os.Stdout, os.Stderr, hooks{registry: replicaMethods})
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lowrank test server:", err)
@@ -52,6 +51,29 @@ func init() {
 	}
 	os.Exit(0)
 }
+
+// replicaMethods adds the replicas' test-only methods: jobstest's sleep, and
+// slow_svd, which is svd after a pause of slowSVDPause: long enough to kill
+// its replica mid-job, and still a real decomposition whose factors a test
+// can check after another replica has run it again.
+func replicaMethods(r jobs.Registry) {
+	r["sleep"] = jobstest.SleepMethod()
+	svd := r["svd"]
+	r["slow_svd"] = jobs.Method{
+		Name:     "slow_svd",
+		Validate: svd.Validate,
+		Run: func(ctx context.Context, env jobs.Env, in *jobs.Tensor, params json.RawMessage) (*jobs.Output, error) {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(slowSVDPause):
+			}
+			return svd.Run(ctx, env, in, params)
+		},
+	}
+}
+
+const slowSVDPause = 4 * time.Second
 
 // replica is one server process running this test binary (envServeArgs).
 type replica struct {
@@ -65,10 +87,32 @@ type replica struct {
 	err  error         // Wait's error, once done is closed
 }
 
-// startReplica starts a server process with a temp data dir of its own and
-// the given flags, on 127.0.0.1:0, and waits until /healthz answers. It is
-// stopped (SIGTERM) when t ends, if the test has not killed or stopped it.
+// startReplicas starts a server process per name, all at once (so that
+// they also race through their migrations), each with a temp data dir of
+// its own and the given flags, on 127.0.0.1:0, and waits until every one
+// answers /healthz. A replica is stopped (SIGTERM) when t ends, unless the
+// test has killed or stopped it.
+func startReplicas(t *testing.T, args []string, names ...string) []*replica {
+	t.Helper()
+	rs := make([]*replica, len(names))
+	lines := make([]chan string, len(names))
+	for i, name := range names {
+		rs[i], lines[i] = spawnReplica(t, name, args)
+	}
+	for i, r := range rs {
+		r.awaitUp(lines[i])
+	}
+	return rs
+}
+
 func startReplica(t *testing.T, name string, args ...string) *replica {
+	t.Helper()
+	return startReplicas(t, args, name)[0]
+}
+
+// spawnReplica starts the process; its first line of stdout arrives on the
+// returned channel.
+func spawnReplica(t *testing.T, name string, args []string) (*replica, chan string) {
 	t.Helper()
 	all := append([]string{"--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-level", "info", "--shutdown-grace", "5s"}, args...)
 	raw, err := json.Marshal(all)
@@ -91,17 +135,14 @@ func startReplica(t *testing.T, name string, args ...string) *replica {
 	if err := r.cmd.Start(); err != nil {
 		t.Fatalf("replica %s: %v", name, err)
 	}
-	lines := make(chan string, 1)
+	first := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
-		first := true
-		for sc.Scan() {
-			if first {
-				lines <- sc.Text()
-				first = false
-			}
+		if sc.Scan() {
+			first <- sc.Text()
 		}
-		close(lines)
+		close(first)
+		_, _ = io.Copy(io.Discard, stdout)
 	}()
 	go func() {
 		r.err = r.cmd.Wait()
@@ -113,15 +154,24 @@ func startReplica(t *testing.T, name string, args ...string) *replica {
 			t.Logf("replica %s logs:\n%s", r.name, r.logs.String())
 		}
 	})
+	return r, first
+}
+
+// awaitUp reads the listening address from the first line and waits until
+// /healthz answers.
+func (r *replica) awaitUp(first chan string) {
+	t := r.t
+	t.Helper()
 	select {
-	case line, ok := <-lines:
+	case line := <-first:
 		addr, found := strings.CutPrefix(strings.TrimSpace(line), "lowrank listening on ")
-		if !ok || !found {
-			t.Fatalf("replica %s did not start (first line %q)", name, line)
+		if !found {
+			<-r.done
+			t.Fatalf("replica %s did not start (first line %q, exit %v)", r.name, line, r.err)
 		}
 		r.url = addr
 	case <-time.After(60 * time.Second):
-		t.Fatalf("replica %s did not start within 60s", name)
+		t.Fatalf("replica %s did not start within 60s", r.name)
 	}
 	r.http = &http.Client{Transport: &validatingTransport{t: t, next: http.DefaultTransport}, Timeout: 60 * time.Second}
 	for deadline := time.Now().Add(20 * time.Second); ; {
@@ -129,15 +179,14 @@ func startReplica(t *testing.T, name string, args ...string) *replica {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				break
+				return
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("replica %s: /healthz not ready: %v", name, err)
+			t.Fatalf("replica %s: /healthz not ready: %v", r.name, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return r
 }
 
 // client returns the generated client for this replica; every response is

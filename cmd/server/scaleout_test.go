@@ -17,6 +17,7 @@ var pg pgtest.Server
 func TestMain(m *testing.M) {
 	code := m.Run()
 	pg.Stop()
+	s3srv.Stop()
 	os.Exit(code)
 }
 
