@@ -1,0 +1,103 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lowrank/lowrank/client"
+)
+
+// TestReplicaFigures measures the scale-out deployment on this machine; it
+// runs only with LOWRANK_FIGURES=1 (and without -race, whose cost would
+// dominate):
+//
+//	LOWRANK_FIGURES=1 go test -run TestReplicaFigures -v ./cmd/server
+//
+// It prints the jobs/s of small svd jobs against one and two replicas, the
+// time a replica takes to finish a killed replica's job, and the counts of
+// the fault scenarios (which fail the test if anything is lost).
+func TestReplicaFigures(t *testing.T) {
+	if os.Getenv("LOWRANK_FIGURES") == "" {
+		t.Skip("set LOWRANK_FIGURES=1 to measure")
+	}
+	// 0 replicas stands for the embedded deployment (SQLite, local files),
+	// for comparison.
+	for _, replicas := range []int{0, 1, 2} {
+		t.Run(fmt.Sprintf("Throughput64x64/replicas=%d", replicas), func(t *testing.T) {
+			args := []string{"--queue-capacity", "10000"}
+			if replicas > 0 {
+				args = append(args, scaleOutArgs(t, pg.NewDatabase(t))...)
+			}
+			names := []string{"A", "B"}[:max(1, replicas)]
+			rs := startReplicas(t, args, names...)
+			cs := make([]*client.ClientWithResponses, len(rs))
+			for i, r := range rs {
+				// A plain client: validating every response against the
+				// spec costs the test process more CPU than a job costs.
+				r.http = &http.Client{Timeout: time.Minute}
+				cs[i] = r.client()
+			}
+			a := randTensor("", []int{64, 64}, 1, false)
+			tn := mustUpload(t, cs[0], npyBytes(t, a), nil)
+			req := client.JobRequest{Method: client.MethodSvd, TensorId: &tn.Id, Params: &map[string]any{"rank": 8}}
+			const clients, perClient = 8, 40
+			start := time.Now()
+			var wg sync.WaitGroup
+			for k := range clients {
+				c := cs[k%len(cs)] // clients spread over the replicas
+				wg.Go(func() {
+					for range perClient {
+						resp, err := c.CreateJobWithResponse(ctx, req)
+						if err != nil || resp.JSON202 == nil {
+							t.Errorf("submit: %v %d %s", err, resp.StatusCode(), resp.Body)
+							return
+						}
+						if !pollQuietly(t, c, resp.JSON202.Id) {
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			el := time.Since(start)
+			counts := waitJobsTotal(t, rs, "svd", clients*perClient)
+			t.Logf("%d replica(s), %d svd jobs on 64x64 f32 rank 8 from %d clients (submit+poll): %.1f jobs/s; run per replica %v",
+				replicas, clients*perClient, clients, float64(clients*perClient)/el.Seconds(), counts)
+		})
+	}
+	t.Run("KillTakeover", func(t *testing.T) {
+		st := killScenario(t)
+		t.Logf("kill -9 mid-job: finished on the other replica %s after the kill (--rescue-after %s); %d jobs, %d lost, %d finished twice",
+			st.takeover.Round(100*time.Millisecond), rescueAfter, st.jobs, st.lost, st.doubleFinish)
+	})
+	t.Run("PostgresRestart", func(t *testing.T) {
+		st := restartScenario(t)
+		t.Logf("Postgres stopped ~2 s under load: %d jobs accepted, %d lost; %d submissions answered 503, %d other errors; all not ready %s after the stop, all ready %s after the start",
+			st.accepted, st.lost, st.unavailable, st.otherErrors, st.notReadyAfter.Round(time.Millisecond), st.readyAfter.Round(time.Millisecond))
+	})
+}
+
+// pollQuietly waits for a job to succeed, reporting a failure with Errorf
+// (it runs on a client goroutine, where Fatal may not be called).
+func pollQuietly(t *testing.T, c *client.ClientWithResponses, id string) bool {
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(pollInterval) {
+		r, err := c.GetJobWithResponse(ctx, id)
+		if err != nil || r.JSON200 == nil {
+			t.Errorf("job %s: %v", id, err)
+			return false
+		}
+		switch r.JSON200.Status {
+		case client.JobStatusSucceeded:
+			return true
+		case client.JobStatusFailed, client.JobStatusCanceled:
+			t.Errorf("job %s: %s %+v", id, r.JSON200.Status, r.JSON200.Error)
+			return false
+		}
+	}
+	t.Errorf("job %s not done after a minute", id)
+	return false
+}
