@@ -157,7 +157,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 	str(&c.MetricsAddr, "metrics-addr", "METRICS_ADDR", "", "when set, /metrics is served on this address instead of the main one")
 	duration(&c.Retention, "retention", "RETENTION", 7*24*time.Hour, "how long uploaded tensors and finished jobs (with their factors) are kept (0: forever)")
 	secret(&c.DatabaseURL, "database-url", "DATABASE_URL", "postgres://user:password@host:5432/db to keep metadata and the job queue in Postgres, shared by replicas (default: SQLite under --data-dir)")
-	duration(&c.RescueAfter, "rescue-after", "RESCUE_AFTER", 0, "how long a job may run before it is taken for lost (its server died) and run again; at least --job-timeout, as a job still running then runs twice (0: --job-timeout + 1m, or 1h without a timeout)")
+	duration(&c.RescueAfter, "rescue-after", "RESCUE_AFTER", 0, "with --database-url, how long a job may run before it is taken for lost (its server died) and run again elsewhere; at least --job-timeout, as a job still running then runs twice; with --job-timeout 0 it is also the jobs' time limit (0: --job-timeout + 1m, or 1h1m and a 1h limit without a timeout)")
 	str(&c.BlobURL, "blob-url", "BLOB_URL", "", "s3://bucket/prefix to keep tensors and factors in S3 (default: files under --data-dir)")
 	str(&c.S3.Endpoint, "s3-endpoint", "S3_ENDPOINT", "", "S3 endpoint host[:port], e.g. s3.amazonaws.com or minio:9000")
 	secret(&c.S3.Region, "s3-region", "S3_REGION", "S3 region", "AWS_REGION")

@@ -50,7 +50,10 @@ type Config struct {
 	// QueueCapacity bounds queued + running jobs; 0 means unbounded.
 	QueueCapacity int
 	Limits        Limits
-	// JobTimeout bounds one job's run; 0 means none.
+	// JobTimeout bounds one job's run; 0 means none, but when replicas
+	// share the queue (SingleProcess false) a job is still bounded by
+	// RescueAfter, since River's rescuer would take one that ran longer
+	// for lost (and it rescues no job that has no timeout at all).
 	JobTimeout time.Duration
 	Logger     *zap.Logger
 	Metrics    prometheus.Registerer
@@ -74,8 +77,8 @@ type Config struct {
 	// RescueAfter is how long a job may stay running before River's
 	// rescuer (run by one replica, the leader) takes it for dead and runs
 	// it again, which is how the jobs of a replica that died are taken
-	// over. Default: JobTimeout + 1 min, or River's default (1 h) when
-	// there is no timeout. It must be at least JobTimeout: a job still
+	// over. Default: JobTimeout + 1 min, or 1 h 1 min when there is no
+	// timeout. It must be at least JobTimeout: a job still
 	// running when rescued runs twice, its second run wasting a worker
 	// (only one of the two can record its result). Shorter means a dead
 	// replica's jobs resume sooner.
@@ -94,6 +97,8 @@ type Service struct {
 	metrics *metrics
 	log     *zap.Logger
 	threads *threadBudget
+	// jobTimeout and rescueAfter are the effective limits (jobLimits).
+	jobTimeout, rescueAfter time.Duration
 
 	stopping       atomic.Bool
 	stopBackground context.CancelFunc // the cleaner and the reconciler
@@ -135,6 +140,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Queue == nil {
 		return nil, errors.New("jobs: Config.Queue is required")
 	}
+	if cfg.RescueAfter > 0 && cfg.RescueAfter < cfg.JobTimeout {
+		return nil, fmt.Errorf("jobs: the rescue delay %s is shorter than the job timeout %s: jobs would run twice", cfg.RescueAfter, cfg.JobTimeout)
+	}
 	slogger := slog.New(zapslog.NewHandler(cfg.Logger.WithOptions(zap.IncreaseLevel(zap.WarnLevel)).Core(), zapslog.WithName("river")))
 	if err := cfg.Queue.migrate(ctx, slogger); err != nil {
 		return nil, err
@@ -156,9 +164,10 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err := river.AddWorkerSafely(workers, &worker{s: s}); err != nil {
 		return nil, err
 	}
-	jobTimeout := cfg.JobTimeout
-	if jobTimeout <= 0 {
-		jobTimeout = -1 // River: no timeout
+	s.jobTimeout, s.rescueAfter = jobLimits(cfg.JobTimeout, cfg.RescueAfter, cfg.SingleProcess)
+	riverTimeout := s.jobTimeout
+	if riverTimeout <= 0 {
+		riverTimeout = -1 // River: no timeout
 	}
 	cooldown, poll := cfg.Queue.fetchDefaults()
 	rc := &river.Config{
@@ -167,18 +176,12 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		Workers:           workers,
 		FetchCooldown:     cmp.Or(cfg.FetchCooldown, cooldown),
 		FetchPollInterval: cmp.Or(cfg.FetchPollInterval, poll),
-		JobTimeout:        jobTimeout,
+		JobTimeout:        riverTimeout,
 		// A job cut short by a shutdown or a dead replica is retried; a
 		// job that fails on its own is not (the worker cancels it).
 		MaxAttempts:          maxAttempts,
 		RetryPolicy:          retryPolicy{},
-		RescueStuckJobsAfter: cfg.RescueAfter,
-	}
-	if rc.RescueStuckJobsAfter <= 0 && cfg.JobTimeout > 0 {
-		rc.RescueStuckJobsAfter = cfg.JobTimeout + time.Minute
-	}
-	if rc.RescueStuckJobsAfter > 0 && rc.RescueStuckJobsAfter < cfg.JobTimeout {
-		return nil, fmt.Errorf("jobs: the rescue delay %s is shorter than the job timeout %s: jobs would run twice", rc.RescueStuckJobsAfter, cfg.JobTimeout)
+		RescueStuckJobsAfter: s.rescueAfter,
 	}
 	s.river, err = cfg.Queue.client(rc)
 	if err != nil {
@@ -192,6 +195,24 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 // kernel runs the process out of memory would); then it gives up, and the
 // job is recorded failed (see the worker and ReconcileDiscarded).
 const maxAttempts = 10
+
+// jobLimits are the effective job timeout (0: none) and rescue delay (0:
+// River's default) for the configured ones.
+//
+// River's rescuer leaves alone a job with no timeout, however long it has
+// run. That is right for a single process, which requeues its orphans at
+// start; but replicas need the rescuer to take over a dead replica's jobs,
+// so there a job without a timeout gets the rescue delay as one (by default
+// an hour): a job running longer would be rescued, and run twice, anyway.
+func jobLimits(timeout, rescueAfter time.Duration, singleProcess bool) (time.Duration, time.Duration) {
+	if timeout <= 0 && !singleProcess {
+		timeout = cmp.Or(rescueAfter, time.Hour)
+	}
+	if rescueAfter <= 0 && timeout > 0 {
+		rescueAfter = timeout + time.Minute
+	}
+	return timeout, rescueAfter
+}
 
 // requeueOrphans makes every running job available again, in River's table
 // and in metadata. Only valid when this process is the queue's only user.

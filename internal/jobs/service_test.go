@@ -76,6 +76,20 @@ func setupOn(t *testing.T, database string, mod func(*jobs.Config)) *bundle {
 // setupAt builds a Service on the database and blobs of p, started or not.
 func setupAt(t testing.TB, p place, start bool, mod func(*jobs.Config)) *bundle {
 	t.Helper()
+	b, err := build(t, p, mod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if start {
+		if err := b.svc.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b
+}
+
+// build is setupAt without starting, and safe to call from any goroutine.
+func build(t testing.TB, p place, mod func(*jobs.Config)) (*bundle, error) {
 	ctx := context.Background()
 	var (
 		meta  store.MetaStore
@@ -86,24 +100,24 @@ func setupAt(t testing.TB, p place, start bool, mod func(*jobs.Config)) *bundle 
 		var err error
 		db, err = store.OpenSQLite(filepath.Join(p.dir, "lowrank.db"))
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
+		t.Cleanup(func() { db.Close() })
 		if meta, err = store.NewSQLiteMeta(ctx, db); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		queue = jobs.SQLiteQueue(db)
 	} else {
 		pgs, err := store.OpenPostgres(ctx, p.url)
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
-		// Closed after the Service stops: cleanups run last first.
 		t.Cleanup(func() { pgs.Close() })
 		meta, queue, db = pgs, jobs.PostgresQueue(pgs.Pool()), pgs.DB()
 	}
 	blobs, err := store.NewLocalBlobs(filepath.Join(p.dir, "blobs"))
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	cfg := jobs.Config{
 		Queue: queue, Meta: meta, Blobs: blobs, Codec: jobs.TensorioCodec{}, Registry: registry(),
@@ -116,22 +130,15 @@ func setupAt(t testing.TB, p place, start bool, mod func(*jobs.Config)) *bundle 
 	}
 	svc, err := jobs.New(ctx, cfg)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	if start {
-		if err := svc.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	// Stopped before the database closes: cleanups run last first.
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = svc.Stop(ctx)
-		if p.url == "" {
-			db.Close()
-		}
 	})
-	return &bundle{svc: svc, meta: meta, blobs: blobs, codec: cfg.Codec, db: db}
+	return &bundle{svc: svc, meta: meta, blobs: blobs, codec: cfg.Codec, db: db}, nil
 }
 
 func registry() jobs.Registry {

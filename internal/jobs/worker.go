@@ -114,7 +114,7 @@ func (w *worker) Work(ctx context.Context, rj *river.Job[jobArgs]) error {
 		return nil
 	}
 
-	je := jobError(err, s.cfg.JobTimeout)
+	je := jobError(err, s.jobTimeout)
 	if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		switch {
 		case run.canceled.Load():
