@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -104,11 +105,11 @@ func validBucketName(b string) bool {
 // S3Blobs stores blobs as objects of one bucket, under an optional prefix,
 // in any S3-compatible store (AWS S3, MinIO, versitygw, ...).
 //
-// Put streams: it holds at most one part (PartSize bytes) in memory. A blob
-// that fits in one part goes up in a single PUT; a larger one in a
-// multipart upload, which S3 makes visible only when it completes, so a
-// reader never sees a partial blob. A failed Put aborts its multipart
-// upload, leaving no parts behind.
+// Put streams: it holds one part (PartSize bytes) in memory, in a buffer
+// that later Puts reuse. A blob that fits in one part goes up in a single
+// PUT; a larger one in a multipart upload, which S3 makes visible only when
+// it completes, so a reader never sees a partial blob. A failed Put aborts
+// its multipart upload, leaving no parts behind.
 //
 // Integrity. The server verifies every request body against a checksum
 // computed before sending, as S3's additional checksums define them (both
@@ -128,7 +129,7 @@ func validBucketName(b string) bool {
 // Open in between sees the complete blob without the metadata, and so does
 // not verify it.
 //
-// Open verifies the SHA-256 when it can do so for free: a blob read
+// Open verifies the SHA-256 when it needs no extra request: a blob read
 // sequentially from its start to EOF (as the npy and safetensors readers
 // do) is hashed on the way, and if the hash differs from the metadata the
 // final Read returns an error wrapping ErrCorrupt instead of io.EOF. Random
@@ -139,6 +140,7 @@ type S3Blobs struct {
 	bucket   string
 	prefix   string // "" or ending in '/'
 	partSize int
+	parts    sync.Pool // *[]byte of partSize, so Puts reuse part buffers
 }
 
 var _ BlobStore = (*S3Blobs)(nil)
@@ -170,6 +172,7 @@ func NewS3Blobs(ctx context.Context, cfg S3Config) (*S3Blobs, error) {
 		return nil, fmt.Errorf("store: s3 client: %w", err)
 	}
 	s := &S3Blobs{core: minio.Core{Client: client}, bucket: cfg.Bucket, prefix: prefix, partSize: partSize}
+	s.parts.New = func() any { b := make([]byte, partSize); return &b }
 	ok, err := client.BucketExists(ctx, cfg.Bucket)
 	if err != nil {
 		return nil, fmt.Errorf("store: s3 bucket %s at %s: %w", cfg.Bucket, cfg.Endpoint, err)
@@ -178,10 +181,12 @@ func NewS3Blobs(ctx context.Context, cfg S3Config) (*S3Blobs, error) {
 		if !cfg.CreateBucket {
 			return nil, fmt.Errorf("store: s3 bucket %s does not exist at %s", cfg.Bucket, cfg.Endpoint)
 		}
-		err := client.MakeBucket(ctx, cfg.Bucket, minio.MakeBucketOptions{Region: cfg.Region})
-		// Another process may have created it meanwhile.
-		if code := minio.ToErrorResponse(err).Code; err != nil && code != "BucketAlreadyOwnedByYou" && code != "BucketAlreadyExists" {
-			return nil, fmt.Errorf("store: create s3 bucket %s: %w", cfg.Bucket, err)
+		if err := client.MakeBucket(ctx, cfg.Bucket, minio.MakeBucketOptions{Region: cfg.Region}); err != nil {
+			// Another process of ours may have created it meanwhile; a
+			// bucket of someone else's would fail BucketExists.
+			if ok, _ := client.BucketExists(ctx, cfg.Bucket); !ok {
+				return nil, fmt.Errorf("store: create s3 bucket %s: %w", cfg.Bucket, err)
+			}
 		}
 	}
 	return s, nil
@@ -196,7 +201,9 @@ func (s *S3Blobs) Put(ctx context.Context, key string, r io.Reader) (BlobInfo, e
 	}
 	h := sha256.New()
 	src := io.TeeReader(ctxReader{ctx, r}, h)
-	buf := make([]byte, s.partSize)
+	bp := s.parts.Get().(*[]byte)
+	defer s.parts.Put(bp)
+	buf := *bp
 	n, err := io.ReadFull(src, buf)
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
 		return s.putSingle(ctx, key, buf[:n], h)
@@ -273,13 +280,13 @@ func (s *S3Blobs) putMultipart(ctx context.Context, key string, src io.Reader, b
 		}
 		var crc [4]byte
 		binary.BigEndian.PutUint32(crc[:], crc32.Checksum(buf[:n], castagnoli))
-		crc64 := base64.StdEncoding.EncodeToString(crc[:])
+		crcB64 := base64.StdEncoding.EncodeToString(crc[:])
 		part, err := s.core.PutObjectPart(ctx, s.bucket, name, uploadID, number, bytes.NewReader(buf[:n]), int64(n),
-			minio.PutObjectPartOptions{CustomHeader: http.Header{"X-Amz-Checksum-Crc32c": {crc64}}})
+			minio.PutObjectPartOptions{CustomHeader: http.Header{"X-Amz-Checksum-Crc32c": {crcB64}}})
 		if err != nil {
 			return BlobInfo{}, fmt.Errorf("store: put %s: part %d: %w", key, number, err)
 		}
-		parts = append(parts, minio.CompletePart{PartNumber: number, ETag: part.ETag, ChecksumCRC32C: crc64})
+		parts = append(parts, minio.CompletePart{PartNumber: number, ETag: part.ETag, ChecksumCRC32C: crcB64})
 		size += int64(n)
 		if last {
 			break
@@ -293,10 +300,15 @@ func (s *S3Blobs) putMultipart(ctx context.Context, key string, src io.Reader, b
 	info := BlobInfo{Size: size, SHA256: hex.EncodeToString(h.Sum(nil))}
 	_, err = s.core.ComposeObject(ctx,
 		minio.CopyDestOptions{Bucket: s.bucket, Object: name, ReplaceMetadata: true,
-			UserMetadata: map[string]string{metaSHA256: info.SHA256, "Content-Type": "application/octet-stream"}},
+			ContentType: "application/octet-stream", UserMetadata: map[string]string{metaSHA256: info.SHA256}},
 		// The ETag pins the object just completed: a concurrent Put of the
 		// same key must not get this blob's hash.
 		minio.CopySrcOptions{Bucket: s.bucket, Object: name, MatchETag: done.ETag})
+	if minio.ToErrorResponse(err).StatusCode == http.StatusPreconditionFailed {
+		// A later Put of the key has replaced this blob already: as if
+		// this Put had finished first.
+		return info, nil
+	}
 	if err != nil {
 		// A blob Put reports as failed must not stay behind.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
