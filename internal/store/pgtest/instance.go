@@ -129,8 +129,8 @@ func (in *Instance) Start(t testing.TB) {
 // (as in CI) makes that a failure.
 func skipInstance(t testing.TB, err error) {
 	t.Helper()
-	if os.Getenv("LOWRANK_REQUIRE_SERVERS") == "1" {
-		t.Fatalf("%v (LOWRANK_REQUIRE_SERVERS=1)", err)
+	if os.Getenv(EnvRequire) == "1" {
+		t.Fatalf("%v (failing instead: %s=1)", err, EnvRequire)
 	}
 	t.Skip(err)
 }
