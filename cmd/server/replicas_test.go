@@ -292,6 +292,7 @@ func waitRunning(t *testing.T, c *client.ClientWithResponses, id string) {
 // restartStats is what one run of the Postgres restart scenario measured.
 type restartStats struct {
 	accepted, lost int           // jobs answered 202; of those, not succeeded
+	acceptedAfter  int           // jobs answered 202 after the database was back
 	unavailable    int           // submissions answered 503 while the database was down
 	otherErrors    int           // any other answer
 	notReadyAfter  time.Duration // from the stop until every replica's /readyz said 503
@@ -303,8 +304,8 @@ type restartStats struct {
 // ready again without a restart, and every job that was accepted succeeds.
 func TestPostgresRestart(t *testing.T) {
 	st := restartScenario(t)
-	t.Logf("%d jobs accepted, %d lost; %d submissions answered 503 while down, %d other errors; not ready %s after the stop, ready %s after the start",
-		st.accepted, st.lost, st.unavailable, st.otherErrors, st.notReadyAfter.Round(time.Millisecond), st.readyAfter.Round(time.Millisecond))
+	t.Logf("%d jobs accepted (%d after the restart), %d lost; %d submissions answered 503 while down, %d other errors; not ready %s after the stop, ready %s after the start",
+		st.accepted, st.acceptedAfter, st.lost, st.unavailable, st.otherErrors, st.notReadyAfter.Round(time.Millisecond), st.readyAfter.Round(time.Millisecond))
 }
 
 func restartScenario(t *testing.T) restartStats {
@@ -323,6 +324,7 @@ func restartScenario(t *testing.T) restartStats {
 		mu       sync.Mutex
 		st       restartStats
 		accepted []string
+		back     bool // the database is running again
 	)
 	loadCtx, stopLoad := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -334,6 +336,9 @@ func restartScenario(t *testing.T) restartStats {
 				switch {
 				case err == nil && resp.StatusCode() == http.StatusAccepted && resp.JSON202 != nil:
 					accepted = append(accepted, resp.JSON202.Id)
+					if back {
+						st.acceptedAfter++
+					}
 				case err == nil && resp.StatusCode() == http.StatusServiceUnavailable:
 					st.unavailable++
 					wantProblem(t, "submit while down", http.StatusServiceUnavailable, resp.HTTPResponse.Header, resp.Body, "unavailable", "")
@@ -361,6 +366,9 @@ func restartScenario(t *testing.T) restartStats {
 	time.Sleep(2 * time.Second) // submissions meet the outage
 	started := time.Now()
 	db.Start(t)
+	mu.Lock()
+	back = true
+	mu.Unlock()
 	st.readyAfter = waitReady(t, rs, http.StatusOK, 30*time.Second).Sub(started)
 	time.Sleep(time.Second) // and the recovery
 	stopLoad()
@@ -368,6 +376,16 @@ func restartScenario(t *testing.T) restartStats {
 
 	if st.unavailable == 0 {
 		t.Errorf("no submission was answered 503 while the database was down")
+	}
+	if st.acceptedAfter == 0 {
+		t.Errorf("no submission was accepted after the database was back")
+	}
+	for _, r := range rs {
+		select {
+		case <-r.done:
+			t.Errorf("replica %s exited during the outage: %v", r.name, r.err)
+		default:
+		}
 	}
 	st.accepted = len(accepted)
 	for i, id := range accepted {
