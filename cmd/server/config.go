@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lowrank/lowrank/internal/store"
 )
 
 // config is everything the server is told at start.
@@ -246,16 +248,14 @@ func (c *config) validate() error {
 		}
 	}
 	if c.BlobURL != "" {
-		u, err := url.Parse(c.BlobURL)
+		if _, _, err := store.ParseS3URL(c.BlobURL); err != nil {
+			return fmt.Errorf("--blob-url: %w", err)
+		}
 		switch {
-		case err != nil || u.Scheme != "s3":
-			return fmt.Errorf("--blob-url must be s3://bucket/prefix (or empty for files under --data-dir), got %q", c.BlobURL)
-		case u.Host == "":
-			return fmt.Errorf("--blob-url %q names no bucket: use s3://bucket/prefix", c.BlobURL)
 		case c.S3.Endpoint == "":
 			return errors.New("--blob-url is an S3 URL but --s3-endpoint (LOWRANK_S3_ENDPOINT) is not set; for AWS use s3.amazonaws.com")
-		case strings.Contains(c.S3.Endpoint, "://"):
-			return fmt.Errorf("--s3-endpoint is host[:port] without a scheme (use --s3-insecure for http), got %q", c.S3.Endpoint)
+		case strings.Contains(c.S3.Endpoint, "/"):
+			return fmt.Errorf("--s3-endpoint is host[:port] without a scheme or path (use --s3-insecure for http), got %q", c.S3.Endpoint)
 		}
 	}
 	return nil

@@ -847,8 +847,8 @@ func TestSecretsAndStorageConfig(t *testing.T) {
 	}{
 		{[]string{"--database-url", "mysql://u:hunter2@db/x"}, "postgres://"},
 		{[]string{"--database-url", "host=db password=hunter2"}, "postgres://"},
-		{[]string{"--blob-url", "gs://bucket/x", "--s3-endpoint", "e"}, "s3://bucket/prefix"},
-		{[]string{"--blob-url", "s3:///x", "--s3-endpoint", "e"}, "no bucket"},
+		{[]string{"--blob-url", "gs://bucket/x", "--s3-endpoint", "e"}, "scheme is not s3"},
+		{[]string{"--blob-url", "s3:///x", "--s3-endpoint", "e"}, "bucket must be"},
 		{[]string{"--blob-url", "s3://bucket/x"}, "--s3-endpoint"},
 		{[]string{"--blob-url", "s3://bucket/x", "--s3-endpoint", "http://minio:9000"}, "without a scheme"},
 		{[]string{"--job-timeout", "1h", "--rescue-after", "30m"}, "at least --job-timeout"},

@@ -1,18 +1,28 @@
 package main
 
 import (
+	"io"
 	"net/http"
 	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/minio/minio-go/v7"
+
 	"github.com/lowrank/lowrank/client"
 	"github.com/lowrank/lowrank/internal/store/pgtest"
+	"github.com/lowrank/lowrank/internal/store/s3test"
 )
 
-// pg is this package's Postgres server, started by the first test that
-// needs one; without Postgres those tests skip.
-var pg pgtest.Server
+// pg and s3srv are this package's Postgres and S3 servers, started by the
+// first test that needs each; without them those tests skip.
+var (
+	pg    pgtest.Server
+	s3srv s3test.Server
+)
 
 func TestMain(m *testing.M) {
 	code := m.Run()
@@ -21,14 +31,72 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// The end-to-end flow on a server whose metadata and queue are in Postgres:
-// upload, decompose, download and check the reconstruction, cancel, and a
-// restart that finishes the jobs it left.
-func TestEndToEndPostgres(t *testing.T) {
+// s3Args are the flags that put a server's blobs in a fresh bucket (under
+// a prefix, as a shared bucket would be used).
+func s3Args(t *testing.T) []string {
+	cfg := s3srv.NewBucket(t)
+	args := []string{"--blob-url", "s3://" + cfg.Bucket + "/lowrank/blobs", "--s3-endpoint", cfg.Endpoint,
+		"--s3-access-key", cfg.AccessKey, "--s3-secret-key", cfg.SecretKey}
+	if cfg.Region != "" {
+		args = append(args, "--s3-region", cfg.Region)
+	}
+	if !cfg.Secure {
+		args = append(args, "--s3-insecure")
+	}
+	return args
+}
+
+// The end-to-end flow on the scale-out stores: metadata and queue in
+// Postgres with blobs in local files or S3, and SQLite with S3.
+func TestEndToEndScaleOut(t *testing.T) {
 	t.Parallel()
-	url := pg.NewDatabase(t)
+	for _, tc := range []struct {
+		name           string
+		postgres, onS3 bool
+	}{
+		{"postgres+files", true, false},
+		{"postgres+s3", true, true},
+		{"sqlite+s3", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var args []string
+			if tc.postgres {
+				args = append(args, "--database-url", pg.NewDatabase(t))
+			}
+			if tc.onS3 {
+				args = append(args, s3Args(t)...)
+			}
+			dir := testEndToEnd(t, args)
+			_, err := os.Stat(filepath.Join(dir, "blobs"))
+			if tc.onS3 != os.IsNotExist(err) {
+				t.Errorf("blob dir under --data-dir: %v, with S3 %v", err, tc.onS3)
+			}
+			if tc.onS3 {
+				bucket := args[slices.Index(args, "--blob-url")+1][len("s3://"):]
+				bucket = bucket[:strings.IndexByte(bucket, '/')]
+				n := 0
+				for obj := range s3srv.Client().ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: "lowrank/blobs/", Recursive: true}) {
+					if obj.Err != nil {
+						t.Fatal(obj.Err)
+					}
+					n++
+				}
+				// The upload, an inline input and their jobs' bundles.
+				if n < 4 {
+					t.Errorf("%d objects under the prefix, want the blobs there", n)
+				}
+			}
+		})
+	}
+}
+
+// testEndToEnd uploads, decomposes, downloads and checks the
+// reconstruction, cancels, and restarts the server on the same stores,
+// which then finishes the jobs it left. It returns the data dir.
+func testEndToEnd(t *testing.T, args []string) string {
 	dir := t.TempDir()
-	s := startWithSleep(t, dir, "--database-url", url, "--workers", "1", "--shutdown-grace", "50ms")
+	s := startWithSleep(t, dir, append([]string{"--workers", "1", "--shutdown-grace", "50ms"}, args...)...)
 	c := s.client("")
 	if r, err := c.GetReadyWithResponse(ctx); err != nil || r.StatusCode() != http.StatusOK {
 		t.Fatalf("readyz: %v %d", err, r.StatusCode())
@@ -56,7 +124,7 @@ func TestEndToEndPostgres(t *testing.T) {
 	ids = append(ids, mustSubmit(t, c, client.JobRequest{Method: client.MethodSvd, TensorId: &tn.Id, Params: &map[string]any{"rank": 2}}).Id)
 	waitStatus(t, c, ids[0], client.JobStatusRunning)
 	s.stop()
-	s2 := startWithSleep(t, dir, "--database-url", url, "--workers", "2")
+	s2 := startWithSleep(t, dir, append([]string{"--workers", "2"}, args...)...)
 	c2 := s2.client("")
 	for _, id := range ids {
 		if d := poll(t, c2, id, 60*time.Second); d.Status != client.JobStatusSucceeded {
@@ -67,6 +135,7 @@ func TestEndToEndPostgres(t *testing.T) {
 	if r, _ := c2.GetJobWithResponse(ctx, running.Id); r.JSON200 == nil || r.JSON200.Status != client.JobStatusCanceled {
 		t.Errorf("canceled job after restart: %s", r.Body)
 	}
+	return dir
 }
 
 // Two servers on one database (and one blob directory) are replicas: a
@@ -120,5 +189,30 @@ func waitStatus(t *testing.T, c *client.ClientWithResponses, id string, want cli
 			t.Fatalf("job %s never %s: %v %s", id, want, err, r.Body)
 		}
 		time.Sleep(pollInterval)
+	}
+}
+
+// A bucket that does not exist, or credentials the server refuses, stop
+// the server at start with an error that does not show the secret.
+func TestS3StartErrors(t *testing.T) {
+	t.Parallel()
+	cfg := s3srv.NewBucket(t)
+	base := []string{"--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--s3-endpoint", cfg.Endpoint, "--s3-access-key", cfg.AccessKey}
+	if !cfg.Secure {
+		base = append(base, "--s3-insecure")
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--blob-url", "s3://no-such-bucket-here/x", "--s3-secret-key", cfg.SecretKey}, "does not exist"},
+		{[]string{"--blob-url", "s3://" + cfg.Bucket, "--s3-secret-key", "wrong-secret-1234"}, cfg.Bucket},
+	} {
+		err := run(ctx, append(slices.Clone(base), tc.args...), func(string) string { return "" }, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want an error saying %q", tc.args, err, tc.want)
+		} else if strings.Contains(err.Error(), cfg.SecretKey) || strings.Contains(err.Error(), "wrong-secret-1234") {
+			t.Errorf("error shows the secret: %v", err)
+		}
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -87,8 +86,22 @@ func (s *stores) openSQLite(ctx context.Context, path string) error {
 	return nil
 }
 
+// openS3 opens the bucket of cfg.BlobURL, which must exist: a typo in a
+// bucket name should stop the server, not create a new bucket.
 func (s *stores) openS3(ctx context.Context, cfg *config) error {
-	return errors.New("--blob-url: S3 blob storage is not built into this server yet")
+	bucket, prefix, err := store.ParseS3URL(cfg.BlobURL)
+	if err != nil {
+		return err
+	}
+	s.blobs, err = store.NewS3Blobs(ctx, store.S3Config{
+		Endpoint: cfg.S3.Endpoint, Secure: !cfg.S3.Insecure, Region: cfg.S3.Region,
+		AccessKey: cfg.S3.AccessKey, SecretKey: cfg.S3.SecretKey, Bucket: bucket, Prefix: prefix,
+	})
+	if err != nil {
+		return err
+	}
+	s.blobStore = "s3 " + cfg.BlobURL + " at " + cfg.S3.Endpoint
+	return nil
 }
 
 // close closes what openStores opened, last first.

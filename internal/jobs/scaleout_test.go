@@ -183,3 +183,44 @@ func TestCancelAcrossReplicas(t *testing.T) {
 		t.Errorf("canceled job ended %s", got.Status)
 	}
 }
+
+// A job rescued while its first attempt still runs (on a replica taken for
+// dead) runs twice; the first to finish records its result, and the other
+// deletes its own bundle, not the recorded one.
+func TestTwoAttemptsAtOnce(t *testing.T) {
+	at := newPlace(t, onPostgres)
+	ctx := context.Background()
+	first := setupAt(t, at, true, func(c *jobs.Config) { c.Workers = 1 })
+	j, err := first.svc.Submit(ctx, jobs.SubmitRequest{Inline: randMatrix(2, 2, 1), Method: "sleep", Params: []byte(`{"seconds": 1.5}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait(t, first, j.ID, store.JobRunning)
+	// What the rescuer does to a job it takes for lost, less the delay.
+	if _, err := first.db.ExecContext(ctx, `UPDATE river_job SET state = 'available'`); err != nil {
+		t.Fatal(err)
+	}
+	second := setupAt(t, at, true, func(c *jobs.Config) { c.Workers = 1 })
+	done := wait(t, second, j.ID, store.JobSucceeded)
+	if done.BundleKey != jobs.BundleKey(j.ID) {
+		t.Errorf("recorded bundle %s, want the first attempt's", done.BundleKey)
+	}
+	// Stopping drains: the second attempt has ended when Stop returns.
+	stop, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := second.svc.Stop(stop); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := second.blobs.Open(ctx, j.ID+".attempt2.safetensors"); lowrank.ErrorCode(err) != lowrank.ENOTFOUND {
+		t.Errorf("the losing attempt's bundle: %v, want it deleted", err)
+	}
+	blob, err := second.blobs.Open(ctx, done.BundleKey)
+	if err != nil {
+		t.Fatalf("the recorded bundle: %v", err)
+	}
+	blob.Close()
+	var attempt int
+	if err := first.db.QueryRowContext(ctx, `SELECT attempt FROM river_job`).Scan(&attempt); err != nil || attempt != 2 {
+		t.Errorf("river attempt %d (%v): the second attempt did not run", attempt, err)
+	}
+}

@@ -250,7 +250,8 @@ func (s *Service) Start(ctx context.Context) error {
 }
 
 // Stop lets running jobs finish until ctx ends, then cancels them; a job cut
-// short goes back to queued and runs again after a restart.
+// short goes back to queued and runs again: on another replica, or here
+// after a restart.
 func (s *Service) Stop(ctx context.Context) error {
 	s.stopping.Store(true)
 	if s.stopBackground != nil {

@@ -41,8 +41,21 @@ type FactorInfo struct {
 	DType string `json:"dtype"`
 }
 
-// BundleKey is the blob key of a job's factor bundle.
+// BundleKey is the blob key of a job's factor bundle, written by its first
+// attempt.
 func BundleKey(jobID string) string { return jobID + ".safetensors" }
+
+// attemptBundleKey is where attempt number attempt writes the bundle. A
+// later attempt writes its own: River's rescuer may start one while an
+// earlier one still runs on a replica it took for dead, and the attempt
+// that loses the race to record its result deletes its bundle, which must
+// not be the winner's.
+func attemptBundleKey(jobID string, attempt int) string {
+	if attempt <= 1 {
+		return BundleKey(jobID)
+	}
+	return fmt.Sprintf("%s.attempt%d.safetensors", jobID, attempt)
+}
 
 type worker struct {
 	river.WorkerDefaults[jobArgs]
@@ -91,7 +104,7 @@ func (w *worker) Work(ctx context.Context, rj *river.Job[jobArgs]) error {
 	log := s.log.With(zap.String("job_id", id), zap.String("method", j.Method))
 	log.Debug("job started")
 
-	res, bundle, timings, err := s.execute(ctx, j, log)
+	res, bundle, timings, err := s.execute(ctx, j, attemptBundleKey(id, rj.Attempt), log)
 	finished := s.cfg.Now().UTC()
 	timings["total"] = finished.Sub(started).Seconds()
 	timings["queue_wait"] = started.Sub(j.CreatedAt).Seconds()
@@ -105,7 +118,7 @@ func (w *worker) Work(ctx context.Context, rj *river.Job[jobArgs]) error {
 		if terr != nil {
 			return terr
 		}
-		if !ok { // canceled at the last moment: its factors are not wanted
+		if !ok { // canceled at the last moment, or another attempt won: its factors are not wanted
 			_ = s.cfg.Blobs.Delete(context.WithoutCancel(ctx), bundle)
 			return river.JobCancel(errors.New("canceled"))
 		}
@@ -186,8 +199,9 @@ func jobError(err error, timeout time.Duration) *store.JobError {
 }
 
 // execute loads the input, runs the kernel and writes the bundle, returning
-// the result summary as JSON, the bundle's key and the phase timings.
-func (s *Service) execute(ctx context.Context, j *store.Job, log *zap.Logger) (json.RawMessage, string, map[string]float64, error) {
+// the result summary as JSON, the bundle's key (key) and the phase
+// timings.
+func (s *Service) execute(ctx context.Context, j *store.Job, key string, log *zap.Logger) (json.RawMessage, string, map[string]float64, error) {
 	timings := map[string]float64{}
 	m, err := s.cfg.Registry.Lookup(j.Method)
 	if err != nil {
@@ -246,7 +260,6 @@ func (s *Service) execute(ctx context.Context, j *store.Job, log *zap.Logger) (j
 		"format": "pt", "lowrank_version": s.cfg.Version, "method": j.Method, "params": string(j.Params),
 		"job_id": j.ID, "tensor_id": j.TensorID, "tensor_name": j.TensorName, "ranks": fmt.Sprint(out.Ranks),
 	}
-	key := BundleKey(j.ID)
 	if _, err := s.putStreamed(ctx, key, func(w io.Writer) error {
 		return s.cfg.Codec.WriteSafetensors(w, out.Factors, meta)
 	}); err != nil {
