@@ -24,8 +24,7 @@ import (
 // replica at it and at the Postgres database databaseURL.
 func scaleOutArgs(t *testing.T, databaseURL string) []string {
 	t.Helper()
-	// TODO(replicas): S3 once --blob-url is wired; meanwhile a shared dir.
-	return []string{"--database-url", databaseURL, "--data-dir", t.TempDir()}
+	return append([]string{"--database-url", databaseURL}, s3Args(t)...)
 }
 
 // TestReplicaProcess checks the process harness on the embedded store: a
