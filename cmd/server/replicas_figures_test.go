@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,16 +25,28 @@ func TestReplicaFigures(t *testing.T) {
 	if os.Getenv("LOWRANK_FIGURES") == "" {
 		t.Skip("set LOWRANK_FIGURES=1 to measure")
 	}
-	// 0 replicas stands for the embedded deployment (SQLite, local files),
-	// for comparison.
-	for _, replicas := range []int{0, 1, 2} {
-		t.Run(fmt.Sprintf("Throughput64x64/replicas=%d", replicas), func(t *testing.T) {
+	// The embedded deployment and Postgres with local files are there for
+	// comparison: they show what S3 adds to a small job.
+	for _, tc := range []struct {
+		name         string
+		replicas     int
+		postgres, s3 bool
+	}{
+		{"sqlite+files", 1, false, false},
+		{"postgres+files", 1, true, false},
+		{"postgres+s3", 1, true, true},
+		{"postgres+s3", 2, true, true},
+	} {
+		t.Run(fmt.Sprintf("Throughput64x64/%s/replicas=%d", tc.name, tc.replicas), func(t *testing.T) {
 			args := []string{"--queue-capacity", "10000"}
-			if replicas > 0 {
+			switch {
+			case tc.s3:
 				args = append(args, scaleOutArgs(t, pg.NewDatabase(t))...)
+			case tc.postgres:
+				// Blobs in a dir every replica is given (one here).
+				args = append(args, "--database-url", pg.NewDatabase(t), "--data-dir", t.TempDir())
 			}
-			names := []string{"A", "B"}[:max(1, replicas)]
-			rs := startReplicas(t, args, names...)
+			rs := startReplicas(t, args, []string{"A", "B"}[:tc.replicas]...)
 			cs := make([]*client.ClientWithResponses, len(rs))
 			for i, r := range rs {
 				// A plain client: validating every response against the
@@ -65,8 +78,22 @@ func TestReplicaFigures(t *testing.T) {
 			wg.Wait()
 			el := time.Since(start)
 			counts := waitJobsTotal(t, rs, "svd", clients*perClient)
-			t.Logf("%d replica(s), %d svd jobs on 64x64 f32 rank 8 from %d clients (submit+poll): %.1f jobs/s; run per replica %v",
-				replicas, clients*perClient, clients, float64(clients*perClient)/el.Seconds(), counts)
+			t.Logf("%s, %d replica(s): %d svd jobs on 64x64 f32 rank 8 from %d clients (submit+poll): %.1f jobs/s; run per replica %v",
+				tc.name, tc.replicas, clients*perClient, clients, float64(clients*perClient)/el.Seconds(), counts)
+			// Where a job's time goes: mean phase timings of the last ones.
+			if lr, err := cs[0].ListJobsWithResponse(ctx, &client.ListJobsParams{Limit: ptr(100)}); err == nil && lr.JSON200 != nil {
+				sum := map[string]float64{}
+				for _, j := range lr.JSON200.Items {
+					for k, v := range j.Timings {
+						sum[k] += v / float64(len(lr.JSON200.Items))
+					}
+				}
+				var parts []string
+				for _, k := range []string{"queue_wait", "load", "compute", "write", "total"} {
+					parts = append(parts, fmt.Sprintf("%s %.1f ms", k, 1000*sum[k]))
+				}
+				t.Logf("mean of the last %d jobs: %s", len(lr.JSON200.Items), strings.Join(parts, ", "))
+			}
 		})
 	}
 	t.Run("KillTakeover", func(t *testing.T) {
