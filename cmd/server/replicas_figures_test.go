@@ -41,7 +41,7 @@ func TestReplicaFigures(t *testing.T) {
 			args := []string{"--queue-capacity", "10000"}
 			switch {
 			case tc.s3:
-				args = append(args, scaleOutArgs(t, pg.NewDatabase(t))...)
+				args = append(args, scaleOutArgs(t)...)
 			case tc.postgres:
 				// Blobs in a dir every replica is given (one here).
 				args = append(args, "--database-url", pg.NewDatabase(t), "--data-dir", t.TempDir())

@@ -20,11 +20,14 @@ import (
 // They skip without Postgres or versitygw, and fail instead under
 // LOWRANK_REQUIRE_SERVERS=1.
 
-// scaleOutArgs makes a fresh S3 bucket and returns the flags that point a
-// replica at it and at the Postgres database databaseURL.
-func scaleOutArgs(t *testing.T, databaseURL string) []string {
+// scaleOutArgs makes a fresh S3 bucket and a fresh database on the
+// package's Postgres, and returns the flags that point a replica at them.
+// The bucket comes first: without versitygw the test skips before waiting
+// for Postgres to start.
+func scaleOutArgs(t *testing.T) []string {
 	t.Helper()
-	return append([]string{"--database-url", databaseURL}, s3Args(t)...)
+	s3 := s3Args(t)
+	return append([]string{"--database-url", pg.NewDatabase(t)}, s3...)
 }
 
 // TestReplicaProcess checks the process harness on the embedded store: a
@@ -104,7 +107,7 @@ func succeededOnce(t *testing.T, rs []*replica, id string) *replica {
 // are run by whichever replica has a free worker, and a job's status and
 // factors are the same from every replica.
 func TestReplicasShareWork(t *testing.T) {
-	args := append(scaleOutArgs(t, pg.NewDatabase(t)), "--workers", "1")
+	args := append(scaleOutArgs(t), "--workers", "1")
 	rs := startReplicas(t, args, "A", "B", "C")
 	cs := make([]*client.ClientWithResponses, len(rs))
 	for i, r := range rs {
@@ -208,7 +211,7 @@ const rescueAfter = slowSVDPause + 2*time.Second
 const takeoverSlack = 45 * time.Second
 
 func killScenario(t *testing.T) killStats {
-	args := append(scaleOutArgs(t, pg.NewDatabase(t)), "--workers", "1",
+	args := append(scaleOutArgs(t), "--workers", "1",
 		"--job-timeout", rescueAfter.String(), "--rescue-after", rescueAfter.String())
 	// A starts alone, so it is River's leader and the only replica that
 	// can take the slow job; B starts once A runs it.
@@ -308,10 +311,11 @@ func TestPostgresRestart(t *testing.T) {
 }
 
 func restartScenario(t *testing.T) restartStats {
-	db := pgtest.Start(t)
+	s3 := s3Args(t)
+	db := pgtest.Start(t) // a server of its own, to stop and start
 	// A job whose end the database missed is still running in River's
 	// table: the rescue delay bounds how long it waits to run again.
-	args := append(scaleOutArgs(t, db.URL), "--workers", "1", "--job-timeout", "5s", "--rescue-after", "5s")
+	args := append([]string{"--database-url", db.URL, "--workers", "1", "--job-timeout", "5s", "--rescue-after", "5s"}, s3...)
 	rs := startReplicas(t, args, "A", "B")
 	cs := []*client.ClientWithResponses{rs[0].client(), rs[1].client()}
 	x := randTensor("", []int{24, 16}, 41, true)
