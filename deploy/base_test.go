@@ -14,6 +14,7 @@ import (
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -38,10 +39,23 @@ type base struct {
 	netpol     *networkingv1.NetworkPolicy
 	pvc        *corev1.PersistentVolumeClaim
 	secret     *corev1.Secret
-	containerE map[string]string // the container's environment: envFrom ConfigMaps, then env
+	containerE map[string]string                   // the container's environment: envFrom ConfigMaps, then env
+	secretEnv  map[string]corev1.SecretKeySelector // env set from Secret keys ("" in containerE)
 }
 
 func renderBase(t *testing.T) *base { t.Helper(); return renderApp(t, "base") }
+
+// apps are the kustomizations that deploy the server: the embedded base
+// and the scale-out overlay. Checks that hold for any deployment run on
+// each.
+var apps = []string{"base", "scale-out"}
+
+func forApps(t *testing.T, check func(t *testing.T, b *base)) {
+	t.Helper()
+	for _, dir := range apps {
+		t.Run(dir, func(t *testing.T) { check(t, renderApp(t, dir)) })
+	}
+}
 
 // renderApp renders the kustomization in dir (the base or an overlay of it).
 func renderApp(t *testing.T, dir string) *base {
@@ -53,7 +67,7 @@ func renderApp(t *testing.T, dir string) *base {
 	b.monitor = only[*monitoringv1.ServiceMonitor](t, b.objs)
 	b.pdb = only[*policyv1.PodDisruptionBudget](t, b.objs)
 	b.netpol = only[*networkingv1.NetworkPolicy](t, b.objs)
-	b.pvc = only[*corev1.PersistentVolumeClaim](t, b.objs)
+	b.pvc = optional[*corev1.PersistentVolumeClaim](t, b.objs)
 	b.secret = only[*corev1.Secret](t, b.objs)
 	b.pod = &b.deploy.Spec.Template.Spec
 	if len(b.pod.Containers) != 1 {
@@ -69,11 +83,19 @@ func renderApp(t *testing.T, dir string) *base {
 			b.containerE[k] = v
 		}
 	}
+	b.secretEnv = map[string]corev1.SecretKeySelector{}
 	for _, e := range b.container.Env {
-		if e.ValueFrom != nil {
-			t.Fatalf("env %s: valueFrom is not expected; keys come in as a file", e.Name)
+		switch {
+		case e.ValueFrom == nil:
+			b.containerE[e.Name] = e.Value
+		case e.ValueFrom.SecretKeyRef != nil:
+			// Connection secrets (a database URL with its password, S3
+			// keys) come from a Secret the operator creates.
+			b.containerE[e.Name] = ""
+			b.secretEnv[e.Name] = *e.ValueFrom.SecretKeyRef
+		default:
+			t.Fatalf("env %s: only values and secretKeyRefs are expected", e.Name)
 		}
-		b.containerE[e.Name] = e.Value
 	}
 	return b
 }
@@ -92,7 +114,7 @@ func (b *base) setting(t *testing.T, name string) string {
 	return def
 }
 
-func TestBaseEnvIsWhatTheServerReads(t *testing.T) { checkEnv(t, renderBase(t)) }
+func TestBaseEnvIsWhatTheServerReads(t *testing.T) { forApps(t, checkEnv) }
 
 func checkEnv(t *testing.T, b *base) {
 	t.Helper()
@@ -111,6 +133,8 @@ func checkEnv(t *testing.T, b *base) {
 	}
 	// Keys come from the Secret as a file, never as a plain value.
 	if _, ok := b.containerE["LOWRANK_API_KEYS"]; ok {
+		// Neither plainly nor from a Secret: the keys file is re-read, an
+		// environment variable is fixed at start.
 		t.Errorf("LOWRANK_API_KEYS is set in plain text; keys belong in the Secret")
 	}
 }
@@ -207,81 +231,83 @@ func (b *base) containerPort(t *testing.T, p intstr.IntOrString) int32 {
 }
 
 func TestBasePorts(t *testing.T) {
-	b := renderBase(t)
-	listen := portOf(t, b.setting(t, "LOWRANK_ADDR"))
-	if def := portOf(t, serverEnv(t)["LOWRANK_ADDR"]); listen != def {
-		t.Logf("the manifests move the server from its default port %d to %d", def, listen)
-	}
-	if len(b.container.Ports) != 1 || b.container.Ports[0].ContainerPort != listen || b.container.Ports[0].Protocol != corev1.ProtocolTCP {
-		t.Errorf("container ports %+v, want one TCP port %d (LOWRANK_ADDR)", b.container.Ports, listen)
-	}
-	for name, p := range map[string]*corev1.Probe{"startup": b.container.StartupProbe, "liveness": b.container.LivenessProbe, "readiness": b.container.ReadinessProbe} {
-		if p == nil || p.HTTPGet == nil {
-			continue
+	forApps(t, func(t *testing.T, b *base) {
+		listen := portOf(t, b.setting(t, "LOWRANK_ADDR"))
+		if def := portOf(t, serverEnv(t)["LOWRANK_ADDR"]); listen != def {
+			t.Logf("the manifests move the server from its default port %d to %d", def, listen)
 		}
-		if got := b.containerPort(t, p.HTTPGet.Port); got != listen {
-			t.Errorf("%s probe port %d, the server listens on %d", name, got, listen)
+		if len(b.container.Ports) != 1 || b.container.Ports[0].ContainerPort != listen || b.container.Ports[0].Protocol != corev1.ProtocolTCP {
+			t.Errorf("container ports %+v, want one TCP port %d (LOWRANK_ADDR)", b.container.Ports, listen)
 		}
-	}
-	svcPorts := map[string]bool{}
-	for _, sp := range b.service.Spec.Ports {
-		if got := b.containerPort(t, sp.TargetPort); got != listen {
-			t.Errorf("Service port %s targets %d, the server listens on %d", sp.Name, got, listen)
+		for name, p := range map[string]*corev1.Probe{"startup": b.container.StartupProbe, "liveness": b.container.LivenessProbe, "readiness": b.container.ReadinessProbe} {
+			if p == nil || p.HTTPGet == nil {
+				continue
+			}
+			if got := b.containerPort(t, p.HTTPGet.Port); got != listen {
+				t.Errorf("%s probe port %d, the server listens on %d", name, got, listen)
+			}
 		}
-		svcPorts[sp.Name] = true
-	}
-	if len(b.service.Spec.Selector) == 0 || !labels.SelectorFromSet(b.service.Spec.Selector).Matches(labels.Set(b.deploy.Spec.Template.Labels)) {
-		t.Errorf("the Service's selector %v does not select the pods %v", b.service.Spec.Selector, b.deploy.Spec.Template.Labels)
-	}
+		svcPorts := map[string]bool{}
+		for _, sp := range b.service.Spec.Ports {
+			if got := b.containerPort(t, sp.TargetPort); got != listen {
+				t.Errorf("Service port %s targets %d, the server listens on %d", sp.Name, got, listen)
+			}
+			svcPorts[sp.Name] = true
+		}
+		if len(b.service.Spec.Selector) == 0 || !labels.SelectorFromSet(b.service.Spec.Selector).Matches(labels.Set(b.deploy.Spec.Template.Labels)) {
+			t.Errorf("the Service's selector %v does not select the pods %v", b.service.Spec.Selector, b.deploy.Spec.Template.Labels)
+		}
 
-	msel, err := metav1.LabelSelectorAsSelector(&b.monitor.Spec.Selector)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if msel.Empty() || !msel.Matches(labels.Set(b.service.Labels)) {
-		t.Errorf("the ServiceMonitor's selector %v does not select the Service %v", msel, b.service.Labels)
-	}
-	if len(b.monitor.Spec.Endpoints) != 1 {
-		t.Fatalf("ServiceMonitor has %d endpoints, want 1", len(b.monitor.Spec.Endpoints))
-	}
-	ep := b.monitor.Spec.Endpoints[0]
-	if !svcPorts[ep.Port] {
-		t.Errorf("ServiceMonitor scrapes port %q, which the Service does not name", ep.Port)
-	}
-	if ep.Path != "/metrics" {
-		t.Errorf("ServiceMonitor scrapes %q, want /metrics", ep.Path)
-	}
+		msel, err := metav1.LabelSelectorAsSelector(&b.monitor.Spec.Selector)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if msel.Empty() || !msel.Matches(labels.Set(b.service.Labels)) {
+			t.Errorf("the ServiceMonitor's selector %v does not select the Service %v", msel, b.service.Labels)
+		}
+		if len(b.monitor.Spec.Endpoints) != 1 {
+			t.Fatalf("ServiceMonitor has %d endpoints, want 1", len(b.monitor.Spec.Endpoints))
+		}
+		ep := b.monitor.Spec.Endpoints[0]
+		if !svcPorts[ep.Port] {
+			t.Errorf("ServiceMonitor scrapes port %q, which the Service does not name", ep.Port)
+		}
+		if ep.Path != "/metrics" {
+			t.Errorf("ServiceMonitor scrapes %q, want /metrics", ep.Path)
+		}
+	})
 }
 
 func TestBaseProbes(t *testing.T) {
-	b := renderBase(t)
-	want := map[string]struct {
-		p    *corev1.Probe
-		path string
-	}{
-		"liveness":  {b.container.LivenessProbe, "/healthz"},
-		"readiness": {b.container.ReadinessProbe, "/readyz"},
-	}
-	for name, w := range want {
-		if w.p == nil || w.p.HTTPGet == nil {
-			t.Errorf("no HTTP %s probe", name)
-			continue
+	forApps(t, func(t *testing.T, b *base) {
+		want := map[string]struct {
+			p    *corev1.Probe
+			path string
+		}{
+			"liveness":  {b.container.LivenessProbe, "/healthz"},
+			"readiness": {b.container.ReadinessProbe, "/readyz"},
 		}
-		if w.p.HTTPGet.Path != w.path {
-			t.Errorf("%s probe path %q, want %q", name, w.p.HTTPGet.Path, w.path)
+		for name, w := range want {
+			if w.p == nil || w.p.HTTPGet == nil {
+				t.Errorf("no HTTP %s probe", name)
+				continue
+			}
+			if w.p.HTTPGet.Path != w.path {
+				t.Errorf("%s probe path %q, want %q", name, w.p.HTTPGet.Path, w.path)
+			}
 		}
-	}
-	// That these paths answer 200 on a running server is checked by
-	// TestBaseConfigStartsServer.
+		// That these paths answer 200 on a running server is checked by
+		// TestBaseConfigStartsServer.
 
-	// The pod's grace is long so jobs can finish; a wedged server should
-	// not get as long when its liveness probe fails.
-	if lp := b.container.LivenessProbe; lp != nil && (lp.TerminationGracePeriodSeconds == nil || *lp.TerminationGracePeriodSeconds > 60) {
-		t.Errorf("the liveness probe should set its own terminationGracePeriodSeconds (≤ 60s)")
-	}
+		// The pod's grace is long so jobs can finish; a wedged server should
+		// not get as long when its liveness probe fails.
+		if lp := b.container.LivenessProbe; lp != nil && (lp.TerminationGracePeriodSeconds == nil || *lp.TerminationGracePeriodSeconds > 60) {
+			t.Errorf("the liveness probe should set its own terminationGracePeriodSeconds (≤ 60s)")
+		}
+	})
 }
 
-func TestBaseResources(t *testing.T) { checkResources(t, renderBase(t)) }
+func TestBaseResources(t *testing.T) { forApps(t, checkResources) }
 
 func checkResources(t *testing.T, b *base) {
 	t.Helper()
@@ -320,69 +346,71 @@ func checkResources(t *testing.T, b *base) {
 }
 
 func TestBaseSecurity(t *testing.T) {
-	b := renderBase(t)
-	psc, csc := b.pod.SecurityContext, b.container.SecurityContext
-	if psc == nil || csc == nil {
-		t.Fatal("the pod and the container each need a securityContext")
-	}
-	if csc.RunAsNonRoot == nil || !*csc.RunAsNonRoot || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot {
-		t.Errorf("runAsNonRoot must be true")
-	}
-	if csc.ReadOnlyRootFilesystem == nil || !*csc.ReadOnlyRootFilesystem {
-		t.Errorf("readOnlyRootFilesystem must be true")
-	}
-	if csc.AllowPrivilegeEscalation == nil || *csc.AllowPrivilegeEscalation {
-		t.Errorf("allowPrivilegeEscalation must be false")
-	}
-	if csc.Privileged != nil && *csc.Privileged {
-		t.Errorf("privileged must not be set")
-	}
-	if csc.Capabilities == nil || len(csc.Capabilities.Drop) != 1 || csc.Capabilities.Drop[0] != "ALL" || len(csc.Capabilities.Add) != 0 {
-		t.Errorf("capabilities %+v: want drop [ALL] and nothing added", csc.Capabilities)
-	}
-	for name, sp := range map[string]*corev1.SeccompProfile{"pod": psc.SeccompProfile, "container": csc.SeccompProfile} {
-		if sp == nil || sp.Type != corev1.SeccompProfileTypeRuntimeDefault {
-			t.Errorf("%s seccompProfile %+v, want RuntimeDefault", name, sp)
+	forApps(t, func(t *testing.T, b *base) {
+		psc, csc := b.pod.SecurityContext, b.container.SecurityContext
+		if psc == nil || csc == nil {
+			t.Fatal("the pod and the container each need a securityContext")
 		}
-	}
-	uid := dockerfileUID(t)
-	if psc.RunAsUser == nil || *psc.RunAsUser != uid || psc.FSGroup == nil {
-		t.Errorf("runAsUser %v, fsGroup %v: want the image's USER %d and an fsGroup so the volume is writable", psc.RunAsUser, psc.FSGroup, uid)
-	}
-	if b.pod.AutomountServiceAccountToken == nil || *b.pod.AutomountServiceAccountToken {
-		t.Errorf("automountServiceAccountToken must be false: the server calls no Kubernetes API")
-	}
+		if csc.RunAsNonRoot == nil || !*csc.RunAsNonRoot || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot {
+			t.Errorf("runAsNonRoot must be true")
+		}
+		if csc.ReadOnlyRootFilesystem == nil || !*csc.ReadOnlyRootFilesystem {
+			t.Errorf("readOnlyRootFilesystem must be true")
+		}
+		if csc.AllowPrivilegeEscalation == nil || *csc.AllowPrivilegeEscalation {
+			t.Errorf("allowPrivilegeEscalation must be false")
+		}
+		if csc.Privileged != nil && *csc.Privileged {
+			t.Errorf("privileged must not be set")
+		}
+		if csc.Capabilities == nil || len(csc.Capabilities.Drop) != 1 || csc.Capabilities.Drop[0] != "ALL" || len(csc.Capabilities.Add) != 0 {
+			t.Errorf("capabilities %+v: want drop [ALL] and nothing added", csc.Capabilities)
+		}
+		for name, sp := range map[string]*corev1.SeccompProfile{"pod": psc.SeccompProfile, "container": csc.SeccompProfile} {
+			if sp == nil || sp.Type != corev1.SeccompProfileTypeRuntimeDefault {
+				t.Errorf("%s seccompProfile %+v, want RuntimeDefault", name, sp)
+			}
+		}
+		uid := dockerfileUID(t)
+		if psc.RunAsUser == nil || *psc.RunAsUser != uid || psc.FSGroup == nil {
+			t.Errorf("runAsUser %v, fsGroup %v: want the image's USER %d and an fsGroup so the volume is writable", psc.RunAsUser, psc.FSGroup, uid)
+		}
+		if b.pod.AutomountServiceAccountToken == nil || *b.pod.AutomountServiceAccountToken {
+			t.Errorf("automountServiceAccountToken must be false: the server calls no Kubernetes API")
+		}
+	})
 }
 
 // TestBaseRestrictedPodSecurity runs the Pod Security admission
 // controller's own checks: the pod is admitted to a namespace enforcing the
 // "restricted" standard.
 func TestBaseRestrictedPodSecurity(t *testing.T) {
-	b := renderBase(t)
-	ev, err := psapolicy.NewEvaluator(psapolicy.DefaultChecks(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lv := psaapi.LevelVersion{Level: psaapi.LevelRestricted, Version: psaapi.LatestVersion()}
-	check := func(spec *corev1.PodSpec) []string {
-		var denied []string
-		for _, r := range ev.EvaluatePod(lv, &b.deploy.Spec.Template.ObjectMeta, spec) {
-			if !r.Allowed {
-				denied = append(denied, r.ForbiddenReason+": "+r.ForbiddenDetail)
-			}
+	forApps(t, func(t *testing.T, b *base) {
+		ev, err := psapolicy.NewEvaluator(psapolicy.DefaultChecks(), nil)
+		if err != nil {
+			t.Fatal(err)
 		}
-		return denied
-	}
-	for _, d := range check(b.pod) {
-		t.Errorf("restricted Pod Security Standard: %s", d)
-	}
-	// The evaluator must be able to refuse: without the container's
-	// securityContext the same pod is denied.
-	weak := b.pod.DeepCopy()
-	weak.Containers[0].SecurityContext = nil
-	if len(check(weak)) == 0 {
-		t.Errorf("the evaluator admitted a container without a securityContext")
-	}
+		lv := psaapi.LevelVersion{Level: psaapi.LevelRestricted, Version: psaapi.LatestVersion()}
+		check := func(spec *corev1.PodSpec) []string {
+			var denied []string
+			for _, r := range ev.EvaluatePod(lv, &b.deploy.Spec.Template.ObjectMeta, spec) {
+				if !r.Allowed {
+					denied = append(denied, r.ForbiddenReason+": "+r.ForbiddenDetail)
+				}
+			}
+			return denied
+		}
+		for _, d := range check(b.pod) {
+			t.Errorf("restricted Pod Security Standard: %s", d)
+		}
+		// The evaluator must be able to refuse: without the container's
+		// securityContext the same pod is denied.
+		weak := b.pod.DeepCopy()
+		weak.Containers[0].SecurityContext = nil
+		if len(check(weak)) == 0 {
+			t.Errorf("the evaluator admitted a container without a securityContext")
+		}
+	})
 }
 
 func TestBaseVolumes(t *testing.T) {
@@ -492,81 +520,91 @@ func TestReadmeOverlay(t *testing.T) {
 }
 
 func TestBaseShutdown(t *testing.T) {
-	b := renderBase(t)
-	grace := duration(t, b.setting(t, "LOWRANK_SHUTDOWN_GRACE"))
-	timeout := duration(t, b.setting(t, "LOWRANK_JOB_TIMEOUT"))
-	// A job that started just before SIGTERM may run to its timeout: give
-	// it that, so a rollout never requeues work that could have finished.
-	if timeout == 0 || grace < timeout {
-		t.Errorf("LOWRANK_SHUTDOWN_GRACE %s < LOWRANK_JOB_TIMEOUT %s: a running job could be cut off at shutdown", grace, timeout)
-	}
-	// Kubernetes kills the container after terminationGracePeriodSeconds;
-	// the server needs its grace plus a few seconds to close the database.
-	tgps := b.pod.TerminationGracePeriodSeconds
-	if tgps == nil {
-		t.Fatalf("no terminationGracePeriodSeconds: Kubernetes' 30s default would cut jobs off")
-	}
-	if time.Duration(*tgps)*time.Second < grace+10*time.Second {
-		t.Errorf("terminationGracePeriodSeconds %d < LOWRANK_SHUTDOWN_GRACE %s + 10s", *tgps, grace)
-	}
+	forApps(t, func(t *testing.T, b *base) {
+		grace := duration(t, b.setting(t, "LOWRANK_SHUTDOWN_GRACE"))
+		timeout := duration(t, b.setting(t, "LOWRANK_JOB_TIMEOUT"))
+		// A job that started just before SIGTERM may run to its timeout: give
+		// it that, so a rollout never requeues work that could have finished.
+		if timeout == 0 || grace < timeout {
+			t.Errorf("LOWRANK_SHUTDOWN_GRACE %s < LOWRANK_JOB_TIMEOUT %s: a running job could be cut off at shutdown", grace, timeout)
+		}
+		// Kubernetes kills the container after terminationGracePeriodSeconds;
+		// the server needs its grace plus a few seconds to close the database.
+		tgps := b.pod.TerminationGracePeriodSeconds
+		if tgps == nil {
+			t.Fatalf("no terminationGracePeriodSeconds: Kubernetes' 30s default would cut jobs off")
+		}
+		if time.Duration(*tgps)*time.Second < grace+10*time.Second {
+			t.Errorf("terminationGracePeriodSeconds %d < LOWRANK_SHUTDOWN_GRACE %s + 10s", *tgps, grace)
+		}
+	})
 }
 
 func TestBaseDisruptionAndNetwork(t *testing.T) {
-	b := renderBase(t)
-	podLabels := labels.Set(b.deploy.Spec.Template.Labels)
-	for name, ls := range map[string]*metav1.LabelSelector{"PodDisruptionBudget": b.pdb.Spec.Selector, "NetworkPolicy": &b.netpol.Spec.PodSelector} {
-		sel, err := metav1.LabelSelectorAsSelector(ls)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if sel.Empty() || !sel.Matches(podLabels) {
-			t.Errorf("the %s's selector %v does not select the pods", name, sel)
-		}
-	}
-	// With one replica a budget that allows no eviction would block node
-	// drains for good; eviction is safe since SIGTERM requeues jobs.
-	replicas := int(*b.deploy.Spec.Replicas)
-	allowed := 0
-	switch {
-	case b.pdb.Spec.MaxUnavailable != nil:
-		v, err := intstr.GetScaledValueFromIntOrPercent(b.pdb.Spec.MaxUnavailable, replicas, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		allowed = v
-	case b.pdb.Spec.MinAvailable != nil:
-		v, err := intstr.GetScaledValueFromIntOrPercent(b.pdb.Spec.MinAvailable, replicas, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		allowed = replicas - v
-	}
-	if allowed < 1 {
-		t.Errorf("the PodDisruptionBudget allows %d evictions of %d replicas: the node could never be drained", allowed, replicas)
-	}
-
-	np := b.netpol.Spec
-	types := map[networkingv1.PolicyType]bool{}
-	for _, pt := range np.PolicyTypes {
-		types[pt] = true
-	}
-	if !types[networkingv1.PolicyTypeIngress] || !types[networkingv1.PolicyTypeEgress] {
-		t.Errorf("NetworkPolicy types %v, want Ingress and Egress", np.PolicyTypes)
-	}
-	if len(np.Egress) != 0 {
-		t.Errorf("NetworkPolicy allows egress %+v: the embedded server calls nothing", np.Egress)
-	}
-	listen := portOf(t, b.setting(t, "LOWRANK_ADDR"))
-	for _, rule := range np.Ingress {
-		if len(rule.Ports) == 0 {
-			t.Errorf("an ingress rule allows every port")
-		}
-		for _, p := range rule.Ports {
-			if p.Port == nil || b.containerPort(t, *p.Port) != listen {
-				t.Errorf("ingress port %v is not the API port %d", p.Port, listen)
+	forApps(t, func(t *testing.T, b *base) {
+		podLabels := labels.Set(b.deploy.Spec.Template.Labels)
+		for name, ls := range map[string]*metav1.LabelSelector{"PodDisruptionBudget": b.pdb.Spec.Selector, "NetworkPolicy": &b.netpol.Spec.PodSelector} {
+			sel, err := metav1.LabelSelectorAsSelector(ls)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sel.Empty() || !sel.Matches(podLabels) {
+				t.Errorf("the %s's selector %v does not select the pods", name, sel)
 			}
 		}
-	}
+		// With one replica a budget that allows no eviction would block node
+		// drains for good; eviction is safe since SIGTERM requeues jobs.
+		// Under an HPA (no fixed count) the fewest replicas it keeps.
+		replicas := 1
+		if r := b.deploy.Spec.Replicas; r != nil {
+			replicas = int(*r)
+		} else if hpa := optional[*autoscalingv2.HorizontalPodAutoscaler](t, b.objs); hpa != nil && hpa.Spec.MinReplicas != nil {
+			replicas = int(*hpa.Spec.MinReplicas)
+		}
+		allowed := 0
+		switch {
+		case b.pdb.Spec.MaxUnavailable != nil:
+			v, err := intstr.GetScaledValueFromIntOrPercent(b.pdb.Spec.MaxUnavailable, replicas, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			allowed = v
+		case b.pdb.Spec.MinAvailable != nil:
+			v, err := intstr.GetScaledValueFromIntOrPercent(b.pdb.Spec.MinAvailable, replicas, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			allowed = replicas - v
+		}
+		if allowed < 1 {
+			t.Errorf("the PodDisruptionBudget allows %d evictions of %d replicas: the node could never be drained", allowed, replicas)
+		}
+
+		np := b.netpol.Spec
+		types := map[networkingv1.PolicyType]bool{}
+		for _, pt := range np.PolicyTypes {
+			types[pt] = true
+		}
+		if !types[networkingv1.PolicyTypeIngress] || !types[networkingv1.PolicyTypeEgress] {
+			t.Errorf("NetworkPolicy types %v, want Ingress and Egress", np.PolicyTypes)
+		}
+		// The embedded server calls nothing; scale-out egress is checked
+		// port by port in TestScaleOutOverlay.
+		if b.pvc != nil && len(np.Egress) != 0 {
+			t.Errorf("NetworkPolicy allows egress %+v: the embedded server calls nothing", np.Egress)
+		}
+		listen := portOf(t, b.setting(t, "LOWRANK_ADDR"))
+		for _, rule := range np.Ingress {
+			if len(rule.Ports) == 0 {
+				t.Errorf("an ingress rule allows every port")
+			}
+			for _, p := range rule.Ports {
+				if p.Port == nil || b.containerPort(t, *p.Port) != listen {
+					t.Errorf("ingress port %v is not the API port %d", p.Port, listen)
+				}
+			}
+		}
+	})
 }
 
 func atoi(t *testing.T, s string) int {

@@ -12,6 +12,7 @@ import (
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -47,6 +48,8 @@ func newObject(apiVersion, kind string) (any, bool) {
 		return &monitoringv1.ServiceMonitor{}, true
 	case "monitoring.coreos.com/v1 PrometheusRule":
 		return &monitoringv1.PrometheusRule{}, true
+	case "autoscaling/v2 HorizontalPodAutoscaler":
+		return &autoscalingv2.HorizontalPodAutoscaler{}, true
 	case "kustomize.config.k8s.io/v1beta1 Kustomization":
 		return &types.Kustomization{}, true
 	}
@@ -117,6 +120,27 @@ func render(t *testing.T, dir string) []any {
 	return objs
 }
 
+// optional returns the one object of type T among objs, or the zero value
+// when there is none.
+func optional[T any](t *testing.T, objs []any) T {
+	t.Helper()
+	var found []T
+	for _, o := range objs {
+		if v, ok := o.(T); ok {
+			found = append(found, v)
+		}
+	}
+	var zero T
+	switch len(found) {
+	case 0:
+		return zero
+	case 1:
+		return found[0]
+	}
+	t.Fatalf("want at most one %T, found %d", zero, len(found))
+	return zero
+}
+
 // only returns the one object of type T among objs.
 func only[T any](t *testing.T, objs []any) T {
 	t.Helper()
@@ -134,7 +158,7 @@ func only[T any](t *testing.T, objs []any) T {
 }
 
 // manifestDirs are the kustomizations we ship.
-var manifestDirs = []string{"base", "prometheus", "grafana"}
+var manifestDirs = []string{"base", "scale-out", "prometheus", "grafana"}
 
 func TestManifestFilesDecodeStrictly(t *testing.T) {
 	n := 0
@@ -203,6 +227,7 @@ func checkMeta(t *testing.T, dir string, o any) {
 func TestKustomizationsRender(t *testing.T) {
 	want := map[string][]string{
 		"base":       {"Deployment", "PersistentVolumeClaim", "Service", "ConfigMap", "Secret", "PodDisruptionBudget", "NetworkPolicy", "ServiceMonitor"},
+		"scale-out":  {"Deployment", "HorizontalPodAutoscaler", "Service", "ConfigMap", "Secret", "PodDisruptionBudget", "NetworkPolicy", "ServiceMonitor"},
 		"prometheus": {"PrometheusRule"},
 		"grafana":    {"ConfigMap"},
 	}

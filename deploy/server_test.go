@@ -97,7 +97,7 @@ var (
 )
 
 var (
-	envRe     = regexp.MustCompile(`\(env (LOWRANK_[A-Z0-9_]+)\)`)
+	envRe     = regexp.MustCompile(`\(env (LOWRANK_[A-Z0-9_]+)[,)]`)
 	defaultRe = regexp.MustCompile(`\(default "?([^")]*)"?\)\s*$`)
 )
 

@@ -407,6 +407,33 @@ func readSafetensorsTensor(r io.ReaderAt, h *SafetensorsHeader, i int) (*Tensor,
 // a tensor's own data is aligned to its element size when the tensors before
 // it keep it so (list wider dtypes first to be sure).
 func WriteSafetensors(w io.Writer, tensors []*Tensor, metadata map[string]string) error {
+	entries := make([]SafetensorsEntry, len(tensors))
+	for i, t := range tensors {
+		entries[i] = SafetensorsEntry{Tensor: t}
+	}
+	return WriteSafetensorsEntries(w, entries, metadata)
+}
+
+// SafetensorsEntry is one tensor for WriteSafetensorsEntries: decoded data,
+// encoded in its own dtype, or raw bytes passed through unchanged.
+type SafetensorsEntry struct {
+	// Tensor, when not nil, is the tensor to write; the other fields are
+	// then ignored.
+	Tensor *Tensor
+	// Name, DType and Shape describe a raw entry, whose data Raw supplies as
+	// exactly (elements × DType.Size()) bytes, copied as they are. Any dtype
+	// of known size is accepted (I64, U8, ...), so tensors this package does
+	// not decode can still be carried from one file to another.
+	Name  string
+	DType DType
+	Shape []int
+	Raw   io.Reader
+}
+
+// WriteSafetensorsEntries is WriteSafetensors for a mix of decoded and raw
+// tensors (see SafetensorsEntry). A raw entry whose reader ends early, or
+// has bytes left after its length, gives an EINVALID error naming it.
+func WriteSafetensorsEntries(w io.Writer, entries []SafetensorsEntry, metadata map[string]string) error {
 	const f = FormatSafetensors
 	var hdr bytes.Buffer
 	hdr.WriteByte('{')
@@ -431,28 +458,51 @@ func WriteSafetensors(w io.Writer, tensors []*Tensor, metadata map[string]string
 		}
 		hdr.WriteByte('}')
 	}
-	dtypes := make([]DType, len(tensors))
+	dtypes := make([]DType, len(entries))
+	lengths := make([]int64, len(entries))
 	seen := map[string]bool{}
 	var off uint64
-	for i, t := range tensors {
-		n, dt, err := checkTensor(f, t)
-		if err != nil {
-			return err
+	for i, e := range entries {
+		name, shape := e.Name, e.Shape
+		var n int
+		var dt DType
+		if t := e.Tensor; t != nil {
+			var err error
+			if n, dt, err = checkTensor(f, t); err != nil {
+				return err
+			}
+			name, shape = t.Name, t.Shape
+		} else {
+			dt = e.DType
+			if dt.Size() == 0 {
+				return ferr(lowrank.EUNSUPPORTED, f, name, "dtype %q has no known size", dt)
+			}
+			if e.Raw == nil {
+				return ferr(lowrank.EINVALID, f, name, "a raw entry needs a reader")
+			}
+			n = 1
+			for _, d := range shape {
+				if d < 0 {
+					return ferr(lowrank.EINVALID, f, name, "negative dimension in shape %v", shape)
+				}
+				n *= d
+			}
 		}
-		if t.Name == "" || t.Name == metadataKey || seen[t.Name] {
-			return ferr(lowrank.EINVALID, f, t.Name, "tensor names must be unique, non-empty and not %q", metadataKey)
+		if name == "" || name == metadataKey || seen[name] {
+			return ferr(lowrank.EINVALID, f, name, "tensor names must be unique, non-empty and not %q", metadataKey)
 		}
-		seen[t.Name] = true
+		seen[name] = true
 		dtypes[i] = dt
+		lengths[i] = int64(n) * int64(dt.Size())
 		if i > 0 || len(metadata) > 0 {
 			hdr.WriteByte(',')
 		}
-		if err := writeJSONString(&hdr, t.Name); err != nil {
-			return ferr(lowrank.EINVALID, f, t.Name, "name: %v", err)
+		if err := writeJSONString(&hdr, name); err != nil {
+			return ferr(lowrank.EINVALID, f, name, "name: %v", err)
 		}
-		end := off + uint64(n)*uint64(dt.Size())
+		end := off + uint64(lengths[i])
 		fmt.Fprintf(&hdr, `:{"dtype":"%s","shape":[`, dt)
-		for j, d := range t.Shape {
+		for j, d := range shape {
 			if j > 0 {
 				hdr.WriteByte(',')
 			}
@@ -473,10 +523,33 @@ func WriteSafetensors(w io.Writer, tensors []*Tensor, metadata map[string]string
 	if _, err := w.Write(hdr.Bytes()); err != nil {
 		return err
 	}
-	for i, t := range tensors {
-		if err := encodeData(w, t, dtypes[i]); err != nil {
+	for i, e := range entries {
+		if e.Tensor != nil {
+			if err := encodeData(w, e.Tensor, dtypes[i]); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := copyRaw(w, e.Raw, e.Name, lengths[i]); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// copyRaw copies exactly n bytes of a raw entry from r to w.
+func copyRaw(w io.Writer, r io.Reader, name string, n int64) error {
+	const f = FormatSafetensors
+	got, err := io.Copy(w, io.LimitReader(r, n))
+	if err != nil {
+		return err
+	}
+	if got != n {
+		return ferr(lowrank.EINVALID, f, name, "raw data ends after %d of %d bytes", got, n)
+	}
+	var one [1]byte
+	if k, _ := r.Read(one[:]); k > 0 {
+		return ferr(lowrank.EINVALID, f, name, "raw data is longer than %d bytes", n)
 	}
 	return nil
 }
