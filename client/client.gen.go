@@ -350,6 +350,42 @@ func (e SVDParamsPrecision) Valid() bool {
 	}
 }
 
+// Defines values for StorageBlobs.
+const (
+	StorageBlobsFiles StorageBlobs = "files"
+	StorageBlobsS3    StorageBlobs = "s3"
+)
+
+// Valid indicates whether the value is a known member of the StorageBlobs enum.
+func (e StorageBlobs) Valid() bool {
+	switch e {
+	case StorageBlobsFiles:
+		return true
+	case StorageBlobsS3:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for StorageDatabase.
+const (
+	StorageDatabasePostgres StorageDatabase = "postgres"
+	StorageDatabaseSqlite   StorageDatabase = "sqlite"
+)
+
+// Valid indicates whether the value is a known member of the StorageDatabase enum.
+func (e StorageDatabase) Valid() bool {
+	switch e {
+	case StorageDatabasePostgres:
+		return true
+	case StorageDatabaseSqlite:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for TensorFormat.
 const (
 	TensorFormatNpy         TensorFormat = "npy"
@@ -562,6 +598,9 @@ type Info struct {
 	Formats            []string `json:"formats"`
 	Limits             Limits   `json:"limits"`
 	Methods            []string `json:"methods"`
+
+	// Storage Where this server keeps its state; replicas of one deployment share both.
+	Storage *Storage `json:"storage,omitempty"`
 
 	// Threads Kernel threads each job gets (GOMAXPROCS / workers).
 	Threads int    `json:"threads"`
@@ -777,6 +816,21 @@ type SVDParamsOutputDtype string
 
 // SVDParamsPrecision Arithmetic of the kernel (default float64 for float64 input, else float32).
 type SVDParamsPrecision string
+
+// Storage Where this server keeps its state; replicas of one deployment share both.
+type Storage struct {
+	// Blobs Uploaded tensors and factor bundles.
+	Blobs StorageBlobs `json:"blobs"`
+
+	// Database Metadata and job queue; sqlite is the embedded single-process deployment.
+	Database StorageDatabase `json:"database"`
+}
+
+// StorageBlobs Uploaded tensors and factor bundles.
+type StorageBlobs string
+
+// StorageDatabase Metadata and job queue; sqlite is the embedded single-process deployment.
+type StorageDatabase string
 
 // Tensor defines model for Tensor.
 type Tensor struct {

@@ -101,7 +101,8 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		Logger: log.Named("http"), Registry: reg, Gatherer: reg, Meta: meta, Blobs: blobs, Codec: codec, Jobs: svc,
 		Info: handlers.Info{Version: version, Backend: backend.Name(), BackendDescription: linalg.Describe(backend),
 			Threads: backend.Threads(), Workers: cfg.Workers,
-			QueueCapacity: cfg.QueueCapacity, MaxUploadBytes: cfg.MaxUploadBytes, Retention: cfg.Retention},
+			QueueCapacity: cfg.QueueCapacity, MaxUploadBytes: cfg.MaxUploadBytes, Retention: cfg.Retention,
+			Storage: &st.kinds},
 		APIKeys: cfg.APIKeys, Spec: api.Spec, Ready: svc.Ping, Now: h.now,
 		MaxConcurrentUploads: cfg.MaxUploads, NoMetrics: cfg.MetricsAddr != "",
 	})

@@ -101,6 +101,16 @@ func testEndToEnd(t *testing.T, args []string) string {
 	if r, err := c.GetReadyWithResponse(ctx); err != nil || r.StatusCode() != http.StatusOK {
 		t.Fatalf("readyz: %v %d", err, r.StatusCode())
 	}
+	wantStorage := client.Storage{Database: client.StorageDatabaseSqlite, Blobs: client.StorageBlobsFiles}
+	if slices.Contains(args, "--database-url") {
+		wantStorage.Database = client.StorageDatabasePostgres
+	}
+	if slices.Contains(args, "--blob-url") {
+		wantStorage.Blobs = client.StorageBlobsS3
+	}
+	if r, err := c.GetInfoWithResponse(ctx); err != nil || r.JSON200 == nil || r.JSON200.Storage == nil || *r.JSON200.Storage != wantStorage {
+		t.Errorf("info storage: %v %s, want %+v", err, r.Body, wantStorage)
+	}
 
 	const m, n = 48, 32
 	a := randTensor("", []int{m, n}, 11, false)

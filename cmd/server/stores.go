@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/lowrank/lowrank/internal/handlers"
 	"github.com/lowrank/lowrank/internal/jobs"
 	"github.com/lowrank/lowrank/internal/store"
 )
@@ -21,7 +22,9 @@ type stores struct {
 	// singleProcess: no other process shares the queue (SQLite), so jobs
 	// left running at start are orphans to requeue at once.
 	singleProcess bool
-	// database and blobStore name the backends for the logs, no secrets.
+	// kinds are the backends for /v1/info; database and blobStore
+	// describe them for the logs; neither holds a secret.
+	kinds               handlers.Storage
 	database, blobStore string
 	closers             []func() error
 }
@@ -52,12 +55,14 @@ func openStores(ctx context.Context, cfg *config) (_ *stores, err error) {
 		s.closers = append(s.closers, pg.Close)
 		s.meta, s.queue = pg, jobs.PostgresQueue(pg.Pool())
 		s.database = "postgres " + describeURL(cfg.DatabaseURL)
+		s.kinds.Database = "postgres"
 	}
 	if cfg.BlobURL == "" {
 		if s.blobs, err = store.NewLocalBlobs(filepath.Join(cfg.DataDir, "blobs")); err != nil {
 			return nil, err
 		}
 		s.blobStore = "files in " + filepath.Join(cfg.DataDir, "blobs")
+		s.kinds.Blobs = "files"
 	} else if err := s.openS3(ctx, cfg); err != nil {
 		return nil, err
 	}
@@ -83,6 +88,7 @@ func (s *stores) openSQLite(ctx context.Context, path string) error {
 	}
 	s.queue, s.singleProcess = jobs.SQLiteQueue(db), true
 	s.database = "sqlite " + path
+	s.kinds.Database = "sqlite"
 	return nil
 }
 
@@ -101,6 +107,7 @@ func (s *stores) openS3(ctx context.Context, cfg *config) error {
 		return err
 	}
 	s.blobStore = "s3 " + cfg.BlobURL + " at " + cfg.S3.Endpoint
+	s.kinds.Blobs = "s3"
 	return nil
 }
 

@@ -37,6 +37,15 @@ type Info struct {
 	QueueCapacity      int
 	MaxUploadBytes     int64
 	Retention          time.Duration // 0: kept forever
+	// Storage names the stores in use (nil: not said).
+	Storage *Storage
+}
+
+// Storage names the kinds of store a server uses, never their addresses
+// or credentials.
+type Storage struct {
+	Database string `json:"database"` // sqlite or postgres
+	Blobs    string `json:"blobs"`    // files or s3
 }
 
 // Deps are the handlers' dependencies, all explicit.

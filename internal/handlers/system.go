@@ -63,6 +63,7 @@ type infoResponse struct {
 	Auth     bool       `json:"auth"`
 	Formats  []string   `json:"formats"`
 	Versions []string   `json:"api_versions"`
+	Storage  *Storage   `json:"storage,omitempty"`
 }
 
 type infoLimits struct {
@@ -89,6 +90,7 @@ func (s *server) handleInfo(w http.ResponseWriter, r *http.Request) error {
 		Auth:     len(s.keyDigests) > 0,
 		Formats:  []string{"npy", "npz", "safetensors"},
 		Versions: []string{"v1"},
+		Storage:  s.Info.Storage,
 	})
 	return nil
 }

@@ -21,11 +21,11 @@ import (
 // Queue is the database River keeps its jobs in: SQLiteQueue for the
 // embedded deployment, PostgresQueue for the scale-out one. It is chosen
 // where the Config is built; the Service runs one code path on either.
+// Only this package implements it: the two differ in River's driver, its
+// migrations and its fetch settings, nothing a caller should choose apart.
 type Queue interface {
 	// Ping reports whether the database is usable.
 	Ping(ctx context.Context) error
-	// Name says which database it is ("sqlite", "postgres").
-	Name() string
 
 	// migrate brings River's tables up to date.
 	migrate(ctx context.Context, log *slog.Logger) error
@@ -72,7 +72,6 @@ func SQLiteQueue(db *sql.DB) Queue { return sqliteQueue{db} }
 type sqliteQueue struct{ db *sql.DB }
 
 func (q sqliteQueue) Ping(ctx context.Context) error { return q.db.PingContext(ctx) }
-func (q sqliteQueue) Name() string                   { return "sqlite" }
 
 func (q sqliteQueue) migrate(ctx context.Context, log *slog.Logger) error {
 	migrator, err := rivermigrate.New(riversqlite.New(q.db), &rivermigrate.Config{Logger: log})
@@ -127,7 +126,6 @@ func PostgresQueue(pool *pgxpool.Pool) Queue { return postgresQueue{pool} }
 type postgresQueue struct{ pool *pgxpool.Pool }
 
 func (q postgresQueue) Ping(ctx context.Context) error { return q.pool.Ping(ctx) }
-func (q postgresQueue) Name() string                   { return "postgres" }
 
 // pgLockRiverMigrate is the advisory lock key under which River's
 // migrations run; it continues the keys of package store (which begin with
@@ -195,7 +193,9 @@ func (q postgresQueue) requeueRunning(ctx context.Context) (int64, error) {
 // cooldown spaces the fetches that notifications and finished jobs trigger;
 // River's 100 ms would hold small jobs back (it caps a replica at ten
 // fetches a second), while 10 ms still keeps a burst of submissions from
-// turning into a query each.
+// turning into a query each. SQLite's 5 ms poll would only add load: on
+// 2 cores BenchmarkNoopJobs ran 71 jobs/s with these settings, 56 with
+// SQLite's and 19 with River's defaults.
 const (
 	PostgresFetchCooldown     = 10 * time.Millisecond
 	PostgresFetchPollInterval = time.Second

@@ -38,7 +38,9 @@ func (s *Service) Expire(ctx context.Context) (tensors, jobs int, err error) {
 			return tensors, jobs, err
 		}
 		for _, j := range js {
-			if err := s.deleteFinished(ctx, j); err != nil {
+			if err := s.deleteFinished(ctx, j); lowrank.ErrorCode(err) == lowrank.ENOTFOUND {
+				continue // another replica's cleaner removed it first
+			} else if err != nil {
 				return tensors, jobs, err
 			}
 			jobs++
@@ -56,11 +58,14 @@ func (s *Service) Expire(ctx context.Context) (tensors, jobs int, err error) {
 		kept := 0
 		for _, t := range ts {
 			err := s.cfg.Meta.DeleteTensor(ctx, t.Owner, t.ID)
-			if lowrank.ErrorCode(err) == lowrank.ECONFLICT {
+			switch lowrank.ErrorCode(err) {
+			case lowrank.ECONFLICT:
 				// A job was submitted for it since the listing; it
 				// expires once that job ends.
 				kept++
 				continue
+			case lowrank.ENOTFOUND:
+				continue // another replica's cleaner removed it first
 			}
 			if err != nil {
 				return tensors, jobs, err

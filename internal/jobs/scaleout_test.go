@@ -224,3 +224,43 @@ func TestTwoAttemptsAtOnce(t *testing.T) {
 		t.Errorf("river attempt %d (%v): the second attempt did not run", attempt, err)
 	}
 }
+
+// Every replica runs the retention cleaner; two passes at once each remove
+// what the other has not, without failing on what the other removed.
+func TestConcurrentExpire(t *testing.T) {
+	at := newPlace(t, onPostgres)
+	ctx := context.Background()
+	clock := &fakeClock{now: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
+	mod := func(c *jobs.Config) { c.Now, c.Retention, c.CleanInterval = clock.Now, time.Hour, time.Hour }
+	a := setupAt(t, at, true, mod)
+	b := setupAt(t, at, true, mod)
+	const n = 40
+	for k := range n {
+		j, err := a.svc.Submit(ctx, jobs.SubmitRequest{Inline: randMatrix(2, 2, uint64(k)), Method: "sleep", Params: []byte(`{}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wait(t, a, j.ID, store.JobSucceeded)
+		id := "t" + strconv.Itoa(k)
+		if err := a.meta.CreateTensor(ctx, &store.Tensor{ID: id, Format: "npy", CreatedAt: clock.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock.Advance(2 * time.Hour)
+	var wg sync.WaitGroup
+	var tensors, jobsRemoved [2]int
+	var errs [2]error
+	for i, svc := range []*jobs.Service{a.svc, b.svc} {
+		wg.Go(func() { tensors[i], jobsRemoved[i], errs[i] = svc.Expire(ctx) })
+	}
+	wg.Wait()
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatalf("concurrent passes: %v, %v", errs[0], errs[1])
+	}
+	if tensors[0]+tensors[1] != n || jobsRemoved[0]+jobsRemoved[1] != n {
+		t.Errorf("removed %v tensors and %v jobs, want %d of each in all", tensors, jobsRemoved, n)
+	}
+	if left, err := a.meta.CountJobs(ctx, store.JobSucceeded); err != nil || left != 0 {
+		t.Errorf("%d jobs left (%v)", left, err)
+	}
+}
