@@ -382,7 +382,7 @@ func restartScenario(t *testing.T) restartStats {
 
 	stopped := time.Now()
 	db.Stop(t)
-	st.notReadyAfter = waitReady(t, rs, http.StatusServiceUnavailable, 10*time.Second).Sub(stopped)
+	st.notReadyAfter = waitReady(t, rs, http.StatusServiceUnavailable, 5*time.Second).Sub(stopped)
 	time.Sleep(2 * time.Second) // submissions meet the outage
 	started := time.Now()
 	db.Start(t)
