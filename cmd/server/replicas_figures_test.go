@@ -101,11 +101,14 @@ func TestReplicaFigures(t *testing.T) {
 		t.Logf("kill -9 mid-job: finished on the other replica %s after the kill (--rescue-after %s); %d jobs, %d lost, %d finished twice",
 			st.takeover.Round(100*time.Millisecond), rescueAfter, st.jobs, st.lost, st.doubleFinish)
 	})
-	t.Run("PostgresRestart", func(t *testing.T) {
-		st := restartScenario(t)
-		t.Logf("Postgres stopped ~2 s under load: %d jobs accepted, %d lost; %d submissions answered 503, %d other errors; all not ready %s after the stop, all ready %s after the start",
-			st.accepted, st.lost, st.unavailable, st.otherErrors, st.notReadyAfter.Round(time.Millisecond), st.readyAfter.Round(time.Millisecond))
-	})
+	for _, crash := range []bool{false, true} {
+		how := map[bool]string{false: "stopped", true: "crashed"}[crash]
+		t.Run("Postgres"+how, func(t *testing.T) {
+			st := restartScenario(t, crash)
+			t.Logf("Postgres %s for 2 s under load: %d jobs accepted (%d after the restart), %d lost; %d submissions answered 503, %d other errors; all not ready %s after the stop, all ready %s after the start",
+				how, st.accepted, st.acceptedAfter, st.lost, st.unavailable, st.otherErrors, st.notReadyAfter.Round(time.Millisecond), st.readyAfter.Round(time.Millisecond))
+		})
+	}
 }
 
 // pollQuietly waits for a job to succeed, reporting a failure with Errorf

@@ -318,16 +318,25 @@ type restartStats struct {
 	readyAfter     time.Duration // from the start until every replica's /readyz said 200
 }
 
-// TestPostgresRestart stops the database under load: every replica turns
-// not-ready and answers submissions 503; once the database is back they are
-// ready again without a restart, and every job that was accepted succeeds.
+// TestPostgresRestart stops the database under load, cleanly or as a crash
+// would: every replica turns not-ready and answers submissions 503, even
+// those whose connection died under them; once the database is back they
+// are ready again without a restart, and every job that was accepted
+// succeeds.
 func TestPostgresRestart(t *testing.T) {
-	st := restartScenario(t)
-	t.Logf("%d jobs accepted (%d after the restart), %d lost; %d submissions answered 503 while down, %d other errors; not ready %s after the stop, ready %s after the start",
-		st.accepted, st.acceptedAfter, st.lost, st.unavailable, st.otherErrors, st.notReadyAfter.Round(time.Millisecond), st.readyAfter.Round(time.Millisecond))
+	for _, crash := range []bool{false, true} {
+		t.Run(map[bool]string{false: "stop", true: "crash"}[crash], func(t *testing.T) {
+			st := restartScenario(t, crash)
+			t.Logf("%d jobs accepted (%d after the restart), %d lost; %d submissions answered 503 while down, %d other errors; not ready %s after the stop, ready %s after the start",
+				st.accepted, st.acceptedAfter, st.lost, st.unavailable, st.otherErrors, st.notReadyAfter.Round(time.Millisecond), st.readyAfter.Round(time.Millisecond))
+		})
+	}
 }
 
-func restartScenario(t *testing.T) restartStats {
+// restartScenario stops Postgres for two seconds under load: with pg_ctl's
+// "fast" mode (sessions are told), or, when crash is set, "immediate"
+// (every server process quits at once, connections die mid-reply).
+func restartScenario(t *testing.T, crash bool) restartStats {
 	s3 := s3Args(t)
 	db := pgtest.Start(t) // a server of its own, to stop and start
 	// A job whose end the database missed is still running in River's
@@ -381,7 +390,11 @@ func restartScenario(t *testing.T) restartStats {
 	time.Sleep(time.Second)
 
 	stopped := time.Now()
-	db.Stop(t)
+	if crash {
+		db.Crash(t)
+	} else {
+		db.Stop(t)
+	}
 	st.notReadyAfter = waitReady(t, rs, http.StatusServiceUnavailable, 5*time.Second).Sub(stopped)
 	time.Sleep(2 * time.Second) // submissions meet the outage
 	started := time.Now()

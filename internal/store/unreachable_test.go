@@ -24,7 +24,7 @@ func TestUnreachable(t *testing.T) {
 	}{
 		{nil, false},
 		{errors.New("syntax error"), false},
-		{io.ErrUnexpectedEOF, false}, // a client's truncated upload, not a server
+		{io.EOF, false},
 		{context.Canceled, false},
 		{fmt.Errorf("query: %w", context.DeadlineExceeded), false},
 		{lowrank.Errorf(lowrank.ENOTFOUND, "", "no job"), false},
@@ -33,6 +33,8 @@ func TestUnreachable(t *testing.T) {
 		{refused, true},
 		{fmt.Errorf("store: %w", refused), true},
 		{driver.ErrBadConn, true},
+		{fmt.Errorf("store: create job: %w", io.ErrUnexpectedEOF), true}, // the server died mid-reply
+		{fmt.Errorf("store: get job: %w", pgconn.ErrConnClosed), true},
 		{fmt.Errorf("jobs: enqueue: %w", &pgconn.PgError{Code: "57P01"}), true}, // admin_shutdown
 		{&pgconn.PgError{Code: "57P03"}, true},                                  // cannot_connect_now
 		{&pgconn.PgError{Code: "08006"}, true},                                  // connection_failure

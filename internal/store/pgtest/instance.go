@@ -33,7 +33,7 @@ type Instance struct {
 	run   func(name string, args ...string) error
 
 	mu   sync.Mutex
-	stop func() error // nil while stopped
+	stop func(mode string) error // nil while stopped
 }
 
 // Start initialises and starts a server for t, stopped and removed when t
@@ -60,7 +60,7 @@ func Start(t testing.TB) *Instance {
 		in.mu.Lock()
 		defer in.mu.Unlock()
 		if in.stop != nil {
-			if err := in.stop(); err != nil {
+			if err := in.stop("fast"); err != nil {
 				t.Errorf("pgtest: stop: %v", err)
 			}
 			in.stop = nil
@@ -93,19 +93,33 @@ func Start(t testing.TB) *Instance {
 	return in
 }
 
-// Stop shuts the server down ("fast": open connections are closed) and
-// waits until it has exited. Stopping a stopped server does nothing.
+// Stop shuts the server down cleanly (pg_ctl's "fast" mode: sessions are
+// told and closed) and waits until it has exited. Stopping a stopped server
+// does nothing.
 func (in *Instance) Stop(t testing.TB) {
+	t.Helper()
+	in.stopMode(t, "fast")
+}
+
+// Crash stops the server as a crash would (pg_ctl's "immediate" mode: every
+// process quits at once, without a checkpoint; the next Start recovers from
+// the write-ahead log) and waits until it has exited.
+func (in *Instance) Crash(t testing.TB) {
+	t.Helper()
+	in.stopMode(t, "immediate")
+}
+
+func (in *Instance) stopMode(t testing.TB, mode string) {
 	t.Helper()
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.stop == nil {
 		return
 	}
-	err := in.stop()
+	err := in.stop(mode)
 	in.stop = nil
 	if err != nil {
-		t.Fatalf("pgtest: stop: %v", err)
+		t.Fatalf("pgtest: stop (%s): %v", mode, err)
 	}
 }
 

@@ -208,7 +208,7 @@ func start(bin string, runAs *user.User) (dbURL string, stop func() error, err e
 		if serr == nil {
 			return dbURL, func() error {
 				defer os.RemoveAll(dir)
-				return stopServer()
+				return stopServer("fast")
 			}, nil
 		}
 		if attempt == 2 {
@@ -264,7 +264,8 @@ func initCluster(bin string, runAs *user.User) (dir string, run func(name string
 // rather than daemonised by pg_ctl, so that the kernel stops it
 // (childproc.DieWithParent) when the test binary is killed before its
 // cleanup runs, as go test's -timeout does. runuser and su pass that signal on to it.
-func serve(bin string, runAs *user.User, dir string, port int, dbURL string, run func(string, ...string) error) (stop func() error, err error) {
+// stop shuts it down in one of pg_ctl's modes ("fast", "immediate").
+func serve(bin string, runAs *user.User, dir string, port int, dbURL string, run func(string, ...string) error) (stop func(mode string) error, err error) {
 	data := filepath.Join(dir, "data")
 	logPath := filepath.Join(dir, "log")
 	logFile, err := os.Create(logPath)
@@ -301,7 +302,7 @@ func serve(bin string, runAs *user.User, dir string, port int, dbURL string, run
 		err = db.PingContext(ctx)
 		cancel()
 		if err == nil {
-			return func() error { return stopWith("fast") }, nil
+			return stopWith, nil
 		}
 		if time.Now().After(deadline) {
 			stopWith("immediate")
