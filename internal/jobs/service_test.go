@@ -158,7 +158,14 @@ func randMatrix(m, n int, seed uint64) *jobs.Tensor {
 
 func wait(t *testing.T, b *bundle, id string, want store.JobStatus) *store.Job {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	return waitWithin(t, b, id, want, 20*time.Second)
+}
+
+// waitWithin polls job id until it has status want, failing t after
+// timeout or if the job ends otherwise.
+func waitWithin(t *testing.T, b *bundle, id string, want store.JobStatus, timeout time.Duration) *store.Job {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		j, err := b.meta.GetJobByID(context.Background(), id)
 		if err != nil {
