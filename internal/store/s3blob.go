@@ -327,7 +327,8 @@ func (s *S3Blobs) putMultipart(ctx context.Context, key string, src io.Reader, b
 }
 
 // Open returns the blob under key, streaming from S3; see S3Blobs for when
-// reads are verified.
+// reads are verified. The blob reads with ctx, so it stops working when ctx
+// ends.
 func (s *S3Blobs) Open(ctx context.Context, key string) (Blob, error) {
 	if err := checkKey(key); err != nil {
 		return nil, err
@@ -336,9 +337,9 @@ func (s *S3Blobs) Open(ctx context.Context, key string) (Blob, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", key, err)
 	}
-	// Stat sends the first GET; later reads continue its body, or ask for
-	// ranges pinned to its ETag, so a blob replaced meanwhile fails to read
-	// rather than mixing two versions.
+	// Stat asks for the size and metadata (a HEAD); the reads that follow
+	// are pinned to the ETag it saw, so a blob replaced meanwhile fails to
+	// read rather than mixing two versions.
 	st, err := obj.Stat()
 	if err != nil {
 		obj.Close()
