@@ -20,7 +20,7 @@ func TestSpecIsValid(t *testing.T) {
 	if doc.OpenAPI != "3.0.3" {
 		t.Errorf("openapi %q, want 3.0.3", doc.OpenAPI)
 	}
-	for _, p := range []string{"/v1/tensors", "/v1/tensors/{id}", "/v1/jobs", "/v1/jobs/{id}", "/v1/jobs/{id}/factors", "/v1/jobs/{id}/factors/{name}", "/v1/info", "/healthz", "/readyz", "/metrics"} {
+	for _, p := range []string{"/v1/tensors", "/v1/tensors/{id}", "/v1/jobs", "/v1/jobs/{id}", "/v1/jobs/{id}/factors", "/v1/jobs/{id}/factors/{name}", "/v1/jobs/{id}/spectrum.svg", "/v1/jobs/{id}/spectrum.png", "/v1/info", "/healthz", "/readyz", "/metrics"} {
 		if doc.Paths.Find(p) == nil {
 			t.Errorf("path %s missing", p)
 		}

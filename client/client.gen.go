@@ -834,6 +834,12 @@ type TuckerParamsPrecision string
 // Cursor defines model for Cursor.
 type Cursor = string
 
+// FigureHeight defines model for FigureHeight.
+type FigureHeight = int
+
+// FigureWidth defines model for FigureWidth.
+type FigureWidth = int
+
 // ID defines model for ID.
 type ID = string
 
@@ -871,6 +877,24 @@ type GetFactorParams struct {
 
 // GetFactorParamsFormat defines parameters for GetFactor.
 type GetFactorParamsFormat string
+
+// GetSpectrumPNGParams defines parameters for GetSpectrumPNG.
+type GetSpectrumPNGParams struct {
+	// Width The figure's width in CSS pixels (an SVG is sized in points, 3/4 of a pixel each).
+	Width *FigureWidth `form:"width,omitempty" json:"width,omitempty"`
+
+	// Height The figure's height in CSS pixels.
+	Height *FigureHeight `form:"height,omitempty" json:"height,omitempty"`
+}
+
+// GetSpectrumSVGParams defines parameters for GetSpectrumSVG.
+type GetSpectrumSVGParams struct {
+	// Width The figure's width in CSS pixels (an SVG is sized in points, 3/4 of a pixel each).
+	Width *FigureWidth `form:"width,omitempty" json:"width,omitempty"`
+
+	// Height The figure's height in CSS pixels.
+	Height *FigureHeight `form:"height,omitempty" json:"height,omitempty"`
+}
 
 // ListTensorsParams defines parameters for ListTensors.
 type ListTensorsParams struct {
@@ -1065,6 +1089,38 @@ type ClientInterface interface {
 	// Corresponds with GET /v1/jobs/{id}/factors/{name} (the `GetFactor` operationId).
 	GetFactor(ctx context.Context, id ID, name string, params *GetFactorParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetSpectrumPNG The spectrum of a succeeded svd or pca job, as PNG
+	//
+	// Two panels over the components k = 1…rank: the singular values the
+	// result keeps (log scale; for pca those of the centred data) and
+	// their cumulative energy Σ_{i≤k} σᵢ² / ‖A‖_F², with the chosen rank
+	// marked. When the rank rule truncated, the energy curve ends below 1
+	// at the retained energy. The figure is deterministic, so it carries
+	// an ETag and answers If-None-Match (304).
+	//
+	// Only svd and pca jobs have a spectrum: for a job of another method
+	// the answer is 404 whatever its state. An svd or pca job that has not
+	// succeeded is 409, as for its factors.
+	//
+	// Corresponds with GET /v1/jobs/{id}/spectrum.png (the `GetSpectrumPNG` operationId).
+	GetSpectrumPNG(ctx context.Context, id ID, params *GetSpectrumPNGParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetSpectrumSVG The spectrum of a succeeded svd or pca job, as SVG
+	//
+	// Two panels over the components k = 1…rank: the singular values the
+	// result keeps (log scale; for pca those of the centred data) and
+	// their cumulative energy Σ_{i≤k} σᵢ² / ‖A‖_F², with the chosen rank
+	// marked. When the rank rule truncated, the energy curve ends below 1
+	// at the retained energy. The figure is deterministic, so it carries
+	// an ETag and answers If-None-Match (304).
+	//
+	// Only svd and pca jobs have a spectrum: for a job of another method
+	// the answer is 404 whatever its state. An svd or pca job that has not
+	// succeeded is 409, as for its factors.
+	//
+	// Corresponds with GET /v1/jobs/{id}/spectrum.svg (the `GetSpectrumSVG` operationId).
+	GetSpectrumSVG(ctx context.Context, id ID, params *GetSpectrumSVGParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ListTensors List tensor files, newest first
 	//
 	// Corresponds with GET /v1/tensors (the `ListTensors` operationId).
@@ -1084,6 +1140,11 @@ type ClientInterface interface {
 	CreateTensorWithBody(ctx context.Context, params *CreateTensorParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// DeleteTensor Delete a tensor file
+	//
+	// Deletes the file and its record. A tensor that a queued or running
+	// job reads is kept and the answer is 409 naming the job: cancel the
+	// job (DELETE /v1/jobs/{id}) or wait for it to finish. Finished jobs
+	// keep their factors when their input is deleted.
 	//
 	// Corresponds with DELETE /v1/tensors/{id} (the `DeleteTensor` operationId).
 	DeleteTensor(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1300,6 +1361,58 @@ func (c *Client) GetFactor(ctx context.Context, id ID, name string, params *GetF
 	return c.Client.Do(req)
 }
 
+// GetSpectrumPNG The spectrum of a succeeded svd or pca job, as PNG
+//
+// Two panels over the components k = 1…rank: the singular values the
+// result keeps (log scale; for pca those of the centred data) and
+// their cumulative energy Σ_{i≤k} σᵢ² / ‖A‖_F², with the chosen rank
+// marked. When the rank rule truncated, the energy curve ends below 1
+// at the retained energy. The figure is deterministic, so it carries
+// an ETag and answers If-None-Match (304).
+//
+// Only svd and pca jobs have a spectrum: for a job of another method
+// the answer is 404 whatever its state. An svd or pca job that has not
+// succeeded is 409, as for its factors.
+//
+// Corresponds with GET /v1/jobs/{id}/spectrum.png (the `GetSpectrumPNG` operationId).
+func (c *Client) GetSpectrumPNG(ctx context.Context, id ID, params *GetSpectrumPNGParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetSpectrumPNGRequest(c.Server, id, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetSpectrumSVG The spectrum of a succeeded svd or pca job, as SVG
+//
+// Two panels over the components k = 1…rank: the singular values the
+// result keeps (log scale; for pca those of the centred data) and
+// their cumulative energy Σ_{i≤k} σᵢ² / ‖A‖_F², with the chosen rank
+// marked. When the rank rule truncated, the energy curve ends below 1
+// at the retained energy. The figure is deterministic, so it carries
+// an ETag and answers If-None-Match (304).
+//
+// Only svd and pca jobs have a spectrum: for a job of another method
+// the answer is 404 whatever its state. An svd or pca job that has not
+// succeeded is 409, as for its factors.
+//
+// Corresponds with GET /v1/jobs/{id}/spectrum.svg (the `GetSpectrumSVG` operationId).
+func (c *Client) GetSpectrumSVG(ctx context.Context, id ID, params *GetSpectrumSVGParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetSpectrumSVGRequest(c.Server, id, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // ListTensors List tensor files, newest first
 //
 // Corresponds with GET /v1/tensors (the `ListTensors` operationId).
@@ -1339,6 +1452,11 @@ func (c *Client) CreateTensorWithBody(ctx context.Context, params *CreateTensorP
 }
 
 // DeleteTensor Delete a tensor file
+//
+// Deletes the file and its record. A tensor that a queued or running
+// job reads is kept and the answer is 409 naming the job: cancel the
+// job (DELETE /v1/jobs/{id}) or wait for it to finish. Finished jobs
+// keep their factors when their input is deleted.
 //
 // Corresponds with DELETE /v1/tensors/{id} (the `DeleteTensor` operationId).
 func (c *Client) DeleteTensor(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1842,6 +1960,152 @@ func NewGetFactorRequest(server string, id ID, name string, params *GetFactorPar
 	return req, nil
 }
 
+// NewGetSpectrumPNGRequest constructs an http.Request for the GetSpectrumPNG method
+func NewGetSpectrumPNGRequest(server string, id ID, params *GetSpectrumPNGParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/jobs/%s/spectrum.png", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Width != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "width", *params.Width, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Height != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "height", *params.Height, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetSpectrumSVGRequest constructs an http.Request for the GetSpectrumSVG method
+func NewGetSpectrumSVGRequest(server string, id ID, params *GetSpectrumSVGParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/jobs/%s/spectrum.svg", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Width != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "width", *params.Width, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Height != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "height", *params.Height, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewListTensorsRequest constructs an http.Request for the ListTensors method
 func NewListTensorsRequest(server string, params *ListTensorsParams) (*http.Request, error) {
 	var err error
@@ -2206,6 +2470,42 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/jobs/{id}/factors/{name} (the `GetFactor` operationId).
 	GetFactorWithResponse(ctx context.Context, id ID, name string, params *GetFactorParams, reqEditors ...RequestEditorFn) (*GetFactorResponse, error)
 
+	// GetSpectrumPNGWithResponse The spectrum of a succeeded svd or pca job, as PNG
+	//
+	// Two panels over the components k = 1…rank: the singular values the
+	// result keeps (log scale; for pca those of the centred data) and
+	// their cumulative energy Σ_{i≤k} σᵢ² / ‖A‖_F², with the chosen rank
+	// marked. When the rank rule truncated, the energy curve ends below 1
+	// at the retained energy. The figure is deterministic, so it carries
+	// an ETag and answers If-None-Match (304).
+	//
+	// Only svd and pca jobs have a spectrum: for a job of another method
+	// the answer is 404 whatever its state. An svd or pca job that has not
+	// succeeded is 409, as for its factors.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/jobs/{id}/spectrum.png (the `GetSpectrumPNG` operationId).
+	GetSpectrumPNGWithResponse(ctx context.Context, id ID, params *GetSpectrumPNGParams, reqEditors ...RequestEditorFn) (*GetSpectrumPNGResponse, error)
+
+	// GetSpectrumSVGWithResponse The spectrum of a succeeded svd or pca job, as SVG
+	//
+	// Two panels over the components k = 1…rank: the singular values the
+	// result keeps (log scale; for pca those of the centred data) and
+	// their cumulative energy Σ_{i≤k} σᵢ² / ‖A‖_F², with the chosen rank
+	// marked. When the rank rule truncated, the energy curve ends below 1
+	// at the retained energy. The figure is deterministic, so it carries
+	// an ETag and answers If-None-Match (304).
+	//
+	// Only svd and pca jobs have a spectrum: for a job of another method
+	// the answer is 404 whatever its state. An svd or pca job that has not
+	// succeeded is 409, as for its factors.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/jobs/{id}/spectrum.svg (the `GetSpectrumSVG` operationId).
+	GetSpectrumSVGWithResponse(ctx context.Context, id ID, params *GetSpectrumSVGParams, reqEditors ...RequestEditorFn) (*GetSpectrumSVGResponse, error)
+
 	// ListTensorsWithResponse List tensor files, newest first
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -2227,6 +2527,11 @@ type ClientWithResponsesInterface interface {
 	CreateTensorWithBodyWithResponse(ctx context.Context, params *CreateTensorParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateTensorResponse, error)
 
 	// DeleteTensorWithResponse Delete a tensor file
+	//
+	// Deletes the file and its record. A tensor that a queued or running
+	// job reads is kept and the answer is 409 naming the job: cancel the
+	// job (DELETE /v1/jobs/{id}) or wait for it to finish. Finished jobs
+	// keep their factors when their input is deleted.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -2797,6 +3102,102 @@ func (r GetFactorResponse) ContentType() string {
 	return ""
 }
 
+// GetSpectrumPNGResponseDefaultHeaders the declared response headers of an HTTP default response for GetSpectrumPNG
+type GetSpectrumPNGResponseDefaultHeaders struct {
+	RetryAfter *int
+}
+
+type GetSpectrumPNGResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *GetSpectrumPNGResponseDefaultHeaders
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetSpectrumPNGResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetSpectrumPNGResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetSpectrumPNGResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetSpectrumPNGResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetSpectrumPNGResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetSpectrumSVGResponseDefaultHeaders the declared response headers of an HTTP default response for GetSpectrumSVG
+type GetSpectrumSVGResponseDefaultHeaders struct {
+	RetryAfter *int
+}
+
+type GetSpectrumSVGResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *GetSpectrumSVGResponseDefaultHeaders
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetSpectrumSVGResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetSpectrumSVGResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetSpectrumSVGResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetSpectrumSVGResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetSpectrumSVGResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // ListTensorsResponseDefaultHeaders the declared response headers of an HTTP default response for ListTensors
 type ListTensorsResponseDefaultHeaders struct {
 	RetryAfter *int
@@ -3195,6 +3596,54 @@ func (c *ClientWithResponses) GetFactorWithResponse(ctx context.Context, id ID, 
 	return ParseGetFactorResponse(rsp)
 }
 
+// GetSpectrumPNGWithResponse The spectrum of a succeeded svd or pca job, as PNG
+//
+// Two panels over the components k = 1…rank: the singular values the
+// result keeps (log scale; for pca those of the centred data) and
+// their cumulative energy Σ_{i≤k} σᵢ² / ‖A‖_F², with the chosen rank
+// marked. When the rank rule truncated, the energy curve ends below 1
+// at the retained energy. The figure is deterministic, so it carries
+// an ETag and answers If-None-Match (304).
+//
+// Only svd and pca jobs have a spectrum: for a job of another method
+// the answer is 404 whatever its state. An svd or pca job that has not
+// succeeded is 409, as for its factors.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/jobs/{id}/spectrum.png (the `GetSpectrumPNG` operationId).
+func (c *ClientWithResponses) GetSpectrumPNGWithResponse(ctx context.Context, id ID, params *GetSpectrumPNGParams, reqEditors ...RequestEditorFn) (*GetSpectrumPNGResponse, error) {
+	rsp, err := c.GetSpectrumPNG(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetSpectrumPNGResponse(rsp)
+}
+
+// GetSpectrumSVGWithResponse The spectrum of a succeeded svd or pca job, as SVG
+//
+// Two panels over the components k = 1…rank: the singular values the
+// result keeps (log scale; for pca those of the centred data) and
+// their cumulative energy Σ_{i≤k} σᵢ² / ‖A‖_F², with the chosen rank
+// marked. When the rank rule truncated, the energy curve ends below 1
+// at the retained energy. The figure is deterministic, so it carries
+// an ETag and answers If-None-Match (304).
+//
+// Only svd and pca jobs have a spectrum: for a job of another method
+// the answer is 404 whatever its state. An svd or pca job that has not
+// succeeded is 409, as for its factors.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/jobs/{id}/spectrum.svg (the `GetSpectrumSVG` operationId).
+func (c *ClientWithResponses) GetSpectrumSVGWithResponse(ctx context.Context, id ID, params *GetSpectrumSVGParams, reqEditors ...RequestEditorFn) (*GetSpectrumSVGResponse, error) {
+	rsp, err := c.GetSpectrumSVG(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetSpectrumSVGResponse(rsp)
+}
+
 // ListTensorsWithResponse List tensor files, newest first
 //
 // Returns a wrapper object for the known response body format(s).
@@ -3228,6 +3677,11 @@ func (c *ClientWithResponses) CreateTensorWithBodyWithResponse(ctx context.Conte
 }
 
 // DeleteTensorWithResponse Delete a tensor file
+//
+// Deletes the file and its record. A tensor that a queued or running
+// job reads is kept and the answer is 409 naming the job: cancel the
+// job (DELETE /v1/jobs/{id}) or wait for it to finish. Finished jobs
+// keep their factors when their input is deleted.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -3691,6 +4145,90 @@ func ParseGetFactorResponse(rsp *http.Response) (*GetFactorResponse, error) {
 	switch {
 	case true:
 		var headers GetFactorResponseDefaultHeaders
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetSpectrumPNGResponse parses an HTTP response from a GetSpectrumPNGWithResponse call
+func ParseGetSpectrumPNGResponse(rsp *http.Response) (*GetSpectrumPNGResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetSpectrumPNGResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 304:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case true:
+		var headers GetSpectrumPNGResponseDefaultHeaders
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetSpectrumSVGResponse parses an HTTP response from a GetSpectrumSVGWithResponse call
+func ParseGetSpectrumSVGResponse(rsp *http.Response) (*GetSpectrumSVGResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetSpectrumSVGResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 304:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case true:
+		var headers GetSpectrumSVGResponseDefaultHeaders
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"runtime"
 	"strconv"
@@ -33,6 +34,26 @@ type config struct {
 	MaxInline      int64
 	MaxUploads     int
 	MetricsAddr    string
+
+	// DatabaseURL is the Postgres database of the scale-out deployment;
+	// "" keeps metadata and queue in SQLite under DataDir.
+	DatabaseURL string
+	// RescueAfter is how long a job may run before another replica takes
+	// it for dead and runs it again (0: JobTimeout + 1 min, or River's
+	// default of an hour without a timeout).
+	RescueAfter time.Duration
+	// BlobURL is s3://bucket/prefix for blobs in S3; "" keeps them under
+	// DataDir.
+	BlobURL string
+	S3      s3Flags
+}
+
+// s3Flags locate and authenticate an S3-compatible store.
+type s3Flags struct {
+	Endpoint             string // host[:port], no scheme
+	Region               string
+	AccessKey, SecretKey string
+	Insecure             bool // plain http
 }
 
 // parseConfig reads flags, each defaulting to its LOWRANK_* environment
@@ -73,6 +94,38 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 		}
 		fs.Int64Var(p, flagName, def, usage+" (env LOWRANK_"+envName+")")
 	}
+	boolean := func(p *bool, flagName, envName string, def bool, usage string) {
+		if v, ok := env(envName); ok {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				envErrs = append(envErrs, fmt.Errorf("LOWRANK_%s: %w", envName, err))
+			}
+			def = b
+		}
+		fs.BoolVar(p, flagName, def, usage+" (env LOWRANK_"+envName+")")
+	}
+	// A secret's environment value is read after parsing, not made the
+	// flag's default, so --help never prints it; fallback names other
+	// variables to try (as AWS_SECRET_ACCESS_KEY for the S3 secret).
+	var secrets []func()
+	secret := func(p *string, flagName, envName, usage string, fallback ...string) {
+		names := "LOWRANK_" + envName
+		for _, f := range fallback {
+			names += ", then " + f
+		}
+		fs.StringVar(p, flagName, "", usage+" (env "+names+")")
+		secrets = append(secrets, func() {
+			if *p != "" {
+				return
+			}
+			for _, name := range append([]string{"LOWRANK_" + envName}, fallback...) {
+				if v := getenv(name); v != "" {
+					*p = v
+					return
+				}
+			}
+		})
+	}
 	duration := func(p *time.Duration, flagName, envName string, def time.Duration, usage string) {
 		if v, ok := env(envName); ok {
 			d, err := time.ParseDuration(v)
@@ -94,7 +147,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 	integer(&c.MaxRank, "max-rank", "MAX_RANK", 4096, "largest rank or component count a job may ask for")
 	integer(&c.MaxIterations, "max-iterations", "MAX_ITERATIONS", 1000, "most iterations an iterative method may run")
 	duration(&c.JobTimeout, "job-timeout", "JOB_TIMEOUT", time.Hour, "longest a job may run (0: no limit)")
-	str(&keys, "api-keys", "API_KEYS", "", "comma-separated API keys; when set (or --api-keys-file), /v1 requires Authorization: Bearer <key>")
+	secret(&keys, "api-keys", "API_KEYS", "comma-separated API keys; when set (or --api-keys-file), /v1 requires Authorization: Bearer <key>")
 	str(&c.APIKeysFile, "api-keys-file", "API_KEYS_FILE", "", "file with one API key per line (# comments)")
 	str(&c.LogFormat, "log-format", "LOG_FORMAT", "json", "log format: json or console")
 	str(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "log level: debug, info, warn, error")
@@ -103,12 +156,23 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 	integer(&c.MaxUploads, "max-concurrent-uploads", "MAX_CONCURRENT_UPLOADS", 16, "uploads taken at once; one more is answered 429")
 	str(&c.MetricsAddr, "metrics-addr", "METRICS_ADDR", "", "when set, /metrics is served on this address instead of the main one")
 	duration(&c.Retention, "retention", "RETENTION", 7*24*time.Hour, "how long uploaded tensors and finished jobs (with their factors) are kept (0: forever)")
+	secret(&c.DatabaseURL, "database-url", "DATABASE_URL", "postgres://user:password@host:5432/db to keep metadata and the job queue in Postgres, shared by replicas (default: SQLite under --data-dir)")
+	duration(&c.RescueAfter, "rescue-after", "RESCUE_AFTER", 0, "with --database-url, how long a job may run before it is taken for lost (its server died) and run again elsewhere; at least --job-timeout, as a job still running then runs twice; with --job-timeout 0 it is also the jobs' time limit (0: --job-timeout + 1m, or 1h1m and a 1h limit without a timeout)")
+	str(&c.BlobURL, "blob-url", "BLOB_URL", "", "s3://bucket/prefix to keep tensors and factors in S3 (default: files under --data-dir)")
+	str(&c.S3.Endpoint, "s3-endpoint", "S3_ENDPOINT", "", "S3 endpoint host[:port], e.g. s3.amazonaws.com or minio:9000")
+	secret(&c.S3.Region, "s3-region", "S3_REGION", "S3 region", "AWS_REGION")
+	secret(&c.S3.AccessKey, "s3-access-key", "S3_ACCESS_KEY", "S3 access key", "AWS_ACCESS_KEY_ID")
+	secret(&c.S3.SecretKey, "s3-secret-key", "S3_SECRET_KEY", "S3 secret key", "AWS_SECRET_ACCESS_KEY")
+	boolean(&c.S3.Insecure, "s3-insecure", "S3_INSECURE", false, "talk to the S3 endpoint over plain http (an in-cluster gateway)")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: lowrank [flags]\n\nLowrank serves low-rank decompositions of weight tensors over HTTP.\nEvery flag can also be set by the environment variable named beside it; a flag wins.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	for _, read := range secrets {
+		read()
 	}
 	if len(envErrs) > 0 {
 		return nil, errors.Join(envErrs...)
@@ -165,6 +229,34 @@ func (c *config) validate() error {
 		return fmt.Errorf("--retention must be ≥ 0, got %s", c.Retention)
 	case c.ShutdownGrace < 0:
 		return fmt.Errorf("--shutdown-grace must be ≥ 0, got %s", c.ShutdownGrace)
+	case c.RescueAfter < 0:
+		return fmt.Errorf("--rescue-after must be ≥ 0, got %s", c.RescueAfter)
+	case c.RescueAfter > 0 && c.JobTimeout > 0 && c.RescueAfter < c.JobTimeout:
+		return fmt.Errorf("--rescue-after (%s) must be at least --job-timeout (%s): a job still running when rescued would run twice", c.RescueAfter, c.JobTimeout)
+	}
+	if c.DatabaseURL != "" {
+		// The URL may hold a password: errors name its scheme only.
+		u, err := url.Parse(c.DatabaseURL)
+		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			scheme := "none"
+			if err == nil && u.Scheme != "" {
+				scheme = u.Scheme
+			}
+			return fmt.Errorf("--database-url must be a postgres:// URL (or empty for SQLite under --data-dir); got one with scheme %s", scheme)
+		}
+	}
+	if c.BlobURL != "" {
+		u, err := url.Parse(c.BlobURL)
+		switch {
+		case err != nil || u.Scheme != "s3":
+			return fmt.Errorf("--blob-url must be s3://bucket/prefix (or empty for files under --data-dir), got %q", c.BlobURL)
+		case u.Host == "":
+			return fmt.Errorf("--blob-url %q names no bucket: use s3://bucket/prefix", c.BlobURL)
+		case c.S3.Endpoint == "":
+			return errors.New("--blob-url is an S3 URL but --s3-endpoint (LOWRANK_S3_ENDPOINT) is not set; for AWS use s3.amazonaws.com")
+		case strings.Contains(c.S3.Endpoint, "://"):
+			return fmt.Errorf("--s3-endpoint is host[:port] without a scheme (use --s3-insecure for http), got %q", c.S3.Endpoint)
+		}
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"math"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -773,7 +775,11 @@ func TestHelpAndConfig(t *testing.T) {
 	}
 	for _, want := range []string{"--addr", "LOWRANK_ADDR", "LOWRANK_DATA_DIR", "LOWRANK_WORKERS", "LOWRANK_QUEUE_CAPACITY",
 		"LOWRANK_MAX_UPLOAD_BYTES", "LOWRANK_MAX_ELEMENTS", "LOWRANK_MAX_RANK", "LOWRANK_MAX_ITERATIONS", "LOWRANK_JOB_TIMEOUT",
-		"LOWRANK_API_KEYS", "LOWRANK_API_KEYS_FILE", "LOWRANK_LOG_FORMAT", "LOWRANK_SHUTDOWN_GRACE"} {
+		"LOWRANK_API_KEYS", "LOWRANK_API_KEYS_FILE", "LOWRANK_LOG_FORMAT", "LOWRANK_SHUTDOWN_GRACE",
+		"--database-url", "LOWRANK_DATABASE_URL", "--rescue-after", "LOWRANK_RESCUE_AFTER", "--blob-url", "LOWRANK_BLOB_URL",
+		"--s3-endpoint", "LOWRANK_S3_ENDPOINT", "--s3-region", "LOWRANK_S3_REGION", "AWS_REGION",
+		"--s3-access-key", "LOWRANK_S3_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "--s3-secret-key", "LOWRANK_S3_SECRET_KEY", "AWS_SECRET_ACCESS_KEY",
+		"--s3-insecure", "LOWRANK_S3_INSECURE"} {
 		if !strings.Contains(strings.ReplaceAll(out.String(), "  -", "  --"), want) {
 			t.Errorf("--help lacks %s", want)
 		}
@@ -805,6 +811,62 @@ func TestHelpAndConfig(t *testing.T) {
 	}
 	if _, err := parseConfig([]string{"--log-format", "xml"}, func(string) string { return "" }, io.Discard); err == nil {
 		t.Error("--log-format xml accepted")
+	}
+}
+
+// Secrets given by the environment never show in --help, and fall back
+// to AWS's variable names; a flag still wins.
+func TestSecretsAndStorageConfig(t *testing.T) {
+	env := map[string]string{
+		"LOWRANK_DATABASE_URL": "postgres://u:hunter2@db:5432/lowrank", "LOWRANK_API_KEYS": "key-in-env",
+		"LOWRANK_S3_SECRET_KEY": "s3-secret-in-env", "AWS_ACCESS_KEY_ID": "aws-id", "AWS_SECRET_ACCESS_KEY": "aws-secret",
+		"AWS_REGION": "eu-west-3", "LOWRANK_BLOB_URL": "s3://bucket/pre", "LOWRANK_S3_ENDPOINT": "minio:9000", "LOWRANK_S3_INSECURE": "true",
+	}
+	getenv := func(k string) string { return env[k] }
+	var out bytes.Buffer
+	if err := run(ctx, []string{"--help"}, getenv, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"hunter2", "key-in-env", "s3-secret-in-env", "aws-id", "aws-secret"} {
+		if strings.Contains(out.String(), secret) {
+			t.Errorf("--help shows %q", secret)
+		}
+	}
+	cfg, err := parseConfig([]string{"--s3-region", "us-east-1"}, getenv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := s3Flags{Endpoint: "minio:9000", Region: "us-east-1", AccessKey: "aws-id", SecretKey: "s3-secret-in-env", Insecure: true}
+	if cfg.S3 != want || cfg.DatabaseURL != env["LOWRANK_DATABASE_URL"] || cfg.BlobURL != "s3://bucket/pre" || fmt.Sprint(cfg.APIKeys) != "[key-in-env]" {
+		t.Errorf("config %+v", cfg)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string // in the error
+	}{
+		{[]string{"--database-url", "mysql://u:hunter2@db/x"}, "postgres://"},
+		{[]string{"--database-url", "host=db password=hunter2"}, "postgres://"},
+		{[]string{"--blob-url", "gs://bucket/x", "--s3-endpoint", "e"}, "s3://bucket/prefix"},
+		{[]string{"--blob-url", "s3:///x", "--s3-endpoint", "e"}, "no bucket"},
+		{[]string{"--blob-url", "s3://bucket/x"}, "--s3-endpoint"},
+		{[]string{"--blob-url", "s3://bucket/x", "--s3-endpoint", "http://minio:9000"}, "without a scheme"},
+		{[]string{"--job-timeout", "1h", "--rescue-after", "30m"}, "at least --job-timeout"},
+		{[]string{"--rescue-after", "-1s"}, "--rescue-after"},
+	} {
+		_, err := parseConfig(tc.args, func(string) string { return "" }, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want one saying %q", tc.args, err, tc.want)
+		} else if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%v: error shows the password: %v", tc.args, err)
+		}
+	}
+	// A database that cannot be reached is an error from run, not a hang
+	// or a panic, and does not show the password.
+	err = run(ctx, []string{"--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--database-url",
+		"postgres://u:hunter2@127.0.0.1:1/x?connect_timeout=2"}, func(string) string { return "" }, io.Discard, io.Discard)
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("unreachable database: %v", err)
 	}
 }
 
@@ -876,5 +938,72 @@ func TestJobTimeout(t *testing.T) {
 	d := poll(t, c, j.Id, 30*time.Second)
 	if d.Status != client.JobStatusFailed || d.Error == nil || d.Error.Code != "canceled" || !strings.Contains(d.Error.Message, "300ms") {
 		t.Fatalf("timed-out job: %s %+v", d.Status, d.Error)
+	}
+}
+
+// A tensor that a queued or running job reads cannot be deleted from under
+// it: 409 naming the job, the tensor stays; once the jobs end it goes.
+func TestDeleteTensorInUse(t *testing.T) {
+	t.Parallel()
+	s := startWithSleep(t, "", "--workers", "1")
+	c := s.client("")
+	tn := mustUpload(t, c, npyBytes(t, randTensor("", []int{2, 2}, 1, false)), nil)
+	sleepOn := func(seconds float64) client.JobRequest {
+		return client.JobRequest{Method: "sleep", TensorId: &tn.Id, Params: &map[string]any{"seconds": seconds}}
+	}
+	running := mustSubmit(t, c, sleepOn(60))
+	queued := mustSubmit(t, c, sleepOn(60))
+	for _, j := range []*client.Job{queued, running} {
+		r, err := c.DeleteTensorWithResponse(ctx, tn.Id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantProblem(t, "delete a tensor in use", r.StatusCode(), r.HTTPResponse.Header, r.Body, "conflict", "")
+		if r.StatusCode() != http.StatusConflict || !strings.Contains(string(r.Body), queued.Id) && !strings.Contains(string(r.Body), running.Id) {
+			t.Fatalf("delete a tensor in use: %d %s", r.StatusCode(), r.Body)
+		}
+		if g, _ := c.GetTensorWithResponse(ctx, tn.Id); g.StatusCode() != http.StatusOK {
+			t.Fatalf("the refused delete lost the tensor: %d", g.StatusCode())
+		}
+		if dr, err := c.DeleteJobWithResponse(ctx, j.Id); err != nil || dr.StatusCode() != http.StatusOK {
+			t.Fatalf("cancel %s: %v %d", j.Id, err, dr.StatusCode())
+		}
+	}
+	if r, err := c.DeleteTensorWithResponse(ctx, tn.Id); err != nil || r.StatusCode() != http.StatusNoContent {
+		t.Fatalf("delete once the jobs ended: %v %d %s", err, r.StatusCode(), r.Body)
+	}
+	r, _ := c.CreateJobWithResponse(ctx, sleepOn(1))
+	wantProblem(t, "job on a deleted tensor", r.StatusCode(), r.HTTPResponse.Header, r.Body, "not_found", "tensor_id")
+}
+
+// An upload whose body ends before its Content-Length (the client died
+// mid-upload) is a 400 that says so, and stores nothing.
+func TestUploadCutShort(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "")
+	data := npyBytes(t, randTensor("", []int{300, 200}, 3, false))
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /v1/tensors HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n", len(data))
+	if _, err := conn.Write(data[:len(data)/2]); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.(*net.TCPConn).CloseWrite()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	wantProblem(t, "cut-short upload", resp.StatusCode, resp.Header, body, "invalid", "file")
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "Content-Length") {
+		t.Errorf("cut-short upload: %d %s", resp.StatusCode, body)
+	}
+	lr, err := s.client("").ListTensorsWithResponse(ctx, nil)
+	if err != nil || lr.JSON200 == nil || len(lr.JSON200.Items) != 0 {
+		t.Errorf("tensors after a cut-short upload: %v %s", err, lr.Body)
 	}
 }

@@ -8,8 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"runtime"
 	"time"
 
@@ -23,7 +21,6 @@ import (
 	"github.com/lowrank/lowrank/internal/handlers"
 	"github.com/lowrank/lowrank/internal/jobs"
 	"github.com/lowrank/lowrank/internal/linalg"
-	"github.com/lowrank/lowrank/internal/store"
 	"github.com/lowrank/lowrank/internal/tensorio"
 )
 
@@ -63,31 +60,13 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	defer func() { _ = log.Sync() }()
 
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-		return fmt.Errorf("data dir: %w", err)
-	}
-	dbPath := filepath.Join(cfg.DataDir, "lowrank.db")
-	db, err := store.OpenSQLite(dbPath)
+	st, err := openStores(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	if _, err := store.NewSQLiteMeta(ctx, db); err != nil { // creates the schema for the readers
-		return err
-	}
-	reads, err := store.OpenSQLiteReader(dbPath, 4)
-	if err != nil {
-		return err
-	}
-	defer reads.Close()
-	meta, err := store.NewSQLiteMetaReads(ctx, db, reads)
-	if err != nil {
-		return err
-	}
-	blobs, err := store.NewLocalBlobs(filepath.Join(cfg.DataDir, "blobs"))
-	if err != nil {
-		return err
-	}
+	defer st.close()
+	log.Info("storage", zap.String("database", st.database), zap.String("blobs", st.blobStore))
+	meta, blobs := st.meta, st.blobs
 
 	// The parallelism budget: the cores given to the process are shared by
 	// the pool's workers; a job gets at least its even share and, when
@@ -109,7 +88,8 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		h.registry(registry)
 	}
 	svc, err := jobs.New(ctx, jobs.Config{
-		DB: db, Meta: meta, Blobs: blobs, Codec: codec, Registry: registry, Backend: backend, Threads: procs, SingleProcess: true,
+		Queue: st.queue, Meta: meta, Blobs: blobs, Codec: codec, Registry: registry, Backend: backend, Threads: procs,
+		SingleProcess: st.singleProcess, RescueAfter: cfg.RescueAfter,
 		Workers: cfg.Workers, QueueCapacity: cfg.QueueCapacity, Limits: limits, JobTimeout: cfg.JobTimeout,
 		Logger: log.Named("jobs"), Metrics: reg, Version: version,
 		Retention: cfg.Retention, CleanInterval: h.cleanInterval, Now: h.now,

@@ -6,6 +6,8 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/lowrank/lowrank/internal/report"
 )
 
 // routes is the whole API surface; read it beside api/openapi.yaml.
@@ -45,6 +47,8 @@ func (s *server) routes() http.Handler {
 			r.Delete("/{id}", s.h(s.handleJobDelete))
 			r.Get("/{id}/factors", s.h(s.handleFactorsBundle))
 			r.Get("/{id}/factors/{name}", s.h(s.handleFactor))
+			r.Get("/{id}/spectrum.svg", s.h(s.handleSpectrum(report.SVG)))
+			r.Get("/{id}/spectrum.png", s.h(s.handleSpectrum(report.PNG)))
 		})
 	})
 	return r

@@ -12,19 +12,23 @@ import (
 )
 
 // BenchmarkNoopJobs measures the queue alone: jobs that do nothing, 2
-// workers, River's fetch settings as named.
+// workers, on each database with River's fetch settings as named.
 //
 //	go test -run '^$' -bench NoopJobs -benchtime 200x ./internal/jobs
 func BenchmarkNoopJobs(b *testing.B) {
 	for _, tc := range []struct {
 		name               string
+		database           string
 		cooldown, interval time.Duration
 	}{
-		{"lowrank", jobs.DefaultFetchCooldown, jobs.DefaultFetchPollInterval},
-		{"riverDefaults", river.FetchCooldownDefault, river.FetchPollIntervalDefault},
+		{"sqlite/lowrank", onSQLite, jobs.DefaultFetchCooldown, jobs.DefaultFetchPollInterval},
+		{"sqlite/riverDefaults", onSQLite, river.FetchCooldownDefault, river.FetchPollIntervalDefault},
+		{"postgres/lowrank", onPostgres, jobs.PostgresFetchCooldown, jobs.PostgresFetchPollInterval},
+		{"postgres/riverDefaults", onPostgres, river.FetchCooldownDefault, river.FetchPollIntervalDefault},
+		{"postgres/sqliteSettings", onPostgres, jobs.DefaultFetchCooldown, jobs.DefaultFetchPollInterval},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			bb := setupIn(b, b.TempDir(), true, func(c *jobs.Config) {
+			bb := setupAt(b, newPlace(b, tc.database), true, func(c *jobs.Config) {
 				c.Workers, c.QueueCapacity = 2, 0
 				c.FetchCooldown, c.FetchPollInterval = tc.cooldown, tc.interval
 			})

@@ -15,8 +15,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riversqlite"
-	"github.com/riverqueue/river/rivermigrate"
 	"github.com/riverqueue/river/rivertype"
 	"go.uber.org/zap"
 	"go.uber.org/zap/exp/zapslog"
@@ -26,10 +24,7 @@ import (
 	"github.com/lowrank/lowrank/internal/store"
 )
 
-// River's fetch settings for SQLite. River's defaults (a fetch at most every
-// 100 ms, a poll every second) suit Postgres with LISTEN/NOTIFY; on SQLite,
-// whose listener polls, they cap a worker at a handful of small jobs a
-// second (see BenchmarkNoopJobs).
+// River's fetch settings for SQLite (see sqliteQueue.fetchDefaults).
 const (
 	DefaultFetchCooldown     = 2 * time.Millisecond
 	DefaultFetchPollInterval = 5 * time.Millisecond
@@ -37,7 +32,9 @@ const (
 
 // Config is everything a Service needs.
 type Config struct {
-	DB       *sql.DB // the SQLite database shared by the meta store and River
+	// Queue is River's database: SQLiteQueue on the meta store's SQLite
+	// database, or PostgresQueue on the Postgres store's pool.
+	Queue    Queue
 	Meta     store.MetaStore
 	Blobs    store.BlobStore
 	Codec    Codec
@@ -53,7 +50,10 @@ type Config struct {
 	// QueueCapacity bounds queued + running jobs; 0 means unbounded.
 	QueueCapacity int
 	Limits        Limits
-	// JobTimeout bounds one job's run; 0 means none.
+	// JobTimeout bounds one job's run; 0 means none, but when replicas
+	// share the queue (SingleProcess false) a job is still bounded by
+	// RescueAfter, since River's rescuer would take one that ran longer
+	// for lost (and it rescues no job that has no timeout at all).
 	JobTimeout time.Duration
 	Logger     *zap.Logger
 	Metrics    prometheus.Registerer
@@ -63,13 +63,26 @@ type Config struct {
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// FetchCooldown and FetchPollInterval tune River's fetching (defaults
-	// DefaultFetchCooldown and DefaultFetchPollInterval).
+	// by database: DefaultFetchCooldown and DefaultFetchPollInterval on
+	// SQLite, PostgresFetchCooldown and PostgresFetchPollInterval on
+	// Postgres).
 	FetchCooldown, FetchPollInterval time.Duration
 	// SingleProcess says no other process uses the queue (the embedded
 	// SQLite deployment): at start, jobs left running by a crash, or by a
 	// shutdown whose kernels would not stop in time, are queued again at
-	// once instead of waiting for River's stuck-job rescuer.
+	// once instead of waiting for River's stuck-job rescuer. It must be
+	// false when replicas share the queue: the jobs another replica is
+	// running would run twice.
 	SingleProcess bool
+	// RescueAfter is how long a job may stay running before River's
+	// rescuer (run by one replica, the leader) takes it for dead and runs
+	// it again, which is how the jobs of a replica that died are taken
+	// over. Default: JobTimeout + 1 min, or 1 h 1 min when there is no
+	// timeout. It must be at least JobTimeout: a job still
+	// running when rescued runs twice, its second run wasting a worker
+	// (only one of the two can record its result). Shorter means a dead
+	// replica's jobs resume sooner.
+	RescueAfter time.Duration
 	// Retention is how long tensors and finished jobs are kept; 0 keeps
 	// them forever. CleanInterval is how often expired ones are removed
 	// (default: a tenth of Retention, between a second and an hour).
@@ -80,16 +93,21 @@ type Config struct {
 // cancellation and deletion.
 type Service struct {
 	cfg     Config
-	river   *river.Client[*sql.Tx]
+	river   riverClient
 	metrics *metrics
 	log     *zap.Logger
 	threads *threadBudget
+	// jobTimeout and rescueAfter are the effective limits (jobLimits).
+	jobTimeout, rescueAfter time.Duration
 
-	stopping    atomic.Bool
-	stopCleaner context.CancelFunc
-	cleanerDone chan struct{}
-	mu          sync.Mutex
-	running     map[string]*runningJob // by job id
+	stopping       atomic.Bool
+	stopBackground context.CancelFunc // the cleaner and the reconciler
+	background     sync.WaitGroup
+	mu             sync.Mutex
+	running        map[string]*runningJob // by job id
+
+	reconcileMu     sync.Mutex
+	reconciledSince time.Time // where the next ReconcileDiscarded stops
 }
 
 type runningJob struct {
@@ -104,7 +122,7 @@ type jobArgs struct {
 
 func (jobArgs) Kind() string { return "lowrank_decompose" }
 
-// New runs River's migrations on cfg.DB and builds the River client; Start
+// New runs River's migrations on cfg.Queue and builds the River client; Start
 // starts working.
 func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Now == nil {
@@ -119,17 +137,18 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	driver := riversqlite.New(cfg.DB)
-	slogger := slog.New(zapslog.NewHandler(cfg.Logger.WithOptions(zap.IncreaseLevel(zap.WarnLevel)).Core(), zapslog.WithName("river")))
-	migrator, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: slogger})
-	if err != nil {
-		return nil, fmt.Errorf("jobs: river migrator: %w", err)
+	if cfg.Queue == nil {
+		return nil, errors.New("jobs: Config.Queue is required")
 	}
-	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
-		return nil, fmt.Errorf("jobs: river migrations: %w", err)
+	if cfg.RescueAfter > 0 && cfg.RescueAfter < cfg.JobTimeout {
+		return nil, fmt.Errorf("jobs: the rescue delay %s is shorter than the job timeout %s: jobs would run twice", cfg.RescueAfter, cfg.JobTimeout)
+	}
+	slogger := slog.New(zapslog.NewHandler(cfg.Logger.WithOptions(zap.IncreaseLevel(zap.WarnLevel)).Core(), zapslog.WithName("river")))
+	if err := cfg.Queue.migrate(ctx, slogger); err != nil {
+		return nil, err
 	}
 	if cfg.SingleProcess {
-		if err := requeueOrphans(ctx, cfg.DB, cfg.Meta, cfg.Logger); err != nil {
+		if err := requeueOrphans(ctx, cfg.Queue, cfg.Meta, cfg.Logger); err != nil {
 			return nil, err
 		}
 	}
@@ -137,6 +156,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		cfg.Threads = cfg.Backend.Threads() * cfg.Workers
 	}
 	s := &Service{cfg: cfg, log: cfg.Logger, running: map[string]*runningJob{}, threads: newThreadBudget(cfg.Threads, cfg.Workers)}
+	var err error
 	if s.metrics, err = newMetrics(cfg.Metrics, cfg.Meta); err != nil {
 		return nil, err
 	}
@@ -144,39 +164,63 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err := river.AddWorkerSafely(workers, &worker{s: s}); err != nil {
 		return nil, err
 	}
-	jobTimeout := cfg.JobTimeout
-	if jobTimeout <= 0 {
-		jobTimeout = -1 // River: no timeout
+	s.jobTimeout, s.rescueAfter = jobLimits(cfg.JobTimeout, cfg.RescueAfter, cfg.SingleProcess)
+	riverTimeout := s.jobTimeout
+	if riverTimeout <= 0 {
+		riverTimeout = -1 // River: no timeout
 	}
+	cooldown, poll := cfg.Queue.fetchDefaults()
 	rc := &river.Config{
 		Logger:            slogger,
 		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}},
 		Workers:           workers,
-		FetchCooldown:     cmp.Or(cfg.FetchCooldown, DefaultFetchCooldown),
-		FetchPollInterval: cmp.Or(cfg.FetchPollInterval, DefaultFetchPollInterval),
-		JobTimeout:        jobTimeout,
-		// A job cut short by a shutdown is retried after a restart; a job
-		// that fails on its own is not (the worker cancels it).
-		MaxAttempts: 10,
+		FetchCooldown:     cmp.Or(cfg.FetchCooldown, cooldown),
+		FetchPollInterval: cmp.Or(cfg.FetchPollInterval, poll),
+		JobTimeout:        riverTimeout,
+		// A job cut short by a shutdown or a dead replica is retried; a
+		// job that fails on its own is not (the worker cancels it).
+		MaxAttempts:          maxAttempts,
+		RetryPolicy:          retryPolicy{},
+		RescueStuckJobsAfter: s.rescueAfter,
 	}
-	if cfg.JobTimeout > 0 {
-		rc.RescueStuckJobsAfter = cfg.JobTimeout + time.Minute
-	}
-	s.river, err = river.NewClient(driver, rc)
+	s.river, err = cfg.Queue.client(rc)
 	if err != nil {
 		return nil, fmt.Errorf("jobs: river client: %w", err)
 	}
 	return s, nil
 }
 
+// maxAttempts is how many times River runs a job that keeps being cut
+// short (by shutdowns, or by replicas that die running it, as one whose
+// kernel runs the process out of memory would); then it gives up, and the
+// job is recorded failed (see the worker and ReconcileDiscarded).
+const maxAttempts = 10
+
+// jobLimits are the effective job timeout (0: none) and rescue delay (0:
+// River's default) for the configured ones.
+//
+// River's rescuer leaves alone a job with no timeout, however long it has
+// run. That is right for a single process, which requeues its orphans at
+// start; but replicas need the rescuer to take over a dead replica's jobs,
+// so there a job without a timeout gets the rescue delay as one (by default
+// an hour): a job running longer would be rescued, and run twice, anyway.
+func jobLimits(timeout, rescueAfter time.Duration, singleProcess bool) (time.Duration, time.Duration) {
+	if timeout <= 0 && !singleProcess {
+		timeout = cmp.Or(rescueAfter, time.Hour)
+	}
+	if rescueAfter <= 0 && timeout > 0 {
+		rescueAfter = timeout + time.Minute
+	}
+	return timeout, rescueAfter
+}
+
 // requeueOrphans makes every running job available again, in River's table
 // and in metadata. Only valid when this process is the queue's only user.
-func requeueOrphans(ctx context.Context, db *sql.DB, meta store.MetaStore, log *zap.Logger) error {
-	res, err := db.ExecContext(ctx, `UPDATE river_job SET state = 'available' WHERE state = 'running'`)
+func requeueOrphans(ctx context.Context, q Queue, meta store.MetaStore, log *zap.Logger) error {
+	n, err := q.requeueRunning(ctx)
 	if err != nil {
 		return fmt.Errorf("jobs: requeue orphans: %w", err)
 	}
-	n, _ := res.RowsAffected()
 	m, err := meta.RequeueRunning(ctx)
 	if err != nil {
 		return err
@@ -192,17 +236,15 @@ func (s *Service) Start(ctx context.Context) error {
 	if err := s.river.Start(ctx); err != nil {
 		return fmt.Errorf("jobs: start: %w", err)
 	}
+	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.stopBackground = cancel
+	s.background.Go(func() { s.reconcile(cctx, reconcileInterval) })
 	if s.cfg.Retention > 0 {
 		interval := s.cfg.CleanInterval
 		if interval <= 0 {
 			interval = cleanInterval(s.cfg.Retention)
 		}
-		cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		s.stopCleaner, s.cleanerDone = cancel, make(chan struct{})
-		go func() {
-			defer close(s.cleanerDone)
-			s.clean(cctx, interval)
-		}()
+		s.background.Go(func() { s.clean(cctx, interval) })
 	}
 	return nil
 }
@@ -211,9 +253,9 @@ func (s *Service) Start(ctx context.Context) error {
 // short goes back to queued and runs again after a restart.
 func (s *Service) Stop(ctx context.Context) error {
 	s.stopping.Store(true)
-	if s.stopCleaner != nil {
-		s.stopCleaner()
-		<-s.cleanerDone
+	if s.stopBackground != nil {
+		s.stopBackground()
+		s.background.Wait()
 	}
 	err := s.river.Stop(ctx)
 	if err == nil {
@@ -228,7 +270,7 @@ func (s *Service) Stop(ctx context.Context) error {
 }
 
 // Ping reports whether the queue's database is usable.
-func (s *Service) Ping(ctx context.Context) error { return s.cfg.DB.PingContext(ctx) }
+func (s *Service) Ping(ctx context.Context) error { return s.cfg.Queue.Ping(ctx) }
 
 // Registry returns the method registry.
 func (s *Service) Registry() Registry { return s.cfg.Registry }
@@ -309,11 +351,11 @@ func (s *Service) Submit(ctx context.Context, req SubmitRequest) (*store.Job, er
 		}
 	}
 	err = s.cfg.Meta.CreateJob(ctx, j, s.cfg.QueueCapacity, func(ctx context.Context, tx *sql.Tx) (int64, error) {
-		res, err := s.river.InsertTx(ctx, tx, jobArgs{JobID: j.ID}, nil)
+		id, err := s.river.insertTx(ctx, tx, jobArgs{JobID: j.ID})
 		if err != nil {
 			return 0, fmt.Errorf("jobs: enqueue: %w", err)
 		}
-		return res.Job.ID, nil
+		return id, nil
 	})
 	if err != nil {
 		if req.Inline != nil {

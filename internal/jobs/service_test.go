@@ -25,33 +25,102 @@ type bundle struct {
 	meta  store.MetaStore
 	blobs store.BlobStore
 	codec jobs.Codec
-	db    *sql.DB
+	db    *sql.DB // the metadata and queue's database, for raw SQL
+}
+
+// The databases a Service may keep its metadata and queue in.
+const (
+	onSQLite   = "sqlite"
+	onPostgres = "postgres"
+)
+
+// place is where a test's Services keep their state: a directory for the
+// blobs (and the SQLite file), and on Postgres a database. Services set up
+// on one place in turn see each other's jobs, as a restarted server or
+// replicas sharing a database do.
+type place struct {
+	dir string
+	url string // the Postgres database; "" on SQLite
+}
+
+// newPlace makes an empty place on the named database, skipping t when
+// that is Postgres and no server can be had.
+func newPlace(t testing.TB, database string) place {
+	t.Helper()
+	p := place{dir: t.TempDir()}
+	if database == onPostgres {
+		p.url = pg.NewDatabase(t)
+	}
+	return p
+}
+
+// eachDatabase runs f as a subtest on SQLite and on Postgres.
+func eachDatabase(t *testing.T, f func(t *testing.T, database string)) {
+	for _, database := range []string{onSQLite, onPostgres} {
+		t.Run(database, func(t *testing.T) { f(t, database) })
+	}
 }
 
 // setup starts a Service on a fresh SQLite database and blob directory.
 func setup(t *testing.T, mod func(*jobs.Config)) *bundle {
 	t.Helper()
-	return setupIn(t, t.TempDir(), true, mod)
+	return setupAt(t, newPlace(t, onSQLite), true, mod)
 }
 
-// setupIn builds a Service on the database and blobs in dir, started or not.
-func setupIn(t testing.TB, dir string, start bool, mod func(*jobs.Config)) *bundle {
+// setupOn starts a Service on a fresh place on the named database.
+func setupOn(t *testing.T, database string, mod func(*jobs.Config)) *bundle {
 	t.Helper()
+	return setupAt(t, newPlace(t, database), true, mod)
+}
+
+// setupAt builds a Service on the database and blobs of p, started or not.
+func setupAt(t testing.TB, p place, start bool, mod func(*jobs.Config)) *bundle {
+	t.Helper()
+	b, err := build(t, p, mod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if start {
+		if err := b.svc.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b
+}
+
+// build is setupAt without starting, and safe to call from any goroutine.
+func build(t testing.TB, p place, mod func(*jobs.Config)) (*bundle, error) {
 	ctx := context.Background()
-	db, err := store.OpenSQLite(filepath.Join(dir, "lowrank.db"))
-	if err != nil {
-		t.Fatal(err)
+	var (
+		meta  store.MetaStore
+		queue jobs.Queue
+		db    *sql.DB
+	)
+	if p.url == "" {
+		var err error
+		db, err = store.OpenSQLite(filepath.Join(p.dir, "lowrank.db"))
+		if err != nil {
+			return nil, err
+		}
+		t.Cleanup(func() { db.Close() })
+		if meta, err = store.NewSQLiteMeta(ctx, db); err != nil {
+			return nil, err
+		}
+		queue = jobs.SQLiteQueue(db)
+	} else {
+		pgs, err := store.OpenPostgres(ctx, p.url)
+		if err != nil {
+			return nil, err
+		}
+		t.Cleanup(func() { pgs.Close() })
+		meta, queue, db = pgs, jobs.PostgresQueue(pgs.Pool()), pgs.DB()
 	}
-	meta, err := store.NewSQLiteMeta(ctx, db)
+	blobs, err := store.NewLocalBlobs(filepath.Join(p.dir, "blobs"))
 	if err != nil {
-		t.Fatal(err)
-	}
-	blobs, err := store.NewLocalBlobs(filepath.Join(dir, "blobs"))
-	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	cfg := jobs.Config{
-		DB: db, Meta: meta, Blobs: blobs, Codec: jobs.TensorioCodec{}, Registry: registry(),
+		Queue: queue, Meta: meta, Blobs: blobs, Codec: jobs.TensorioCodec{}, Registry: registry(),
 		Backend: linalg.Default(1), Workers: 2, QueueCapacity: 100,
 		Limits: jobs.Limits{MaxElements: 1 << 20, MaxRank: 64, MaxIterations: 100},
 		Logger: zaptest.NewLogger(t), Metrics: prometheus.NewRegistry(), Version: "test",
@@ -61,20 +130,15 @@ func setupIn(t testing.TB, dir string, start bool, mod func(*jobs.Config)) *bund
 	}
 	svc, err := jobs.New(ctx, cfg)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	if start {
-		if err := svc.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	// Stopped before the database closes: cleanups run last first.
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = svc.Stop(ctx)
-		db.Close()
 	})
-	return &bundle{svc: svc, meta: meta, blobs: blobs, codec: cfg.Codec, db: db}
+	return &bundle{svc: svc, meta: meta, blobs: blobs, codec: cfg.Codec, db: db}, nil
 }
 
 func registry() jobs.Registry {
@@ -112,8 +176,10 @@ func wait(t *testing.T, b *bundle, id string, want store.JobStatus) *store.Job {
 	return nil
 }
 
-func TestSVDJobReconstructs(t *testing.T) {
-	b := setup(t, nil)
+func TestSVDJobReconstructs(t *testing.T) { eachDatabase(t, testSVDJobReconstructs) }
+
+func testSVDJobReconstructs(t *testing.T, database string) {
+	b := setupOn(t, database, nil)
 	ctx := context.Background()
 	for _, tc := range []struct {
 		m, n   int
@@ -214,8 +280,10 @@ func TestSubmitValidation(t *testing.T) {
 	}
 }
 
-func TestQueueCapacity(t *testing.T) {
-	b := setup(t, func(c *jobs.Config) { c.QueueCapacity = 2; c.Workers = 1 })
+func TestQueueCapacity(t *testing.T) { eachDatabase(t, testQueueCapacity) }
+
+func testQueueCapacity(t *testing.T, database string) {
+	b := setupOn(t, database, func(c *jobs.Config) { c.QueueCapacity = 2; c.Workers = 1 })
 	ctx := context.Background()
 	in := randMatrix(2, 2, 3)
 	var ids []string
@@ -240,7 +308,11 @@ func TestQueueCapacity(t *testing.T) {
 }
 
 func TestCancelQueuedRunningAndDelete(t *testing.T) {
-	b := setup(t, func(c *jobs.Config) { c.Workers = 1; c.ProgressInterval = time.Millisecond })
+	eachDatabase(t, testCancelQueuedRunningAndDelete)
+}
+
+func testCancelQueuedRunningAndDelete(t *testing.T, database string) {
+	b := setupOn(t, database, func(c *jobs.Config) { c.Workers = 1; c.ProgressInterval = time.Millisecond })
 	ctx := context.Background()
 	in := randMatrix(2, 2, 5)
 	running, err := b.svc.Submit(ctx, jobs.SubmitRequest{Inline: in, Method: "sleep", Params: []byte(`{"seconds": 30}`)})
@@ -299,12 +371,14 @@ func TestCancelQueuedRunningAndDelete(t *testing.T) {
 	}
 }
 
-func TestOrphansRequeuedAtStart(t *testing.T) {
-	dir := t.TempDir()
+func TestOrphansRequeuedAtStart(t *testing.T) { eachDatabase(t, testOrphansRequeuedAtStart) }
+
+func testOrphansRequeuedAtStart(t *testing.T, database string) {
+	at := newPlace(t, database)
 	ctx := context.Background()
 	// A process that queued a job, began it and died: River's row and the
 	// metadata both say running, and no worker holds it.
-	first := setupIn(t, dir, false, nil)
+	first := setupAt(t, at, false, nil)
 	j, err := first.svc.Submit(ctx, jobs.SubmitRequest{Inline: randMatrix(4, 3, 9), Method: "svd", Params: []byte(`{"rank": 2}`)})
 	if err != nil {
 		t.Fatal(err)
@@ -315,8 +389,10 @@ func TestOrphansRequeuedAtStart(t *testing.T) {
 	if ok, err := first.meta.TransitionJob(ctx, j.ID, []store.JobStatus{store.JobQueued}, store.JobUpdate{Status: store.JobRunning}); !ok || err != nil {
 		t.Fatal(ok, err)
 	}
-	first.db.Close()
+	if database == onSQLite {
+		first.db.Close()
+	}
 
-	second := setupIn(t, dir, true, func(c *jobs.Config) { c.SingleProcess = true })
+	second := setupAt(t, at, true, func(c *jobs.Config) { c.SingleProcess = true })
 	wait(t, second, j.ID, store.JobSucceeded)
 }

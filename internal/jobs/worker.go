@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 	"go.uber.org/zap"
 
 	"github.com/lowrank/lowrank"
@@ -113,19 +114,25 @@ func (w *worker) Work(ctx context.Context, rj *river.Job[jobArgs]) error {
 		return nil
 	}
 
+	je := jobError(err, s.jobTimeout)
 	if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		switch {
 		case run.canceled.Load():
 			return river.JobCancel(err) // Delete recorded it
-		case s.stopping.Load():
-			// A shutdown: back to queued; River retries it after a restart.
+		case errors.Is(context.Cause(ctx), river.ErrJobCancelledRemotely):
+			return river.JobCancel(err) // Delete recorded it, on another replica
+		case s.stopping.Load() && rj.Attempt < rj.MaxAttempts:
+			// A shutdown: back to queued; River retries it (retryPolicy),
+			// on another replica or here after a restart.
 			_, _ = s.cfg.Meta.TransitionJob(context.WithoutCancel(ctx), id, running,
 				store.JobUpdate{Status: store.JobQueued, Progress: &store.Progress{}})
 			log.Info("job interrupted by shutdown; requeued")
 			return err
+		case s.stopping.Load():
+			// River would discard it rather than retry: record why.
+			je = givenUp(rj.Attempt)
 		}
 	}
-	je := jobError(err, s.cfg.JobTimeout)
 	if je.Code == lowrank.EINTERNAL {
 		log.Error("job failed", zap.Error(err))
 	} else {
@@ -140,6 +147,26 @@ func (w *worker) Work(ctx context.Context, rj *river.Job[jobArgs]) error {
 		s.metrics.finished(j.Method, "failed")
 	}
 	return river.JobCancel(err)
+}
+
+// retryPolicy schedules the retry of a job that was cut short. River's
+// default backs off as attempt⁴ seconds, for failures that may need time to
+// clear; a job here is retried only when its server stopped or died, which
+// waiting does not mend, so it goes again soon: after one second per
+// attempt, at most a minute (enough to keep a job that kills every server
+// it runs on from doing so in a tight loop). The wall clock is River's, not
+// the Service's Now, because River compares it with the database's.
+type retryPolicy struct{}
+
+func (retryPolicy) NextRetry(job *rivertype.JobRow) time.Time {
+	return time.Now().Add(min(time.Duration(job.Attempt)*time.Second, time.Minute))
+}
+
+// givenUp is the error of a job River stops retrying after it was cut
+// short attempts times.
+func givenUp(attempts int) *store.JobError {
+	return &store.JobError{Code: lowrank.EINTERNAL, Message: fmt.Sprintf(
+		"the job was cut short %d times (its server stopped or died while running it) and is not retried", attempts)}
 }
 
 func jobError(err error, timeout time.Duration) *store.JobError {

@@ -9,9 +9,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lowrank/lowrank"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	"github.com/lowrank/lowrank"
 )
 
 // Postgres is the MetaStore of the scale-out deployment: many replicas share
@@ -19,10 +21,15 @@ import (
 // because CreateJob hands its *sql.Tx to the enqueue callback, and River's
 // database/sql driver can insert its job row in that same transaction.
 //
+// Its *sql.DB draws its connections from a pgx pool (Pool), which the queue
+// shares (River's pgx driver needs a pgxpool.Pool for LISTEN/NOTIFY), so one
+// process holds one bounded set of connections whoever uses them.
+//
 // The rows mirror SQLiteMeta's exactly (times as Unix nanoseconds, JSON as
 // text), so both stores round-trip the same values and share the scan code.
 type Postgres struct {
-	db *sql.DB
+	pool *pgxpool.Pool
+	db   *sql.DB // over pool
 }
 
 var _ MetaStore = (*Postgres)(nil)
@@ -73,26 +80,48 @@ var pgSchema = []string{
 
 // OpenPostgres connects to the database at url (a postgres:// URL or a
 // key=value connection string, as pgx accepts) and creates Lowrank's tables
-// if they are missing.
+// if they are missing. Unless url sets pool_max_conns, the pool holds at
+// most PostgresPoolConns connections.
 //
 // Replicas starting together may all run the schema: it is applied under a
 // transaction-scoped advisory lock, because concurrent CREATE TABLE IF NOT
 // EXISTS statements can still collide in the system catalogs.
 func OpenPostgres(ctx context.Context, url string) (*Postgres, error) {
-	db, err := sql.Open("pgx", url)
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgx's message quotes the URL, redacting its password only as far
+		// as it can tell one; the cause alone holds no secret.
+		var pe *pgconn.ParseConfigError
+		if errors.As(err, &pe) && pe.Unwrap() != nil {
+			return nil, fmt.Errorf("store: open postgres: the database URL does not parse: %w", pe.Unwrap())
+		}
+		return nil, errors.New("store: open postgres: the database URL does not parse")
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = max(cfg.MaxConns, PostgresPoolConns)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("store: open postgres: %w", err)
 	}
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
+	db := stdlib.OpenDBFromPool(pool)
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
 		return nil, fmt.Errorf("store: open postgres: %w", err)
 	}
 	if err := pgMigrate(ctx, db); err != nil {
-		db.Close()
+		pool.Close()
 		return nil, err
 	}
-	return &Postgres{db: db}, nil
+	return &Postgres{pool: pool, db: db}, nil
 }
+
+// PostgresPoolConns is the default size of a Postgres store's pool. pgx's
+// own default (the CPU count, at least 4) is too small once River holds one
+// connection for LISTEN, its producer and maintenance services take others,
+// and every worker and request needs one for metadata; a few idle
+// connections per replica cost the server little.
+const PostgresPoolConns = 16
 
 func pgMigrate(ctx context.Context, db *sql.DB) (err error) {
 	tx, err := db.BeginTx(ctx, nil)
@@ -118,11 +147,35 @@ func pgMigrate(ctx context.Context, db *sql.DB) (err error) {
 	return nil
 }
 
-// DB is the connection pool, for the queue's driver.
+// DB is the database/sql view of the pool.
 func (s *Postgres) DB() *sql.DB { return s.db }
 
+// Pool is the connection pool, for River's pgx driver.
+func (s *Postgres) Pool() *pgxpool.Pool { return s.pool }
+
 // Close closes the connection pool.
-func (s *Postgres) Close() error { return s.db.Close() }
+func (s *Postgres) Close() error {
+	err := s.db.Close()
+	s.pool.Close()
+	return err
+}
+
+// pgPlaceholders numbers the '?' placeholders of a statement shared with
+// the SQLite store ($1, $2, …); the shared statements have no '?' in
+// literals.
+func pgPlaceholders(q string) string {
+	var b strings.Builder
+	n := 0
+	for _, c := range q {
+		if c == '?' {
+			n++
+			fmt.Fprintf(&b, "$%d", n)
+			continue
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
 
 // pgArgs collects query arguments and names their placeholders ($1, $2, …).
 type pgArgs []any
@@ -191,15 +244,11 @@ func (s *Postgres) ListTensors(ctx context.Context, owner string, p Page) ([]*Te
 	return out, next, nil
 }
 
+// DeleteTensor locks the tensor's row FOR UPDATE before looking for jobs
+// that read it: a CreateJob holding the row FOR SHARE commits first, and the
+// next statement's snapshot sees its job.
 func (s *Postgres) DeleteTensor(ctx context.Context, owner, id string) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM lowrank_tensor WHERE id = $1 AND owner = $2`, id, owner)
-	if err != nil {
-		return fmt.Errorf("store: delete tensor: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return lowrank.Errorf(lowrank.ENOTFOUND, "", "tensor %s not found", id)
-	}
-	return nil
+	return deleteTensorTx(ctx, s.db, owner, id, " FOR UPDATE", pgPlaceholders)
 }
 
 // CreateJob decides admission under an advisory lock held until commit:
@@ -238,6 +287,9 @@ func (s *Postgres) CreateJob(ctx context.Context, j *Job, maxActive int, enqueue
 			err = lowrank.Errorf(lowrank.EOVERLOADED, "", "the queue is full (%d jobs queued or running)", active)
 			return err
 		}
+	}
+	if err = checkInputTx(ctx, tx, j, " FOR SHARE", pgPlaceholders); err != nil {
+		return err
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO lowrank_job
 		(id, owner, tensor_id, tensor_name, input_key, method, params, status, progress, created_at, timings)

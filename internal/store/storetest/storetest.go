@@ -610,8 +610,89 @@ func MetaStore(t *testing.T, newStore func(t *testing.T) store.MetaStore) {
 		}
 	})
 
+	t.Run("TensorInUse", func(t *testing.T) {
+		s := newStore(t)
+		if err := s.CreateTensor(ctx, &store.Tensor{ID: "t1", Owner: "a", Format: "npy", CreatedAt: t0}); err != nil {
+			t.Fatal(err)
+		}
+		err := s.CreateJob(ctx, &store.Job{ID: "jx", Owner: "a", TensorID: "gone", InputKey: "gone", Method: "svd", CreatedAt: t0}, 0, nil)
+		if lowrank.ErrorCode(err) != lowrank.ENOTFOUND {
+			t.Fatalf("job of a missing tensor: %v, want ENOTFOUND", err)
+		}
+		err = s.CreateJob(ctx, &store.Job{ID: "jb", Owner: "b", TensorID: "t1", InputKey: "t1", Method: "svd", CreatedAt: t0}, 0, nil)
+		if lowrank.ErrorCode(err) != lowrank.ENOTFOUND {
+			t.Fatalf("job of another owner's tensor: %v, want ENOTFOUND", err)
+		}
+		if _, err := s.GetJobByID(ctx, "jx"); lowrank.ErrorCode(err) != lowrank.ENOTFOUND {
+			t.Fatalf("a refused job was recorded: %v", err)
+		}
+		j := &store.Job{ID: "j1", Owner: "a", TensorID: "t1", InputKey: "t1", Method: "svd", CreatedAt: t0}
+		if err := s.CreateJob(ctx, j, 0, nil); err != nil {
+			t.Fatal(err)
+		}
+		now := t0.Add(time.Minute)
+		for _, step := range []store.JobUpdate{{Status: store.JobQueued}, {Status: store.JobRunning, StartedAt: &now}} {
+			if step.Status == store.JobRunning {
+				if ok, err := s.TransitionJob(ctx, "j1", []store.JobStatus{store.JobQueued}, step); !ok || err != nil {
+					t.Fatalf("start j1: %v %v", ok, err)
+				}
+			}
+			err := s.DeleteTensor(ctx, "a", "t1")
+			if lowrank.ErrorCode(err) != lowrank.ECONFLICT || !strings.Contains(err.Error(), "j1") {
+				t.Fatalf("delete a tensor a %s job reads: %v, want ECONFLICT naming j1", step.Status, err)
+			}
+			if _, err := s.GetTensor(ctx, "a", "t1"); err != nil {
+				t.Fatalf("the refused delete removed the tensor: %v", err)
+			}
+		}
+		if err := s.DeleteTensor(ctx, "b", "t1"); lowrank.ErrorCode(err) != lowrank.ENOTFOUND {
+			t.Fatalf("another owner's delete: %v, want ENOTFOUND", err)
+		}
+		if ok, err := s.TransitionJob(ctx, "j1", []store.JobStatus{store.JobRunning}, store.JobUpdate{Status: store.JobSucceeded, FinishedAt: &now}); !ok || err != nil {
+			t.Fatalf("finish j1: %v %v", ok, err)
+		}
+		if err := s.DeleteTensor(ctx, "a", "t1"); err != nil {
+			t.Fatalf("delete once its job finished: %v", err)
+		}
+	})
+
+	// Submissions racing deletions of their tensor: each pair ends with the
+	// job refused or the deletion refused, never a queued job whose tensor
+	// is gone.
+	t.Run("TensorInUseRace", func(t *testing.T) {
+		s := newStore(t)
+		const n = 20
+		for i := range n {
+			id := fmt.Sprintf("t%d", i)
+			if err := s.CreateTensor(ctx, &store.Tensor{ID: id, Owner: "a", Format: "npy", CreatedAt: t0}); err != nil {
+				t.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			var jobErr, delErr error
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				jobErr = s.CreateJob(ctx, &store.Job{ID: "j" + id, Owner: "a", TensorID: id, InputKey: id, Method: "svd", CreatedAt: t0}, 0, nil)
+			}()
+			go func() {
+				defer wg.Done()
+				delErr = s.DeleteTensor(ctx, "a", id)
+			}()
+			wg.Wait()
+			switch {
+			case jobErr == nil && lowrank.ErrorCode(delErr) == lowrank.ECONFLICT:
+			case delErr == nil && lowrank.ErrorCode(jobErr) == lowrank.ENOTFOUND:
+			default:
+				t.Fatalf("pair %d: job %v, delete %v; want exactly one refused", i, jobErr, delErr)
+			}
+		}
+	})
+
 	t.Run("JobLifecycle", func(t *testing.T) {
 		s := newStore(t)
+		if err := s.CreateTensor(ctx, &store.Tensor{ID: "t1", Owner: "a", Format: "npy", CreatedAt: t0}); err != nil {
+			t.Fatal(err)
+		}
 		j := &store.Job{ID: "j1", Owner: "a", TensorID: "t1", TensorName: "w", InputKey: "t1", Method: "svd",
 			Params: json.RawMessage(`{"rank":2}`), CreatedAt: t0}
 		err := s.CreateJob(ctx, j, 0, func(ctx context.Context, tx *sql.Tx) (int64, error) { return 42, nil })
