@@ -103,7 +103,7 @@ func TestReplicaFigures(t *testing.T) {
 	})
 	for _, crash := range []bool{false, true} {
 		how := map[bool]string{false: "stopped", true: "crashed"}[crash]
-		t.Run("Postgres"+how, func(t *testing.T) {
+		t.Run("Postgres-"+how, func(t *testing.T) {
 			st := restartScenario(t, crash)
 			t.Logf("Postgres %s for 2 s under load: %d jobs accepted (%d after the restart), %d lost; %d submissions answered 503, %d other errors; all not ready %s after the stop, all ready %s after the start",
 				how, st.accepted, st.acceptedAfter, st.lost, st.unavailable, st.otherErrors, st.notReadyAfter.Round(time.Millisecond), st.readyAfter.Round(time.Millisecond))
