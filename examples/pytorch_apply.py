@@ -158,13 +158,15 @@ class DemoNet(nn.Module):
         self.conv2 = nn.Conv2d(32, 48, 3, stride=2, padding=1)
         self.conv3 = nn.Conv2d(48, 64, 1)
         self.fc1 = nn.Linear(64 * 4 * 4, 128)
-        self.fc2 = nn.Linear(128, 10)
+        self.proj = HFConv1D(128, 64)
+        self.fc2 = nn.Linear(64, 10)
 
     def forward(self, x):
         x = F.relu(self.conv1(x))
         x = F.relu(self.conv2(x))
         x = F.relu(self.conv3(x))
         x = F.relu(self.fc1(x.flatten(1)))
+        x = F.relu(self.proj(x))
         return self.fc2(x)
 
 
@@ -191,11 +193,14 @@ def check(original_path, compressed_path, manifest_path, seed):
             a, b = ref.get_submodule(prefix), low.get_submodule(prefix)
             if layer["layout"] == "conv2d":
                 x = torch.randn(16, layer["shape"][1], 8, 8)
+            elif layer["layout"] == "hf_conv1d":
+                x = torch.randn(512, layer["shape"][0])
             else:
                 x = torch.randn(512, layer["shape"][1])
             # Without the bias, which the two share, the ratio is that of
             # the weights alone.
-            ya = a(x) - (0 if a.bias is None else a.bias.view([1, -1] + [1] * (x.dim() - 2)))
+            bias_shape = [1, -1] + [1] * (x.dim() - 2)
+            ya = a(x) - (0 if a.bias is None else a.bias.view(bias_shape))
             yb = b.lowrank(x)
             out["layers"][layer["name"]] = _rel(yb, ya)
         x = torch.randn(64, 8, 8, 8)

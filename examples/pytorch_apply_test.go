@@ -41,10 +41,16 @@ func torchPython(t *testing.T) string {
 // weights' do), scaled by 1/sqrt(fan-in) to keep activations of order one.
 func demoWeights(rng *rand.Rand) []*tensorio.Tensor {
 	var ts []*tensorio.Tensor
-	add := func(name string, shape []int) {
+	// add writes name.weight of shape and name.bias; hf says the weight is a
+	// Hugging Face Conv1D's (in, out), generated as the transpose of an
+	// (out, in) one.
+	add := func(name string, shape []int, hf bool) {
 		out, fanIn := shape[0], 1
 		for _, d := range shape[1:] {
 			fanIn *= d
+		}
+		if hf {
+			out, fanIn = shape[1], shape[0]
 		}
 		k := max(2, min(out, fanIn)/4)
 		a, b := make([]float64, out*k), make([]float64, k*fanIn)
@@ -62,7 +68,12 @@ func demoWeights(rng *rand.Rand) []*tensorio.Tensor {
 				for r := range k {
 					s += a[i*k+r] * b[r*fanIn+j] * math.Pow(0.9, float64(r))
 				}
-				w[i*fanIn+j] = float32(scale * (s + 0.3*rng.NormFloat64()))
+				v := float32(scale * (s + 0.3*rng.NormFloat64()))
+				if hf {
+					w[j*out+i] = v
+				} else {
+					w[i*fanIn+j] = v
+				}
 			}
 		}
 		bias := make([]float32, out)
@@ -70,13 +81,14 @@ func demoWeights(rng *rand.Rand) []*tensorio.Tensor {
 			bias[i] = float32(0.05 * rng.NormFloat64())
 		}
 		ts = append(ts, &tensorio.Tensor{Name: name + ".weight", DType: tensorio.F32, Shape: shape, F32: w},
-			&tensorio.Tensor{Name: name + ".bias", DType: tensorio.F32, Shape: shape[:1], F32: bias})
+			&tensorio.Tensor{Name: name + ".bias", DType: tensorio.F32, Shape: []int{out}, F32: bias})
 	}
-	add("conv1", []int{32, 8, 3, 3})
-	add("conv2", []int{48, 32, 3, 3})
-	add("conv3", []int{64, 48, 1, 1})
-	add("fc1", []int{128, 1024})
-	add("fc2", []int{10, 128})
+	add("conv1", []int{32, 8, 3, 3}, false)
+	add("conv2", []int{48, 32, 3, 3}, false)
+	add("conv3", []int{64, 48, 1, 1}, false)
+	add("fc1", []int{128, 1024}, false)
+	add("proj", []int{128, 64}, true)
+	add("fc2", []int{10, 64}, false)
 	return ts
 }
 
@@ -107,8 +119,11 @@ func TestPyTorchApply(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, method := range []string{compress.MethodTucker2, compress.MethodCP} {
-		p := compress.Policy{Rule: &compress.Rule{Compression: 0.4}, MinElements: 1000, ConvMethod: method, Seed: 1, CPIterations: 200,
-			Layouts: []compress.LayoutHint{{Pattern: "conv2.weight", Layout: compress.LayoutConv2D, Stride: []int{2, 2}}}}
+		p := compress.Policy{Rule: &compress.Rule{Compression: 0.4}, MinElements: 600, ConvMethod: method, Seed: 1, CPIterations: 200,
+			Layouts: []compress.LayoutHint{
+				{Pattern: "conv2.weight", Layout: compress.LayoutConv2D, Stride: []int{2, 2}},
+				{Pattern: "proj.weight", Layout: compress.LayoutHFConv1D},
+			}}
 		var out bytes.Buffer
 		o, err := compress.Run(context.Background(), linalg.Default(2), bytes.NewReader(src.Bytes()), int64(src.Len()), p, &out, compress.Options{Workers: 2, Version: "test"})
 		if err != nil {
@@ -139,7 +154,7 @@ func TestPyTorchApply(t *testing.T) {
 		if got.LowrankVersion != "test" {
 			t.Errorf("%s: the checkpoint's version %q", method, got.LowrankVersion)
 		}
-		if len(got.Layers) != len(o.Manifest.Layers) || len(got.Layers) < 4 {
+		if len(got.Layers) != len(o.Manifest.Layers) || len(got.Layers) != 6 {
 			t.Fatalf("%s: PyTorch checked %d layers, the manifest has %d", method, len(got.Layers), len(o.Manifest.Layers))
 		}
 		var sum float64

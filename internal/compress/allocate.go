@@ -38,7 +38,7 @@ func (a *Allocation) Kept() bool { return len(a.Ranks) == 0 }
 // plan.Layers[i]).
 //
 // Per-layer rules. For svd, linalg.RankRule.Choose on σ with params(r) =
-// r·(rows + cols). For tucker2 with spectra σ⁽⁰⁾ (out) and σ⁽¹⁾ (in):
+// r·(rows + cols), a rank above min(rows, cols) taken as min(rows, cols). For tucker2 with spectra σ⁽⁰⁾ (out) and σ⁽¹⁾ (in):
 // rank k sets r_out = min(k, out), r_in = min(k, in); rel_error ε (or
 // energy e, taken as ε = sqrt(1 − e)) gives each mode ε/√2, so that by the
 // HOSVD bound ‖W − Ŵ‖² ≤ Σ_{i≥r_out} σ⁽⁰⁾ᵢ² + Σ_{i≥r_in} σ⁽¹⁾ᵢ² ≤ ε²‖W‖²
@@ -69,8 +69,7 @@ func (a *Allocation) Kept() bool { return len(a.Ranks) == 0 }
 // the budget, so the total lands within one rank step of the target.
 //
 // A budget that cannot be met even at rank 1 everywhere is an EINVALID
-// error on "policy.budget"; a rank rule out of range for a layer (a rank
-// larger than a matrix) an EINVALID error naming the rule.
+// error on "policy.budget".
 //
 // References:
 //   - Y.-D. Kim, E. Park, S. Yoo, T. Choi, L. Yang and D. Shin, Compression
@@ -144,6 +143,9 @@ func allocateRule(l *Layer, a *Analysis, r Rule, mult int) (Allocation, error) {
 			break
 		}
 		paramsOf := func(k int) int64 { return svdParams(rows, cols, k) }
+		// A rank above the matrix's is capped at it, as for tucker2, so one
+		// rule can serve layers of every size (the layer is then kept).
+		r.Rank = min(r.Rank, min(rows, cols))
 		ch, err := r.rankRule(mult).Choose(a.Spectra[0], a.NormSq, min(rows, cols), paramsOf, l.Params)
 		if err != nil {
 			if r.Compression > 0 {
@@ -259,9 +261,18 @@ func roundUp(k, mult, limit int) int {
 
 func svdParams(rows, cols, k int) int64 { return int64(k) * int64(rows+cols) }
 
+// tucker2Params counts a Tucker-2 layer's parameters. A mode kept at full
+// rank has no factor of its own: the core absorbs it (see Factor).
 func tucker2Params(l *Layer, ro, ri int) int64 {
-	k := int64(l.Shape[2] * l.Shape[3])
-	return int64(ro)*int64(l.Shape[0]) + int64(ri)*int64(l.Shape[1]) + int64(ro)*int64(ri)*k
+	out, in := l.Shape[0], l.Shape[1]
+	n := int64(ro) * int64(ri) * int64(l.Shape[2]*l.Shape[3])
+	if ro < out {
+		n += int64(ro) * int64(out)
+	}
+	if ri < in {
+		n += int64(ri) * int64(in)
+	}
+	return n
 }
 
 func cpParams(l *Layer, r int) int64 {

@@ -82,6 +82,7 @@ func TestAllocateRuleSVD(t *testing.T) {
 		{Rule{Rank: 119}, 1, 119},        // 119·500 < 60000
 		{Rule{Rank: 120}, 1, 0},          // 120·500 = 60000: no saving, kept
 		{Rule{Rank: 150}, 1, 0},
+		{Rule{Rank: 5000}, 1, 0},
 		{Rule{Compression: 0.001}, 1, 0}, // rank 1 needs 500 > 60
 	} {
 		name := fmt.Sprintf("%+v/mult%d", tc.rule, tc.mult)
@@ -109,8 +110,10 @@ func TestAllocateRuleSVD(t *testing.T) {
 			t.Errorf("%s: predicted error %v, want %g", name, al.PredictedRelError, want)
 		}
 	}
-	_, err := Allocate(planOf(Policy{Rule: &Rule{Rank: 201}}, l), []*Analysis{a})
-	wantCode(t, err, lowrank.EINVALID, "policy.rule.rank")
+	allocs, err := Allocate(planOf(Policy{Rule: &Rule{Rank: 201}}, l), []*Analysis{a})
+	if err != nil || !allocs[0].Kept() {
+		t.Errorf("rank above the matrix's: %+v, %v; want kept", allocs, err)
+	}
 }
 
 func TestAllocateRuleTucker2(t *testing.T) {

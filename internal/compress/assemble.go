@@ -135,12 +135,17 @@ func modules(l *Layer, r *LayerResult) []Module {
 		case MethodSVD: // 1×1: the first conv keeps the stride (and padding, which it zero-pads through)
 			k := r.Ranks[0]
 			ms = []Module{conv(name(0), in, k, 1, 1, 1, GeometryOriginal), conv(name(1), k, out, 1, 1, 1, GeometryNone)}
-		case MethodTucker2:
+		case MethodTucker2: // a mode at full rank has no 1×1 conv (see Factor)
 			ro, ri := r.Ranks[0], r.Ranks[1]
-			ms = []Module{
-				conv(name(0), in, ri, 1, 1, 1, GeometryNone),
-				conv(name(1), ri, ro, kh, kw, 1, GeometryOriginal),
-				conv(name(2), ro, out, 1, 1, 1, GeometryNone),
+			k := 0
+			if ri < in {
+				ms = append(ms, conv(name(k), in, ri, 1, 1, 1, GeometryNone))
+				k++
+			}
+			ms = append(ms, conv(name(k), ri, ro, kh, kw, 1, GeometryOriginal))
+			k++
+			if ro < out {
+				ms = append(ms, conv(name(k), ro, out, 1, 1, 1, GeometryNone))
 			}
 		case MethodCP:
 			R := r.Ranks[0]
@@ -160,7 +165,10 @@ func modules(l *Layer, r *LayerResult) []Module {
 type Report struct {
 	LowrankVersion string        `json:"lowrank_version"`
 	Layers         []ReportLayer `json:"layers"`
-	Totals         Totals        `json:"totals"`
+	// Skipped lists tensors an include pattern matched that could not be
+	// factored, with the reason.
+	Skipped []Skipped `json:"skipped,omitempty"`
+	Totals  Totals    `json:"totals"`
 	// Seconds is the wall time of the whole run (Run fills it).
 	Seconds float64 `json:"seconds,omitempty"`
 }
@@ -179,6 +187,7 @@ type ReportLayer struct {
 	ParamsAfter       int64    `json:"params_after"`
 	RelError          float64  `json:"rel_error"`
 	PredictedRelError *float64 `json:"predicted_rel_error,omitempty"`
+	OutputRelError    *float64 `json:"output_rel_error,omitempty"`
 	MACsBefore        int64    `json:"macs_before"`
 	MACsAfter         int64    `json:"macs_after"`
 }
@@ -205,7 +214,7 @@ type Totals struct {
 // NewReport builds the report from the phases' outputs (all indexed like
 // plan.Layers; results[i] nil for a kept layer).
 func NewReport(plan *Plan, analyses []*Analysis, allocs []Allocation, results []*LayerResult, version string) *Report {
-	rep := &Report{LowrankVersion: version, Layers: []ReportLayer{}}
+	rep := &Report{LowrankVersion: version, Layers: []ReportLayer{}, Skipped: plan.Skipped}
 	t := &rep.Totals
 	var errW, normW float64
 	for i := range plan.Layers {
@@ -218,7 +227,7 @@ func NewReport(plan *Plan, analyses []*Analysis, allocs []Allocation, results []
 			rl.MACsAfter = rl.MACsBefore
 			t.LayersKept++
 		} else {
-			rl.Ranks, rl.ParamsAfter, rl.RelError = r.Ranks, r.ParamsAfter, r.RelError
+			rl.Ranks, rl.ParamsAfter, rl.RelError, rl.OutputRelError = r.Ranks, r.ParamsAfter, r.RelError, r.OutputRelError
 			rl.MACsBefore, rl.MACsAfter = r.MACsBefore, r.MACsAfter
 			t.LayersFactored++
 		}

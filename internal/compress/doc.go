@@ -15,7 +15,9 @@
 //	Assemble(w, src, …)                            the compressed safetensors checkpoint
 //	NewManifest, NewReport, ReportHTML             the recipe and the report
 //
-// Run does it all with a bounded number of layers at once.
+// A LayerResult's factors are not JSON: WriteFactors and ReadFactors move
+// them as a small safetensors bundle. Run does it all in one process with
+// a bounded number of layers at once.
 //
 // # Selection and methods
 //
@@ -46,8 +48,10 @@
 //
 // where W ≈ G ×₀ U_out ×₁ U_in (Tucker-2, U orthonormal) and
 // W ≈ Σ_r λ_r a_r ∘ b_r ∘ c_r ∘ d_r (CP; A, B, C, D the factor matrices of
-// the out, in, kh and kw modes, unit columns). Factors have the weight's
-// dtype. Every other tensor — biases (including the replaced layers'),
+// the out, in, kh and kw modes, unit columns). A Tucker-2 mode kept at
+// full rank (r_in = in or r_out = out) has no factor: the core absorbs its
+// square orthogonal factor, and the numbers stay consecutive (the core is
+// then factor 0, or the last). Factors have the weight's dtype. Every other tensor — biases (including the replaced layers'),
 // norms, embeddings, buffers of any dtype — is copied byte for byte. The
 // file's __metadata__ keeps the source's entries and adds
 // "lowrank_version", "lowrank_policy" (the policy as JSON, defaults filled
@@ -62,7 +66,7 @@
 //	HF Conv1D:  Conv1D(in→r, zero bias), Conv1D(r→out, bias)
 //	1×1 conv:   Conv2d 1×1 (in→r, the original stride and padding), Conv2d 1×1 (r→out, bias)
 //	tucker2:    Conv2d 1×1 (in→r_in), Conv2d kh×kw (r_in→r_out, the original stride, padding, dilation),
-//	            Conv2d 1×1 (r_out→out, bias)
+//	            Conv2d 1×1 (r_out→out, bias); a 1×1 is left out for a mode at full rank
 //	cp:         Conv2d 1×1 (in→R), Conv2d kh×1 depthwise (groups R; the original stride, padding,
 //	            dilation along the height), Conv2d 1×kw depthwise (the same along the width),
 //	            Conv2d 1×1 (R→out, bias)
@@ -91,7 +95,7 @@
 //	      {"type": "conv2d", "weight": "features.3.lowrank.1.weight", "in_features": 24, "out_features": 40,
 //	       "kernel_size": [3, 3], "groups": 1, "geometry": "original", "stride": [1, 1], "padding": [1, 1], …},
 //	      {"type": "conv2d", "weight": "features.3.lowrank.2.weight", "bias": "features.3.bias", …}],
-//	    "rel_error": 0.083, "params_before": 73728, "params_after": 24576
+//	    "rel_error": 0.083, "params_before": 73728, "params_after": 15296
 //	  }]
 //	}
 //
@@ -114,4 +118,18 @@
 // Errors are measured, not estimated: Factor rebuilds each weight from its
 // factors as stored and reports ‖W − Ŵ‖_F/‖W‖_F. Allocate's predicted
 // error is exact for svd (Eckart–Young) and an upper bound for Tucker-2.
+// With Options.Verify, VerifyOutput also applies the original layer and its
+// rebuilt modules (matrix products; convolutions by im2col, with the
+// layer's stride, padding and dilation) to random inputs and records the
+// relative output difference, which for i.i.d. inputs estimates the weight
+// error; the report shows both.
+//
+// # Budget
+//
+// A global budget keeps a fraction of the selected layers' parameters and
+// minimises the sum over layers of the squared relative weight errors,
+// priced exactly from the spectra (see Allocate). CP's error cannot be
+// priced before CP runs, so under a budget each CP layer takes its
+// proportional share (compression = budget) unless Policy.Layers gives it a
+// rule.
 package compress

@@ -2,7 +2,9 @@ package compress
 
 import (
 	"context"
+	"io"
 	"math"
+	"slices"
 
 	"gonum.org/v1/gonum/blas"
 
@@ -25,9 +27,11 @@ type LayerResult struct {
 	FactorInfos []FactorInfo `json:"factors"`
 	// RelError is ‖W − Ŵ‖_F/‖W‖_F measured against the weight rebuilt from
 	// the factors as stored (rounded to the layer's dtype).
-	RelError     float64 `json:"rel_error"`
-	ParamsBefore int64   `json:"params_before"`
-	ParamsAfter  int64   `json:"params_after"`
+	RelError float64 `json:"rel_error"`
+	// OutputRelError is VerifyOutput's measure, when Run was asked for it.
+	OutputRelError *float64 `json:"output_rel_error,omitempty"`
+	ParamsBefore   int64    `json:"params_before"`
+	ParamsAfter    int64    `json:"params_after"`
 	// MACsBefore and MACsAfter are the multiply-accumulates of one input
 	// vector (matrices) or one input image of the layer's input size
 	// (convolutions; 0 when the size is unknown).
@@ -46,10 +50,10 @@ type FactorInfo struct {
 // be kept) under policy p: svd from the Gram matrix of the shorter side
 // (see gramFactors), the singular values split evenly between the two
 // factors (each takes sqrt(σ), so neither factor's range is much wider
-// than the weight's in F16); tucker2 by
-// tensorops.Tucker on modes (0, 1) with p.TuckerIterations HOOI sweeps;
-// cp by tensorops.CPALS with p.CPIterations sweeps, λ folded into the last
-// factor. The factors are rounded to the layer's dtype, the weight rebuilt
+// than the weight's in F16); tucker2 by tensorops.Tucker on modes (0, 1)
+// with p.TuckerIterations HOOI sweeps, a mode at full rank folded into the
+// core; cp by tensorops.CPALS with p.CPIterations sweeps, λ folded into
+// the last factor. The factors are rounded to the layer's dtype, the weight rebuilt
 // from them and the error measured against t.
 //
 // Bad data gives an EINVALID error; a canceled ctx gives ECANCELED.
@@ -105,7 +109,7 @@ func factorT[T tensorops.Float](ctx context.Context, b linalg.Backend, p Policy,
 			factors, shapes = [][]T{right, left}, [][]int{{r, cols}, {rows, r}}
 		}
 	case MethodTucker2:
-		out, in, kh, kw := l.Shape[0], l.Shape[1], l.Shape[2], l.Shape[3]
+		out, in := l.Shape[0], l.Shape[1]
 		x := &tensorops.Dense[T]{Shape: l.Shape, Data: w}
 		tk, err := tensorops.Tucker(ctx, b, x, tensorops.TuckerOptions{Modes: []int{0, 1}, Ranks: ranks, MaxIter: p.hooiSweeps(), Seed: p.Seed}, nil)
 		if err != nil {
@@ -118,14 +122,39 @@ func factorT[T tensorops.Float](ctx context.Context, b linalg.Backend, p Policy,
 			// A mode HOOI left whole: project on the identity basis.
 			core = tensorops.MultiModeProduct(b, x, []*tensorops.Matrix[T]{uOut, uIn, nil, nil}, true)
 		}
-		first := transpose(uIn.Data, in, ri) // (r_in, in)
-		roundTo(l.DType, first)
+		// A mode at full rank keeps no factor: its square orthogonal
+		// factor is folded into the core, which saves its parameters and
+		// a 1×1 convolution.
+		if ri == in {
+			core = tensorops.ModeProduct(b, core, uIn, 1, false)
+		}
+		if ro == out {
+			core = tensorops.ModeProduct(b, core, uOut, 0, false)
+		}
 		roundTo(l.DType, core.Data)
-		roundTo(l.DType, uOut.Data)
-		uInR := &tensorops.Matrix[T]{Rows: in, Cols: ri, Data: transpose(first, ri, in)}
-		rebuilt = tensorops.MultiModeProduct(b, core, []*tensorops.Matrix[T]{uOut, uInR, nil, nil}, false).Data
-		factors = [][]T{first, core.Data, uOut.Data}
-		shapes = [][]int{{ri, in, 1, 1}, {ro, ri, kh, kw}, {out, ro, 1, 1}}
+		var first []T
+		if ri < in {
+			first = transpose(uIn.Data, in, ri) // (r_in, in)
+			roundTo(l.DType, first)
+			uIn = &tensorops.Matrix[T]{Rows: in, Cols: ri, Data: transpose(first, ri, in)}
+			factors, shapes = append(factors, first), append(shapes, []int{ri, in, 1, 1})
+		}
+		factors, shapes = append(factors, core.Data), append(shapes, core.Shape)
+		if ro < out {
+			roundTo(l.DType, uOut.Data)
+			factors, shapes = append(factors, uOut.Data), append(shapes, []int{out, ro, 1, 1})
+		}
+		us := []*tensorops.Matrix[T]{uOut, uIn, nil, nil}
+		if ro == out {
+			us[0] = nil
+		}
+		if ri == in {
+			us[1] = nil
+		}
+		rebuilt = core.Data
+		if us[0] != nil || us[1] != nil {
+			rebuilt = tensorops.MultiModeProduct(b, core, us, false).Data
+		}
 	case MethodCP:
 		out, in, kh, kw := l.Shape[0], l.Shape[1], l.Shape[2], l.Shape[3]
 		R := ranks[0]
@@ -259,11 +288,45 @@ func macs(l *Layer, ranks []int) (before, after int64) {
 	case MethodTucker2:
 		ro, ri := int64(ranks[0]), int64(ranks[1])
 		posIn := int64(g.InputSize[0]) * int64(g.InputSize[1])
-		after = in*ri*posIn + ri*ro*kh*kw*posOut + ro*out*posOut
+		after = ri * ro * kh * kw * posOut
+		if ri < in {
+			after += in * ri * posIn
+		}
+		if ro < out {
+			after += ro * out * posOut
+		}
 	case MethodCP:
 		R := int64(ranks[0])
 		posIn := int64(g.InputSize[0]) * int64(g.InputSize[1])
 		after = in*R*posIn + R*kh*int64(ho)*int64(g.InputSize[1]) + R*kw*posOut + R*out*posOut
 	}
 	return before, after
+}
+
+// WriteFactors writes r's factors as one safetensors bundle, the form a
+// layer's result travels in between sub-jobs (its JSON carries the rest).
+func (r *LayerResult) WriteFactors(w io.Writer) error {
+	if len(r.Factors) != len(r.FactorInfos) {
+		panic("compress: WriteFactors: the result holds no factor data")
+	}
+	return tensorio.WriteSafetensors(w, r.Factors, nil)
+}
+
+// ReadFactors loads r's factors (named by r.FactorInfos) from a bundle
+// WriteFactors wrote, checking their shapes and dtypes against the infos.
+// A bundle that does not match is an EINVALID error.
+func (r *LayerResult) ReadFactors(src io.ReaderAt, size int64) error {
+	fs := make([]*tensorio.Tensor, len(r.FactorInfos))
+	for i, fi := range r.FactorInfos {
+		t, err := tensorio.ReadTensor(src, size, fi.Name)
+		if err != nil {
+			return err
+		}
+		if t.DType != fi.DType || !slices.Equal(t.Shape, fi.Shape) {
+			return lowrank.Errorf(lowrank.EINVALID, "factors", "%s is %s %v in the bundle, the result says %s %v", fi.Name, t.DType, t.Shape, fi.DType, fi.Shape)
+		}
+		fs[i] = t
+	}
+	r.Factors = fs
+	return nil
 }

@@ -1,6 +1,7 @@
 package compress
 
 import (
+	"bytes"
 	"fmt"
 	"html/template"
 	"io"
@@ -28,6 +29,7 @@ func ReportHTML(w io.Writer, rep *Report, analyses []*Analysis, spectrum Spectru
 		Ratio      string
 		Error      string
 		Predicted  string
+		Output     string
 		MACsBefore string
 		MACsAfter  string
 		Plots      []plot
@@ -36,10 +38,13 @@ func ReportHTML(w io.Writer, rep *Report, analyses []*Analysis, spectrum Spectru
 	for i := range rep.Layers {
 		l := &rep.Layers[i]
 		r := row{ReportLayer: *l, Title: layerTitle(l), Error: fmt.Sprintf("%.4f", l.RelError),
-			Ratio: fmt.Sprintf("%.3f", float64(l.ParamsAfter)/float64(max(1, l.ParamsBefore))), Predicted: "–",
+			Ratio: fmt.Sprintf("%.3f", float64(l.ParamsAfter)/float64(max(1, l.ParamsBefore))), Predicted: "–", Output: "–",
 			MACsBefore: count(l.MACsBefore), MACsAfter: count(l.MACsAfter)}
 		if l.PredictedRelError != nil {
 			r.Predicted = fmt.Sprintf("%.4f", *l.PredictedRelError)
+		}
+		if l.OutputRelError != nil {
+			r.Output = fmt.Sprintf("%.4f", *l.OutputRelError)
 		}
 		if spectrum != nil && i < len(analyses) && analyses[i] != nil {
 			a := analyses[i]
@@ -56,7 +61,12 @@ func ReportHTML(w io.Writer, rep *Report, analyses []*Analysis, spectrum Spectru
 				if err != nil {
 					return err
 				}
-				// The SVG comes from our own plotting code, not from input.
+				// An XML declaration has no place inside HTML.
+				if i := bytes.Index(svg, []byte("<svg")); i > 0 {
+					svg = svg[i:]
+				}
+				// The SVG comes from our own plotting code, which escapes
+				// the titles (tensor names) it draws.
 				r.Plots = append(r.Plots, plot{Title: title, SVG: template.HTML(svg)})
 			}
 		}
@@ -106,10 +116,12 @@ figure{display:inline-block;margin:.5em}
 </table>
 <h2>Layers</h2>
 <table>
-<tr><th>layer</th><th>method</th><th>ranks</th><th>params before</th><th>params after</th><th>ratio</th><th>rel. error</th><th>predicted</th><th>MACs before</th><th>MACs after</th><th>chosen by</th></tr>
-{{range .Rows}}<tr{{if .Kept}} class="kept"{{end}}><td>{{.Name}}</td><td>{{.Method}}</td><td>{{if .Kept}}kept{{else}}{{.Ranks}}{{end}}</td><td>{{.ParamsBefore}}</td><td>{{.ParamsAfter}}</td><td>{{.Ratio}}</td><td>{{.Error}}</td><td>{{.Predicted}}</td><td>{{.MACsBefore}}</td><td>{{.MACsAfter}}</td><td>{{.By}}{{if .Note}}: {{.Note}}{{end}}</td></tr>
+<tr><th>layer</th><th>method</th><th>ranks</th><th>params before</th><th>params after</th><th>ratio</th><th>rel. error</th><th>predicted</th><th>output error</th><th>MACs before</th><th>MACs after</th><th>chosen by</th></tr>
+{{range .Rows}}<tr{{if .Kept}} class="kept"{{end}}><td>{{.Name}}</td><td>{{.Method}}</td><td>{{if .Kept}}kept{{else}}{{.Ranks}}{{end}}</td><td>{{.ParamsBefore}}</td><td>{{.ParamsAfter}}</td><td>{{.Ratio}}</td><td>{{.Error}}</td><td>{{.Predicted}}</td><td>{{.Output}}</td><td>{{.MACsBefore}}</td><td>{{.MACsAfter}}</td><td>{{.By}}{{if .Note}}: {{.Note}}{{end}}</td></tr>
 {{end}}</table>
-{{if .Plots}}<h2>Spectra</h2>
+{{with .Report.Skipped}}<h2>Skipped</h2>
+<ul>{{range .}}<li>{{.Name}}: {{.Reason}}</li>{{end}}</ul>
+{{end}}{{if .Plots}}<h2>Spectra</h2>
 {{range .Rows}}<section><h3>{{.Title}}</h3>{{range .Plots}}<figure>{{.SVG}}<figcaption>{{.Title}}</figcaption></figure>{{end}}</section>
 {{end}}{{else}}<p>No spectrum plots in this build.</p>{{end}}
 </body></html>

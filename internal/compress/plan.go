@@ -140,6 +140,11 @@ func newLayer(in tensorio.Info, p Policy) (Layer, string) {
 	if !in.DType.Readable() {
 		return l, fmt.Sprintf("dtype %s is not a float type Lowrank reads", in.DType)
 	}
+	for _, d := range in.Shape {
+		if d < 1 {
+			return l, fmt.Sprintf("shape %v has an empty dimension", in.Shape)
+		}
+	}
 	var hint *LayoutHint
 	for i := range p.Layouts {
 		if ok, _ := path.Match(p.Layouts[i].Pattern, in.Name); ok {

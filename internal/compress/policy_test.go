@@ -99,6 +99,7 @@ func synthInfos() []tensorio.Info {
 		info("int.weight", "I32", 512, 512),
 		info("proj", tensorio.F32, 512, 512),
 		info("lm_head.weight", tensorio.F32, 1000, 256),
+		info("empty.weight", tensorio.F32, 64, 64, 0, 3),
 	}
 }
 
@@ -188,7 +189,7 @@ func TestPlanExplicitSelection(t *testing.T) {
 	for _, s := range plan.Skipped {
 		skipped[s.Name] = true
 	}
-	for _, n := range []string{"bn1.weight", "dw.weight", "layers.0.norm.weight", "position_ids", "int.weight"} {
+	for _, n := range []string{"bn1.weight", "dw.weight", "layers.0.norm.weight", "position_ids", "int.weight", "empty.weight"} {
 		if !skipped[n] {
 			t.Errorf("%s not reported as skipped (%v)", n, plan.Skipped)
 		}

@@ -1,10 +1,9 @@
-//go:build cmath
-
 package compress
 
 import (
 	"bytes"
 	"context"
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -13,9 +12,9 @@ import (
 	"github.com/lowrank/lowrank/internal/tensorops"
 )
 
-// convCheckpoint holds three convolutions with different geometries: a
-// 3×3 with stride 2, a 3×3 with dilation 2 and a kh ≠ kw kernel, and a
-// strided, padded 1×1.
+// convCheckpoint holds four convolutions with different geometries: a
+// 3×3 with stride 2, a 3×3 with dilation 2 and a kh ≠ kw kernel, a
+// strided, padded 1×1, and a 3×3 with only 4 input channels.
 func convCheckpoint(t *testing.T) ([]byte, Policy) {
 	rng := rand.New(rand.NewPCG(11, 3))
 	var ts []*tensorio.Tensor
@@ -27,6 +26,7 @@ func convCheckpoint(t *testing.T) ([]byte, Policy) {
 	add("c1", []int{24, 16, 3, 3}, 0.9)
 	add("c2", []int{20, 12, 3, 5}, 0.85)
 	add("c3", []int{32, 24, 1, 1}, 0.9)
+	add("c4", []int{24, 4, 3, 3}, 0.8) // rank 8 keeps the 4 input channels whole: no first 1×1
 	p := Policy{
 		Rule: &Rule{Rank: 8}, Seed: 3, InputSize: []int{11, 13}, TuckerIterations: 3, CPIterations: 200,
 		Layouts: []LayoutHint{
@@ -68,9 +68,9 @@ func TestProofConv(t *testing.T) {
 			l := ml
 			w := read(src, l.Name)
 			bias := read(src, ml.Modules[len(ml.Modules)-1].Bias).Data
-			x := &tensorops.Dense[float32]{Shape: []int{4, l.Shape[1], 11, 13}}
-			for i := range x.Shape[0] * x.Shape[1] * 11 * 13 {
-				x.Data = append(x.Data, float32(rng.NormFloat64()))
+			x := tensorops.NewDense[float32](4, l.Shape[1], 11, 13)
+			for i := range x.Data {
+				x.Data[i] = float32(rng.NormFloat64())
 			}
 			g := l.Geometry
 			y, err := tensorops.Conv2D(b, x, w, bias, tensorops.ConvParams{Stride: g.Stride, Padding: g.Padding, Dilation: g.Dilation, Groups: 1})
@@ -106,8 +106,8 @@ func TestProofConv(t *testing.T) {
 				t.Errorf("%s %s: output error %.4f, reported weight error %.4f", method, l.Name, got, l.RelError)
 			}
 		}
-		if len(o.Manifest.Layers) != 3 {
-			t.Errorf("%s: %d layers factored, want 3", method, len(o.Manifest.Layers))
+		if len(o.Manifest.Layers) != 4 {
+			t.Errorf("%s: %d layers factored, want 4", method, len(o.Manifest.Layers))
 		}
 	}
 }
@@ -122,4 +122,31 @@ func equalShape(a, b []int) bool {
 		}
 	}
 	return true
+}
+
+// TestVerifyOutput: Run with Verify records, for every factored layer of
+// both test checkpoints, an output error within 20 % of the weight error
+// (the tolerance of TestProofConv, for the same reasons).
+func TestVerifyOutput(t *testing.T) {
+	src, p := convCheckpoint(t)
+	p.ConvMethod = MethodCP
+	for _, c := range []struct {
+		src []byte
+		p   Policy
+	}{{synthCheckpoint(t, 1), synthPolicy()}, {src, p}} {
+		o, err := Run(context.Background(), linalg.Default(2), bytes.NewReader(c.src), int64(len(c.src)), c.p, &bytes.Buffer{}, Options{Workers: 2, Verify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range o.Report.Layers {
+			if l.Kept {
+				continue
+			}
+			if l.OutputRelError == nil || math.Abs(*l.OutputRelError-l.RelError) > 0.2*l.RelError {
+				t.Errorf("%s (%s): output error %v, weight error %.4f", l.Name, l.Method, l.OutputRelError, l.RelError)
+				continue
+			}
+			t.Logf("%s (%s): output error %.4f, weight error %.4f", l.Name, l.Method, *l.OutputRelError, l.RelError)
+		}
+	}
 }

@@ -16,13 +16,17 @@ import (
 type Options struct {
 	// Workers is the number of layers worked on at once (< 1: the backend's
 	// thread budget). Each layer's kernels get Threads()/Workers threads
-	// (at least 1), so the budget is shared as internal/jobs shares it
-	// between jobs.
+	// (at least 1; Workers is capped at the phase's layer count), so the
+	// budget is shared as internal/jobs shares it between full pools.
 	Workers int
 	// Version is Lowrank's version, recorded in the outputs.
 	Version string
 	// Limits bound what is read from the source (zero: the defaults).
 	Limits tensorio.Limits
+	// Verify applies each factored layer and its rebuild to random inputs
+	// (VerifyOutput) and records the output error in the results and the
+	// report.
+	Verify bool
 	// Progress, if not nil, is called after each layer of each phase, from
 	// the goroutine that finished it (calls are serialised).
 	Progress func(Progress)
@@ -69,7 +73,6 @@ func Run(ctx context.Context, b linalg.Backend, src io.ReaderAt, size int64, p P
 		workers = b.Threads()
 	}
 	workers = min(workers, len(plan.Layers))
-	kb := b.WithThreads(max(1, b.Threads()/workers))
 	var mu sync.Mutex
 	report := func(phase string, done, total int, layer string) {
 		if opts.Progress != nil {
@@ -94,13 +97,13 @@ func Run(ctx context.Context, b linalg.Backend, src io.ReaderAt, size int64, p P
 	})
 
 	out := &Output{Plan: plan, Analyses: make([]*Analysis, len(plan.Layers)), Results: make([]*LayerResult, len(plan.Layers))}
-	err = forEach(ctx, workers, order, func(ctx context.Context, i int) error {
+	err = forEach(ctx, workers, b.Threads(), order, func(ctx context.Context, i, threads int) error {
 		l := &plan.Layers[i]
 		t, err := lim.ReadTensor(src, size, l.Name)
 		if err != nil {
 			return err
 		}
-		a, err := Analyze(ctx, kb, l, t)
+		a, err := Analyze(ctx, b.WithThreads(threads), l, t)
 		if err != nil {
 			return err
 		}
@@ -119,15 +122,23 @@ func Run(ctx context.Context, b linalg.Backend, src io.ReaderAt, size int64, p P
 			todo = append(todo, i)
 		}
 	}
-	err = forEach(ctx, min(workers, max(1, len(todo))), todo, func(ctx context.Context, i int) error {
+	err = forEach(ctx, workers, b.Threads(), todo, func(ctx context.Context, i, threads int) error {
 		l := &plan.Layers[i]
 		t, err := lim.ReadTensor(src, size, l.Name)
 		if err != nil {
 			return err
 		}
+		kb := b.WithThreads(threads)
 		r, err := Factor(ctx, kb, plan.Policy, l, &out.Allocations[i], t)
 		if err != nil {
 			return err
+		}
+		if opts.Verify {
+			e, err := VerifyOutput(kb, l, t, r, plan.Policy.Seed+uint64(i))
+			if err != nil {
+				return err
+			}
+			r.OutputRelError = &e
 		}
 		out.Results[i] = r
 		return nil
@@ -159,14 +170,20 @@ func Run(ctx context.Context, b linalg.Backend, src io.ReaderAt, size int64, p P
 	return out, nil
 }
 
-// forEach runs fn on every index of items with at most workers at once.
+// forEach runs fn on every index of items with at most workers at once,
+// each with total/workers kernel threads (workers capped at the number of
+// items, so a phase with one layer gives it every thread). Threads are not
+// handed over when a worker runs out of items: a layer's thread count then
+// depends only on the phase, not on timing, and runs are reproducible.
 // The first error cancels the context the others see and is returned (an
 // error other than cancellation is preferred, so the cause is reported
 // rather than its echo in the other layers). onDone is called after each
 // item with the count finished so far.
-func forEach(ctx context.Context, workers int, items []int, fn func(ctx context.Context, i int) error, onDone func(i, done int)) error {
+func forEach(ctx context.Context, workers, total int, items []int, fn func(ctx context.Context, i, threads int) error, onDone func(i, done int)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	workers = max(1, min(workers, len(items)))
+	threads := max(1, total/workers)
 	var (
 		mu       sync.Mutex
 		next     int
@@ -174,7 +191,7 @@ func forEach(ctx context.Context, workers int, items []int, fn func(ctx context.
 		first    error
 		wg       sync.WaitGroup
 	)
-	for range max(1, workers) {
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -191,19 +208,17 @@ func forEach(ctx context.Context, workers int, items []int, fn func(ctx context.
 					setFirst(&mu, &first, canceledErr(err))
 					return
 				}
-				err := fn(ctx, i)
-				if err == nil {
-					mu.Lock()
-					finished++
-					done := finished
-					mu.Unlock()
-					onDone(i, done)
-				}
+				err := fn(ctx, i, threads)
 				if err != nil {
 					setFirst(&mu, &first, err)
 					cancel()
 					return
 				}
+				mu.Lock()
+				finished++
+				done := finished
+				mu.Unlock()
+				onDone(i, done)
 			}
 		}()
 	}

@@ -381,6 +381,42 @@ func TestPhasesRoundTripJSON(t *testing.T) {
 		}
 	}
 	roundTrip("results", results, &[]*LayerResult{})
+	// A result's factors travel as a bundle, and the checkpoint assembled
+	// from reloaded results is the same.
+	src := synthCheckpoint(t, 1)
+	_, infos, err := tensorio.Inspect(bytes.NewReader(src), int64(len(src)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range o.Results {
+		if r == nil {
+			continue
+		}
+		var bundle bytes.Buffer
+		if err := r.WriteFactors(&bundle); err != nil {
+			t.Fatal(err)
+		}
+		if err := results[i].ReadFactors(bytes.NewReader(bundle.Bytes()), int64(bundle.Len())); err != nil {
+			t.Fatal(err)
+		}
+		bad := *results[i]
+		bad.FactorInfos = slices.Clone(bad.FactorInfos)
+		bad.FactorInfos[0].Shape = []int{1}
+		if err := bad.ReadFactors(bytes.NewReader(bundle.Bytes()), int64(bundle.Len())); lowrank.ErrorCode(err) != lowrank.EINVALID {
+			t.Errorf("a bundle that does not match the result: %v", err)
+		}
+	}
+	var direct, reloaded bytes.Buffer
+	meta := map[string]string{"k": "v"}
+	if err := Assemble(&direct, bytes.NewReader(src), int64(len(src)), infos, o.Plan, o.Results, meta); err != nil {
+		t.Fatal(err)
+	}
+	if err := Assemble(&reloaded, bytes.NewReader(src), int64(len(src)), infos, o.Plan, results, meta); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(direct.Bytes(), reloaded.Bytes()) {
+		t.Errorf("the checkpoint from reloaded factors differs")
+	}
 	// The plan's allocation is the same when computed again from the
 	// decoded analyses.
 	b, _ := json.Marshal(o.Analyses)
@@ -389,5 +425,91 @@ func TestPhasesRoundTripJSON(t *testing.T) {
 	again, err := Allocate(o.Plan, as)
 	if err != nil || !reflect.DeepEqual(again, o.Allocations) {
 		t.Errorf("allocation from decoded analyses differs (%v)", err)
+	}
+}
+
+// TestRunCanceledMidway: canceling while layers are in flight stops the
+// whole compression with ECANCELED and writes nothing.
+func TestRunCanceledMidway(t *testing.T) {
+	src := synthCheckpoint(t, 1)
+	for _, phase := range []string{"analyze", "factor"} {
+		ctx, cancel := context.WithCancel(context.Background())
+		var out bytes.Buffer
+		calls := 0
+		_, err := Run(ctx, linalg.Default(2), bytes.NewReader(src), int64(len(src)), synthPolicy(), &out, Options{Workers: 2,
+			Progress: func(p Progress) {
+				if p.Phase == phase {
+					calls++
+					cancel()
+				}
+			}})
+		cancel()
+		if lowrank.ErrorCode(err) != lowrank.ECANCELED || out.Len() != 0 {
+			t.Errorf("canceled in %s: %v, %d bytes written; want ECANCELED and nothing", phase, err, out.Len())
+		}
+		// At most the layers already in flight finish after the cancel.
+		if calls > 2 {
+			t.Errorf("canceled in %s: %d layers finished after the cancel", phase, calls-1)
+		}
+	}
+}
+
+// TestFactorTucker2FullMode: a Tucker-2 rank equal to its mode's size
+// (nothing to compress there) drops that mode's factor, the core absorbing
+// it, with and without HOOI sweeps; the rebuilt weight stays within the
+// HOSVD bound and the modules chain.
+func TestFactorTucker2FullMode(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 1))
+	x := withSpectrum(rng, 8, 64*9, decaying(8, 1, 0.7))
+	tt := tensor64("c.weight", tensorio.F32, []int{8, 64, 3, 3}, x)
+	for _, tc := range []struct {
+		ranks  []int
+		shapes [][]int
+		params int64
+	}{
+		{[]int{8, 12}, [][]int{{12, 64, 1, 1}, {8, 12, 3, 3}}, 12*64 + 8*12*9},
+		{[]int{4, 64}, [][]int{{4, 64, 3, 3}, {8, 4, 1, 1}}, 4*64*9 + 8*4},
+		{[]int{4, 12}, [][]int{{12, 64, 1, 1}, {4, 12, 3, 3}, {8, 4, 1, 1}}, 12*64 + 4*12*9 + 8*4},
+	} {
+		for _, sweeps := range []int{-1, 2} {
+			p := Policy{Rule: &Rule{Rank: 1}, TuckerIterations: sweeps}
+			plan, err := NewPlan([]tensorio.Info{{Name: "c.weight", DType: tensorio.F32, Shape: tt.Shape}}, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := &plan.Layers[0]
+			a, err := Analyze(context.Background(), linalg.Default(1), l, tt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			al := Allocation{Name: l.Name, Method: l.Method, Ranks: tc.ranks}
+			r, err := Factor(context.Background(), linalg.Default(1), plan.Policy, l, &al, tt)
+			if err != nil {
+				t.Fatalf("ranks %v sweeps %d: %v", tc.ranks, sweeps, err)
+			}
+			bound, _ := predictedError(l, a, al.Ranks)
+			if r.RelError > bound+1e-5 {
+				t.Errorf("ranks %v sweeps %d: error %g above the HOSVD bound %g", tc.ranks, sweeps, r.RelError, bound)
+			}
+			if len(r.FactorInfos) != len(tc.shapes) || r.ParamsAfter != tc.params || factorParams(l, tc.ranks) != tc.params {
+				t.Fatalf("ranks %v sweeps %d: factors %+v, %d parameters; want shapes %v, %d", tc.ranks, sweeps, r.FactorInfos, r.ParamsAfter, tc.shapes, tc.params)
+			}
+			var elems int64
+			for k, f := range r.FactorInfos {
+				if !slices.Equal(f.Shape, tc.shapes[k]) {
+					t.Errorf("ranks %v sweeps %d: factor %d shape %v, want %v", tc.ranks, sweeps, k, f.Shape, tc.shapes[k])
+				}
+				elems += int64(len(r.Factors[k].F32))
+			}
+			ms := modules(l, r)
+			if elems != tc.params || len(ms) != len(tc.shapes) || ms[0].In != 64 || ms[len(ms)-1].Out != 8 {
+				t.Errorf("ranks %v: %d elements, modules %+v", tc.ranks, elems, ms)
+			}
+			for k := 1; k < len(ms); k++ {
+				if ms[k].In != ms[k-1].Out {
+					t.Errorf("ranks %v: module %d takes %d channels, module %d gives %d", tc.ranks, k, ms[k].In, k-1, ms[k-1].Out)
+				}
+			}
+		}
 	}
 }

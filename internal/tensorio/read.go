@@ -31,12 +31,16 @@ func Sniff(head []byte) (Format, error) {
 		return FormatNPY, nil
 	case bytes.HasPrefix(head, []byte("PK\x03\x04")), bytes.HasPrefix(head, []byte("PK\x05\x06")):
 		return FormatNPZ, nil
-	case len(head) >= 2 && head[0] == 0x80 && head[1] >= 2 && head[1] <= 5:
-		return FormatUnknown, ferr(lowrank.EUNSUPPORTED, FormatUnknown, "", "%s", pickleHint)
 	case len(head) >= 9 && head[8] == '{' && binary.LittleEndian.Uint64(head) < 1<<40:
 		// A JSON document cannot look like this: the bytes before a '{'
 		// at byte 8 would be whitespace, making the length at least 2^56.
+		// Checked before pickles: a header length of 0x0280, 0x0380, …
+		// starts with the bytes of a pickle's protocol mark, while a pickle
+		// has no '{' at byte 8 (protocol 4 and 5 put the high bytes of a
+		// frame length there, protocol 2 and 3 an opcode, and '{' is none).
 		return FormatSafetensors, nil
+	case len(head) >= 2 && head[0] == 0x80 && head[1] >= 2 && head[1] <= 5:
+		return FormatUnknown, ferr(lowrank.EUNSUPPORTED, FormatUnknown, "", "%s", pickleHint)
 	}
 	s := bytes.TrimLeft(head, " \t\r\n")
 	if len(s) > 0 && (s[0] == '{' || s[0] == '[') {

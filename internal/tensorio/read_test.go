@@ -32,6 +32,8 @@ func TestSniff(t *testing.T) {
 		{"zip", []byte("PK\x03\x04\x14\x00"), FormatNPZ, ""},
 		{"empty zip", []byte("PK\x05\x06\x00\x00"), FormatNPZ, ""},
 		{"safetensors", st, FormatSafetensors, ""},
+		// A header of 0x380 bytes begins like a protocol-3 pickle.
+		{"safetensors 896", append([]byte("\x80\x03\x00\x00\x00\x00\x00\x00{"), make([]byte, 8)...), FormatSafetensors, ""},
 		{"json object", []byte(`{"data":[1]}`), FormatJSON, ""},
 		{"json spaced", []byte("  \n\t[[1]]"), FormatJSON, ""},
 		{"json 8 spaces", []byte(`        {"data":[1]}`), FormatJSON, ""},
