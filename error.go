@@ -20,7 +20,8 @@ const (
 	EUNAUTHORIZED = "unauthorized" // missing or unknown API key
 	EOVERLOADED   = "overloaded"   // the queue is full; try again later
 	ECANCELED     = "canceled"     // the work was canceled
-	EINTERNAL     = "internal"     // a bug or an unavailable dependency
+	EUNAVAILABLE  = "unavailable"  // a database or blob store cannot be reached now; try again later
+	EINTERNAL     = "internal"     // a bug or an unexpected failure of a dependency
 )
 
 // Error is Lowrank's one error type. Field names the parameter or input part

@@ -405,6 +405,7 @@ const (
 	ProblemCodeOverloaded   ProblemCode = "overloaded"
 	ProblemCodeTooLarge     ProblemCode = "too_large"
 	ProblemCodeUnauthorized ProblemCode = "unauthorized"
+	ProblemCodeUnavailable  ProblemCode = "unavailable"
 	ProblemCodeUnsupported  ProblemCode = "unsupported"
 )
 
@@ -426,6 +427,8 @@ func (e ProblemCode) Valid() bool {
 	case ProblemCodeTooLarge:
 		return true
 	case ProblemCodeUnauthorized:
+		return true
+	case ProblemCodeUnavailable:
 		return true
 	case ProblemCodeUnsupported:
 		return true
@@ -1776,7 +1779,9 @@ type ClientInterface interface {
 	// validated against the method (see SVDParams, PCAParams, CPParams,
 	// TuckerParams); a bad one is answered 422 naming it, e.g.
 	// `params.rank`. When the queue is full (queued + running ≥ the
-	// server's `queue_capacity`) the answer is 429 with Retry-After.
+	// server's `queue_capacity`) the answer is 429 with Retry-After; while
+	// the database or blob store cannot be reached it is 503 (code
+	// `unavailable`) with Retry-After.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1790,7 +1795,9 @@ type ClientInterface interface {
 	// validated against the method (see SVDParams, PCAParams, CPParams,
 	// TuckerParams); a bad one is answered 422 naming it, e.g.
 	// `params.rank`. When the queue is full (queued + running ≥ the
-	// server's `queue_capacity`) the answer is 429 with Retry-After.
+	// server's `queue_capacity`) the answer is 429 with Retry-After; while
+	// the database or blob store cannot be reached it is 503 (code
+	// `unavailable`) with Retry-After.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2188,7 +2195,9 @@ func (c *Client) ListJobs(ctx context.Context, params *ListJobsParams, reqEditor
 // validated against the method (see SVDParams, PCAParams, CPParams,
 // TuckerParams); a bad one is answered 422 naming it, e.g.
 // `params.rank`. When the queue is full (queued + running ≥ the
-// server's `queue_capacity`) the answer is 429 with Retry-After.
+// server's `queue_capacity`) the answer is 429 with Retry-After; while
+// the database or blob store cannot be reached it is 503 (code
+// `unavailable`) with Retry-After.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2212,7 +2221,9 @@ func (c *Client) CreateJobWithBody(ctx context.Context, contentType string, body
 // validated against the method (see SVDParams, PCAParams, CPParams,
 // TuckerParams); a bad one is answered 422 naming it, e.g.
 // `params.rank`. When the queue is full (queued + running ≥ the
-// server's `queue_capacity`) the answer is 429 with Retry-After.
+// server's `queue_capacity`) the answer is 429 with Retry-After; while
+// the database or blob store cannot be reached it is 503 (code
+// `unavailable`) with Retry-After.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -3879,7 +3890,9 @@ type ClientWithResponsesInterface interface {
 	// validated against the method (see SVDParams, PCAParams, CPParams,
 	// TuckerParams); a bad one is answered 422 naming it, e.g.
 	// `params.rank`. When the queue is full (queued + running ≥ the
-	// server's `queue_capacity`) the answer is 429 with Retry-After.
+	// server's `queue_capacity`) the answer is 429 with Retry-After; while
+	// the database or blob store cannot be reached it is 503 (code
+	// `unavailable`) with Retry-After.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3893,7 +3906,9 @@ type ClientWithResponsesInterface interface {
 	// validated against the method (see SVDParams, PCAParams, CPParams,
 	// TuckerParams); a bad one is answered 422 naming it, e.g.
 	// `params.rank`. When the queue is full (queued + running ≥ the
-	// server's `queue_capacity`) the answer is 429 with Retry-After.
+	// server's `queue_capacity`) the answer is 429 with Retry-After; while
+	// the database or blob store cannot be reached it is 503 (code
+	// `unavailable`) with Retry-After.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -5626,7 +5641,9 @@ func (c *ClientWithResponses) ListJobsWithResponse(ctx context.Context, params *
 // validated against the method (see SVDParams, PCAParams, CPParams,
 // TuckerParams); a bad one is answered 422 naming it, e.g.
 // `params.rank`. When the queue is full (queued + running ≥ the
-// server's `queue_capacity`) the answer is 429 with Retry-After.
+// server's `queue_capacity`) the answer is 429 with Retry-After; while
+// the database or blob store cannot be reached it is 503 (code
+// `unavailable`) with Retry-After.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -5646,7 +5663,9 @@ func (c *ClientWithResponses) CreateJobWithBodyWithResponse(ctx context.Context,
 // validated against the method (see SVDParams, PCAParams, CPParams,
 // TuckerParams); a bad one is answered 422 naming it, e.g.
 // `params.rank`. When the queue is full (queued + running ≥ the
-// server's `queue_capacity`) the answer is 429 with Retry-After.
+// server's `queue_capacity`) the answer is 429 with Retry-After; while
+// the database or blob store cannot be reached it is 503 (code
+// `unavailable`) with Retry-After.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //

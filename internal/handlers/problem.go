@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/lowrank/lowrank"
+	"github.com/lowrank/lowrank/internal/store"
 )
 
 // The one table from error code to HTTP status. EINVALID is 422 (the
@@ -24,6 +25,7 @@ var statusOf = map[string]int{
 	lowrank.EUNAUTHORIZED: http.StatusUnauthorized,
 	lowrank.EOVERLOADED:   http.StatusTooManyRequests,
 	lowrank.ECANCELED:     http.StatusConflict,
+	lowrank.EUNAVAILABLE:  http.StatusServiceUnavailable,
 	lowrank.EINTERNAL:     http.StatusInternalServerError,
 }
 
@@ -36,6 +38,7 @@ var titleOf = map[string]string{
 	lowrank.EUNAUTHORIZED: "Unauthorized",
 	lowrank.EOVERLOADED:   "Overloaded",
 	lowrank.ECANCELED:     "Canceled",
+	lowrank.EUNAVAILABLE:  "Service unavailable",
 	lowrank.EINTERNAL:     "Internal error",
 }
 
@@ -81,6 +84,12 @@ type FieldError struct {
 // "internal error".
 func (s *server) problem(w http.ResponseWriter, r *http.Request, err error) {
 	code := lowrank.ErrorCode(err)
+	if code == lowrank.EINTERNAL && store.Unreachable(err) {
+		// The database or blob store is down or restarting: a client
+		// should retry, and a load balancer may try another replica.
+		s.log.Warn("store unreachable", zap.String("path", r.URL.Path), zap.Error(err))
+		code, err = lowrank.EUNAVAILABLE, &lowrank.Error{Code: lowrank.EUNAVAILABLE, Message: "a database or blob store cannot be reached; try again later", Err: err}
+	}
 	status := statusOf[code]
 	var mal malformed
 	var na notAllowed
@@ -112,7 +121,7 @@ func (s *server) problem(w http.ResponseWriter, r *http.Request, err error) {
 		p.Detail = err.Error()
 	}
 	switch code {
-	case lowrank.EOVERLOADED:
+	case lowrank.EOVERLOADED, lowrank.EUNAVAILABLE:
 		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(s.retryAfter.Seconds()))))
 	case lowrank.EUNAUTHORIZED:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="lowrank"`)

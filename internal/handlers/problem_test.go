@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"syscall"
 	"testing"
 
 	"go.uber.org/zap"
@@ -33,6 +36,10 @@ func TestProblemTable(t *testing.T) {
 		{lowrank.Errorf(lowrank.EUNAUTHORIZED, "", "key"), 401, "unauthorized", "key", ""},
 		{lowrank.Errorf(lowrank.EOVERLOADED, "", "full"), 429, "overloaded", "full", ""},
 		{lowrank.Errorf(lowrank.ECANCELED, "", "canceled"), 409, "canceled", "canceled", ""},
+		{lowrank.Errorf(lowrank.EUNAVAILABLE, "", "not ready"), 503, "unavailable", "not ready", ""},
+		// A store's server that cannot be reached is 503, without its address.
+		{fmt.Errorf("store: %w", &net.OpError{Op: "dial", Net: "tcp", Addr: &net.TCPAddr{Port: 5432}, Err: syscall.ECONNREFUSED}), 503, "unavailable",
+			"a database or blob store cannot be reached; try again later", ""},
 		// Internal errors never show their cause.
 		{errors.New("disk on fire at /secret/path"), 500, "internal", "internal error", ""},
 		{&lowrank.Error{Code: lowrank.EINTERNAL, Message: "db: secret"}, 500, "internal", "internal error", ""},
@@ -54,13 +61,13 @@ func TestProblemTable(t *testing.T) {
 		if ct := w.Header().Get("Content-Type"); ct != "application/problem+json" {
 			t.Errorf("%v: Content-Type %s", tc.err, ct)
 		}
-		if ra := w.Header().Get("Retry-After"); (tc.status == 429) != (ra == "3") {
+		if ra := w.Header().Get("Retry-After"); (tc.status == 429 || tc.status == 503) != (ra == "3") {
 			t.Errorf("%v: Retry-After %q", tc.err, ra)
 		}
 	}
 	// Every code has a status and a title.
 	for _, code := range []string{lowrank.EINVALID, lowrank.ENOTFOUND, lowrank.ECONFLICT, lowrank.ETOOLARGE, lowrank.EUNSUPPORTED,
-		lowrank.EUNAUTHORIZED, lowrank.EOVERLOADED, lowrank.ECANCELED, lowrank.EINTERNAL} {
+		lowrank.EUNAUTHORIZED, lowrank.EOVERLOADED, lowrank.ECANCELED, lowrank.EUNAVAILABLE, lowrank.EINTERNAL} {
 		if statusOf[code] == 0 || titleOf[code] == "" {
 			t.Errorf("code %s unmapped", code)
 		}

@@ -31,7 +31,7 @@ func (s *server) handleReadyz(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if failed {
-		return &lowrank.Error{Code: lowrank.EINTERNAL, Message: "not ready", Err: errChecks(checks)}
+		return &lowrank.Error{Code: lowrank.EUNAVAILABLE, Message: "not ready", Err: errChecks(checks)}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "checks": checks})
 	return nil

@@ -298,12 +298,17 @@ func (s *S3Blobs) putMultipart(ctx context.Context, key string, src io.Reader, b
 	}
 	completed = true
 	info := BlobInfo{Size: size, SHA256: hex.EncodeToString(h.Sum(nil))}
-	_, err = s.core.ComposeObject(ctx,
-		minio.CopyDestOptions{Bucket: s.bucket, Object: name, ReplaceMetadata: true,
-			ContentType: "application/octet-stream", UserMetadata: map[string]string{metaSHA256: info.SHA256}},
-		// The ETag pins the object just completed: a concurrent Put of the
-		// same key must not get this blob's hash.
-		minio.CopySrcOptions{Bucket: s.bucket, Object: name, MatchETag: done.ETag})
+	dst := minio.CopyDestOptions{Bucket: s.bucket, Object: name, ReplaceMetadata: true,
+		ContentType: "application/octet-stream", UserMetadata: map[string]string{metaSHA256: info.SHA256}}
+	// The ETag pins the object just completed: a concurrent Put of the same
+	// key must not get this blob's hash.
+	self := minio.CopySrcOptions{Bucket: s.bucket, Object: name, MatchETag: done.ETag}
+	if size <= maxS3PartSize {
+		_, err = s.core.Client.CopyObject(ctx, dst, self)
+	} else {
+		// One CopyObject copies at most 5 GiB; ComposeObject copies in parts.
+		_, err = s.core.ComposeObject(ctx, dst, self)
+	}
 	if minio.ToErrorResponse(err).StatusCode == http.StatusPreconditionFailed {
 		// A later Put of the key has replaced this blob already: as if
 		// this Put had finished first.
@@ -322,7 +327,8 @@ func (s *S3Blobs) putMultipart(ctx context.Context, key string, src io.Reader, b
 }
 
 // Open returns the blob under key, streaming from S3; see S3Blobs for when
-// reads are verified.
+// reads are verified. The blob reads with ctx, so it stops working when ctx
+// ends.
 func (s *S3Blobs) Open(ctx context.Context, key string) (Blob, error) {
 	if err := checkKey(key); err != nil {
 		return nil, err
@@ -331,9 +337,9 @@ func (s *S3Blobs) Open(ctx context.Context, key string) (Blob, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", key, err)
 	}
-	// Stat sends the first GET; later reads continue its body, or ask for
-	// ranges pinned to its ETag, so a blob replaced meanwhile fails to read
-	// rather than mixing two versions.
+	// Stat asks for the size and metadata (a HEAD); the reads that follow
+	// are pinned to the ETag it saw, so a blob replaced meanwhile fails to
+	// read rather than mixing two versions.
 	st, err := obj.Stat()
 	if err != nil {
 		obj.Close()
@@ -362,6 +368,11 @@ type s3Blob struct {
 	core               minio.Core
 	ctx                context.Context
 	bucket, name, etag string
+	seq                struct {
+		mu   sync.Mutex
+		body io.ReadCloser // the response ReadAt goes on with, or nil
+		next int64         // the offset body is at
+	}
 
 	key  string
 	size int64
@@ -372,7 +383,15 @@ type s3Blob struct {
 
 func (b *s3Blob) Size() int64 { return b.size }
 
-func (b *s3Blob) Close() error { return b.obj.Close() }
+func (b *s3Blob) Close() error {
+	b.seq.mu.Lock()
+	if b.seq.body != nil {
+		b.seq.body.Close()
+		b.seq.body = nil
+	}
+	b.seq.mu.Unlock()
+	return b.obj.Close()
+}
 
 func (b *s3Blob) Read(p []byte) (int, error) {
 	n, err := b.obj.Read(p)
@@ -407,10 +426,15 @@ func (b *s3Blob) Seek(offset int64, whence int) (int64, error) {
 	return pos, nil
 }
 
-// ReadAt reads at off with a range request of its own, pinned to the
-// object's ETag: it leaves the stream of Read alone, and ReadAts on one
-// blob run in parallel. (minio.Object's ReadAt shares Read's stream and
-// state: one ending at EOF leaves the next Read at EOF too.)
+// ReadAt reads at off with range requests of its own, pinned to the
+// object's ETag, leaving the stream of Read alone. (minio.Object's ReadAt
+// shares Read's stream and state: one ending at EOF leaves the next Read at
+// EOF too.) Readers of a file format tend to go on with the next ReadAt
+// where the last ended (a header, then the data after it; a SectionReader
+// read in chunks), so a ReadAt asks for everything from off to the end and
+// the next one, if it starts there, continues that response: one request
+// instead of one per call. A ReadAt that comes while another holds that
+// stream reads its own range, so ReadAts still run in parallel.
 func (b *s3Blob) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("store: blob %s: ReadAt at negative offset %d", b.key, off)
@@ -422,19 +446,14 @@ func (b *s3Blob) ReadAt(p []byte, off int64) (int, error) {
 		return 0, nil
 	}
 	end := min(off+int64(len(p)), b.size)
-	opts := minio.GetObjectOptions{}
-	if err := opts.SetRange(off, end-1); err != nil {
-		return 0, fmt.Errorf("store: blob %s: %w", b.key, err)
+	var n int
+	var err error
+	if b.seq.mu.TryLock() {
+		n, err = b.readOn(p[:end-off], off)
+		b.seq.mu.Unlock()
+	} else {
+		n, err = b.readRange(p[:end-off], off)
 	}
-	if b.etag != "" {
-		opts.SetMatchETag(b.etag)
-	}
-	body, _, _, err := b.core.GetObject(b.ctx, b.bucket, b.name, opts)
-	if err != nil {
-		return 0, fmt.Errorf("store: blob %s: read at %d: %w", b.key, off, err)
-	}
-	defer body.Close()
-	n, err := io.ReadFull(body, p[:end-off])
 	if err != nil {
 		return n, fmt.Errorf("store: blob %s: read at %d: %w", b.key, off, err)
 	}
@@ -442,6 +461,61 @@ func (b *s3Blob) ReadAt(p []byte, off int64) (int, error) {
 		return n, io.EOF
 	}
 	return n, nil
+}
+
+// readOn fills p from off through b.seq, continuing its response when it
+// is at off and starting one from off to the end otherwise. The caller
+// holds b.seq.mu.
+func (b *s3Blob) readOn(p []byte, off int64) (int, error) {
+	if b.seq.body != nil && b.seq.next != off {
+		b.seq.body.Close()
+		b.seq.body = nil
+	}
+	if b.seq.body == nil {
+		body, err := b.get(off, -1)
+		if err != nil {
+			return 0, err
+		}
+		b.seq.body, b.seq.next = body, off
+	}
+	n, err := io.ReadFull(b.seq.body, p)
+	b.seq.next += int64(n)
+	if err != nil {
+		b.seq.body.Close()
+		b.seq.body = nil
+	}
+	return n, err
+}
+
+// readRange fills p from off with a request for exactly that range.
+func (b *s3Blob) readRange(p []byte, off int64) (int, error) {
+	body, err := b.get(off, off+int64(len(p))-1)
+	if err != nil {
+		return 0, err
+	}
+	defer body.Close()
+	return io.ReadFull(body, p)
+}
+
+// get asks for the bytes from start to end inclusive, or to the object's
+// end when end is -1, of the version Open saw.
+func (b *s3Blob) get(start, end int64) (io.ReadCloser, error) {
+	opts := minio.GetObjectOptions{}
+	var err error
+	switch {
+	case end >= 0:
+		err = opts.SetRange(start, end)
+	case start > 0: // (SetRange(0, 0) would ask for the first byte only)
+		err = opts.SetRange(start, 0)
+	}
+	if err == nil && b.etag != "" {
+		err = opts.SetMatchETag(b.etag)
+	}
+	if err != nil {
+		return nil, err
+	}
+	body, _, _, err := b.core.GetObject(b.ctx, b.bucket, b.name, opts)
+	return body, err
 }
 
 // Delete removes the blob under key; S3 treats a missing key as deleted.

@@ -230,3 +230,51 @@ func TestParseS3URL(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkS3Blobs measures a 32 MiB blob against the test server: Put, a
+// sequential read, and the same read as a chain of 64 KiB ReadAts (how
+// tensorio decodes through a SectionReader).
+func BenchmarkS3Blobs(b *testing.B) {
+	ctx := context.Background()
+	cfg := s3srv.NewBucket(b)
+	s, err := store.NewS3Blobs(ctx, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("0123456789abcdef"), 2<<20)
+	b.Run("Put", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			if _, err := s.Put(ctx, "bench", bytes.NewReader(data)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	read := func(b *testing.B, readAll func(store.Blob) (int64, error)) {
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			blob, err := s.Open(ctx, "bench")
+			if err != nil {
+				b.Fatal(err)
+			}
+			if n, err := readAll(blob); err != nil || n != int64(len(data)) {
+				b.Fatal(n, err)
+			}
+			blob.Close()
+		}
+	}
+	b.Run("Read", func(b *testing.B) {
+		read(b, func(blob store.Blob) (int64, error) { return io.Copy(io.Discard, blob) })
+	})
+	b.Run("ReadAtChain", func(b *testing.B) {
+		buf := make([]byte, 64<<10)
+		read(b, func(blob store.Blob) (int64, error) {
+			return io.CopyBuffer(io.Discard, onlyReader{io.NewSectionReader(blob, 0, blob.Size())}, buf)
+		})
+	})
+}
+
+// onlyReader hides SectionReader's WriterTo so CopyBuffer uses its buffer.
+type onlyReader struct{ r io.Reader }
+
+func (o onlyReader) Read(p []byte) (int, error) { return o.r.Read(p) }

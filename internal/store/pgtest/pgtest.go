@@ -192,7 +192,41 @@ func debianVersion(binDir string) float64 {
 // that is not nil. It returns the URL of the maintenance database and a
 // function that stops the server and removes the dir.
 func start(bin string, runAs *user.User) (dbURL string, stop func() error, err error) {
-	dir, err := os.MkdirTemp("", "lowrank-pgtest-")
+	dir, run, err := initCluster(bin, runAs)
+	if err != nil {
+		return "", nil, err
+	}
+	// A free port can be taken between picking and binding it; try a few.
+	for attempt := 0; ; attempt++ {
+		port, perr := freePort()
+		if perr != nil {
+			os.RemoveAll(dir)
+			return "", nil, fmt.Errorf("pgtest: %w", perr)
+		}
+		dbURL = maintenanceURL(port)
+		stopServer, serr := serve(bin, runAs, dir, port, dbURL, run)
+		if serr == nil {
+			return dbURL, func() error {
+				defer os.RemoveAll(dir)
+				return stopServer("fast")
+			}, nil
+		}
+		if attempt == 2 {
+			os.RemoveAll(dir)
+			return "", nil, serr
+		}
+	}
+}
+
+func maintenanceURL(port int) string {
+	return fmt.Sprintf("postgres://lowrank@127.0.0.1:%d/postgres?sslmode=disable", port)
+}
+
+// initCluster runs initdb into a new temp dir, owned by runAs when that is
+// not nil, and returns the dir and a function that runs one of the server's
+// binaries as runAs.
+func initCluster(bin string, runAs *user.User) (dir string, run func(name string, args ...string) error, err error) {
+	dir, err = os.MkdirTemp("", "lowrank-pgtest-")
 	if err != nil {
 		return "", nil, fmt.Errorf("pgtest: %w", err)
 	}
@@ -209,7 +243,7 @@ func start(bin string, runAs *user.User) (dbURL string, stop func() error, err e
 		}
 	}
 	data := filepath.Join(dir, "data")
-	run := func(name string, args ...string) error {
+	run = func(name string, args ...string) error {
 		cmd := command(runAs, filepath.Join(bin, name), args...)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
@@ -223,32 +257,15 @@ func start(bin string, runAs *user.User) (dbURL string, stop func() error, err e
 	if err := run("initdb", "-D", data, "-A", "trust", "-U", "lowrank", "-E", "UTF8", "--locale=C", "--no-sync"); err != nil {
 		return "", nil, err
 	}
-	// A free port can be taken between picking and binding it; try a few.
-	for attempt := 0; ; attempt++ {
-		port, perr := freePort()
-		if perr != nil {
-			return "", nil, fmt.Errorf("pgtest: %w", perr)
-		}
-		dbURL = fmt.Sprintf("postgres://lowrank@127.0.0.1:%d/postgres?sslmode=disable", port)
-		stopServer, serr := serve(bin, runAs, dir, port, dbURL, run)
-		if serr == nil {
-			return dbURL, func() error {
-				defer os.RemoveAll(dir)
-				return stopServer()
-			}, nil
-		}
-		err = serr
-		if attempt == 2 {
-			return "", nil, err
-		}
-	}
+	return dir, run, nil
 }
 
 // serve runs postgres in the foreground as a child of the test process
 // rather than daemonised by pg_ctl, so that the kernel stops it
 // (childproc.DieWithParent) when the test binary is killed before its
 // cleanup runs, as go test's -timeout does. runuser and su pass that signal on to it.
-func serve(bin string, runAs *user.User, dir string, port int, dbURL string, run func(string, ...string) error) (stop func() error, err error) {
+// stop shuts it down in one of pg_ctl's modes ("fast", "immediate").
+func serve(bin string, runAs *user.User, dir string, port int, dbURL string, run func(string, ...string) error) (stop func(mode string) error, err error) {
 	data := filepath.Join(dir, "data")
 	logPath := filepath.Join(dir, "log")
 	logFile, err := os.Create(logPath)
@@ -285,7 +302,7 @@ func serve(bin string, runAs *user.User, dir string, port int, dbURL string, run
 		err = db.PingContext(ctx)
 		cancel()
 		if err == nil {
-			return func() error { return stopWith("fast") }, nil
+			return stopWith, nil
 		}
 		if time.Now().After(deadline) {
 			stopWith("immediate")

@@ -240,6 +240,28 @@ func BlobStore(t *testing.T, newStore func(t *testing.T) store.BlobStore) {
 		if n, err := b.ReadAt(buf, size); n != 0 || err != io.EOF {
 			t.Fatalf("ReadAt at the end = %d, %v; want 0, EOF", n, err)
 		}
+		// A chain of ReadAts, each starting where the last ended, as a
+		// SectionReader read in small chunks makes.
+		if got, err := io.ReadAll(io.NewSectionReader(b, 123, size-123)); err != nil || !bytes.Equal(got, large[123:]) {
+			t.Fatalf("ReadAll of a SectionReader: %v, %d bytes, equal %v", err, len(got), bytes.Equal(got, large[123:]))
+		}
+		// ReadAts from several goroutines at once.
+		var wg sync.WaitGroup
+		for i := range 8 {
+			off := rng.Int64N(size - 70_000)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				buf := make([]byte, 1000*(i+1))
+				for k := range 3 {
+					at := off + int64(k*len(buf))
+					if n, err := b.ReadAt(buf, at); n != len(buf) || err != nil || !bytes.Equal(buf, large[at:at+int64(len(buf))]) {
+						t.Errorf("parallel ReadAt(%d bytes, %d) = %d, %v", len(buf), at, n, err)
+					}
+				}
+			}()
+		}
+		wg.Wait()
 		// ReadAt does not move the offset of Read; Seek does.
 		head := make([]byte, 10)
 		if _, err := io.ReadFull(b, head); err != nil || !bytes.Equal(head, large[:10]) {
