@@ -110,6 +110,11 @@ func newCompressions(cfg Config, reg prometheus.Registerer) (*compressions, erro
 	if tc, ok := cfg.Codec.(TensorioCodec); ok {
 		c.limits = tc.Limits
 	}
+	// Every outcome is exported from the start, at 0, so a rate() over it
+	// is defined before the first compression ends.
+	for _, outcome := range []string{"succeeded", "failed", "canceled"} {
+		c.total.WithLabelValues(outcome)
+	}
 	if err := reg.Register(c.total); err != nil {
 		return nil, err
 	}
