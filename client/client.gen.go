@@ -1257,6 +1257,16 @@ type ListCompressionsParams struct {
 	PageToken *PageToken `form:"page_token,omitempty" json:"page_token,omitempty"`
 }
 
+// GetCompressionLayerSpectrumPNGParams defines parameters for GetCompressionLayerSpectrumPNG.
+type GetCompressionLayerSpectrumPNGParams struct {
+	// Width The figure's width in CSS pixels (an SVG is sized in points, 3/4 of a pixel each).
+	Width *FigureWidth `form:"width,omitempty" json:"width,omitempty"`
+
+	// Height The figure's height in CSS pixels.
+	Height *FigureHeight `form:"height,omitempty" json:"height,omitempty"`
+	Mode   *int          `form:"mode,omitempty" json:"mode,omitempty"`
+}
+
 // GetCompressionLayerSpectrumParams defines parameters for GetCompressionLayerSpectrum.
 type GetCompressionLayerSpectrumParams struct {
 	// Width The figure's width in CSS pixels (an SVG is sized in points, 3/4 of a pixel each).
@@ -1736,6 +1746,14 @@ type ClientInterface interface {
 	// Corresponds with GET /v1/compressions/{id}/checkpoint (the `GetCompressedCheckpoint` operationId).
 	GetCompressedCheckpoint(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetCompressionLayerSpectrumPNG The spectrum of one layer of a compression, as PNG
+	//
+	// The same figure as spectrum.svg, as a PNG image of width × height
+	// pixels.
+	//
+	// Corresponds with GET /v1/compressions/{id}/layers/{name}/spectrum.png (the `GetCompressionLayerSpectrumPNG` operationId).
+	GetCompressionLayerSpectrumPNG(ctx context.Context, id ID, name string, params *GetCompressionLayerSpectrumPNGParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetCompressionLayerSpectrum The spectrum of one layer of a compression, as SVG
 	//
 	// The layer's singular values and cumulative energy with the
@@ -2082,6 +2100,24 @@ func (c *Client) GetCompression(ctx context.Context, id ID, reqEditors ...Reques
 // Corresponds with GET /v1/compressions/{id}/checkpoint (the `GetCompressedCheckpoint` operationId).
 func (c *Client) GetCompressedCheckpoint(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetCompressedCheckpointRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetCompressionLayerSpectrumPNG The spectrum of one layer of a compression, as PNG
+//
+// The same figure as spectrum.svg, as a PNG image of width × height
+// pixels.
+//
+// Corresponds with GET /v1/compressions/{id}/layers/{name}/spectrum.png (the `GetCompressionLayerSpectrumPNG` operationId).
+func (c *Client) GetCompressionLayerSpectrumPNG(ctx context.Context, id ID, name string, params *GetCompressionLayerSpectrumPNGParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetCompressionLayerSpectrumPNGRequest(c.Server, id, name, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2751,6 +2787,98 @@ func NewGetCompressedCheckpointRequest(server string, id ID) (*http.Request, err
 	queryURL, err := serverURL.Parse(operationPath)
 	if err != nil {
 		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetCompressionLayerSpectrumPNGRequest constructs an http.Request for the GetCompressionLayerSpectrumPNG method
+func NewGetCompressionLayerSpectrumPNGRequest(server string, id ID, name string, params *GetCompressionLayerSpectrumPNGParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "name", name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/compressions/%s/layers/%s/spectrum.png", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Width != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "width", *params.Width, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Height != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "height", *params.Height, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Mode != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "mode", *params.Mode, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
@@ -3835,6 +3963,16 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/compressions/{id}/checkpoint (the `GetCompressedCheckpoint` operationId).
 	GetCompressedCheckpointWithResponse(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*GetCompressedCheckpointResponse, error)
 
+	// GetCompressionLayerSpectrumPNGWithResponse The spectrum of one layer of a compression, as PNG
+	//
+	// The same figure as spectrum.svg, as a PNG image of width × height
+	// pixels.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/compressions/{id}/layers/{name}/spectrum.png (the `GetCompressionLayerSpectrumPNG` operationId).
+	GetCompressionLayerSpectrumPNGWithResponse(ctx context.Context, id ID, name string, params *GetCompressionLayerSpectrumPNGParams, reqEditors ...RequestEditorFn) (*GetCompressionLayerSpectrumPNGResponse, error)
+
 	// GetCompressionLayerSpectrumWithResponse The spectrum of one layer of a compression, as SVG
 	//
 	// The layer's singular values and cumulative energy with the
@@ -4467,6 +4605,54 @@ func (r GetCompressedCheckpointResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetCompressedCheckpointResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetCompressionLayerSpectrumPNGResponseDefaultHeaders the declared response headers of an HTTP default response for GetCompressionLayerSpectrumPNG
+type GetCompressionLayerSpectrumPNGResponseDefaultHeaders struct {
+	RetryAfter *int
+}
+
+type GetCompressionLayerSpectrumPNGResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *GetCompressionLayerSpectrumPNGResponseDefaultHeaders
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetCompressionLayerSpectrumPNGResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetCompressionLayerSpectrumPNGResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetCompressionLayerSpectrumPNGResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetCompressionLayerSpectrumPNGResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetCompressionLayerSpectrumPNGResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -5550,6 +5736,22 @@ func (c *ClientWithResponses) GetCompressedCheckpointWithResponse(ctx context.Co
 	return ParseGetCompressedCheckpointResponse(rsp)
 }
 
+// GetCompressionLayerSpectrumPNGWithResponse The spectrum of one layer of a compression, as PNG
+//
+// The same figure as spectrum.svg, as a PNG image of width × height
+// pixels.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/compressions/{id}/layers/{name}/spectrum.png (the `GetCompressionLayerSpectrumPNG` operationId).
+func (c *ClientWithResponses) GetCompressionLayerSpectrumPNGWithResponse(ctx context.Context, id ID, name string, params *GetCompressionLayerSpectrumPNGParams, reqEditors ...RequestEditorFn) (*GetCompressionLayerSpectrumPNGResponse, error) {
+	rsp, err := c.GetCompressionLayerSpectrumPNG(ctx, id, name, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetCompressionLayerSpectrumPNGResponse(rsp)
+}
+
 // GetCompressionLayerSpectrumWithResponse The spectrum of one layer of a compression, as SVG
 //
 // The layer's singular values and cumulative energy with the
@@ -6189,6 +6391,48 @@ func ParseGetCompressedCheckpointResponse(rsp *http.Response) (*GetCompressedChe
 	switch {
 	case true:
 		var headers GetCompressedCheckpointResponseDefaultHeaders
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetCompressionLayerSpectrumPNGResponse parses an HTTP response from a GetCompressionLayerSpectrumPNGWithResponse call
+func ParseGetCompressionLayerSpectrumPNGResponse(rsp *http.Response) (*GetCompressionLayerSpectrumPNGResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetCompressionLayerSpectrumPNGResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 304:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case true:
+		var headers GetCompressionLayerSpectrumPNGResponseDefaultHeaders
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"image/png"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -260,6 +261,12 @@ func TestCompressionEndToEnd(t *testing.T) {
 	sp, err := c.GetCompressionLayerSpectrumWithResponse(ctx, cr.Id, "conv.weight", &client.GetCompressionLayerSpectrumParams{Mode: ptr(1)})
 	if err != nil || sp.StatusCode() != http.StatusOK || sp.HTTPResponse.Header.Get("Content-Type") != "image/svg+xml" || !bytes.Contains(sp.Body, []byte("<svg")) {
 		t.Errorf("spectrum: %v %d", err, sp.StatusCode())
+	}
+	pr, err := c.GetCompressionLayerSpectrumPNGWithResponse(ctx, cr.Id, "fc1.weight", &client.GetCompressionLayerSpectrumPNGParams{Width: ptr(320), Height: ptr(240)})
+	if err != nil || pr.StatusCode() != http.StatusOK || pr.HTTPResponse.Header.Get("Content-Type") != "image/png" {
+		t.Errorf("spectrum.png: %v %d", err, pr.StatusCode())
+	} else if cfg, err := png.DecodeConfig(bytes.NewReader(pr.Body)); err != nil || cfg.Width != 320 || cfg.Height != 240 {
+		t.Errorf("spectrum.png: %v, %dx%d, want 320x240", err, cfg.Width, cfg.Height)
 	}
 	sp, _ = c.GetCompressionLayerSpectrumWithResponse(ctx, cr.Id, "fc1.weight", &client.GetCompressionLayerSpectrumParams{Mode: ptr(1)})
 	wantProblem(t, "spectrum mode 1 of a matrix", sp.StatusCode(), sp.HTTPResponse.Header, sp.Body, "invalid", "mode")

@@ -186,7 +186,14 @@ func (s *server) handleCompressionOutput(name, contentType, filename string) fun
 }
 
 // handleCompressionSpectrum draws one layer's spectrum as SVG.
-func (s *server) handleCompressionSpectrum(w http.ResponseWriter, r *http.Request) error {
+func (s *server) handleCompressionSpectrum(format report.Format) func(w http.ResponseWriter, r *http.Request) error {
+	contentType := map[report.Format]string{report.SVG: "image/svg+xml", report.PNG: "image/png"}[format]
+	return func(w http.ResponseWriter, r *http.Request) error {
+		return s.compressionSpectrum(w, r, format, contentType)
+	}
+}
+
+func (s *server) compressionSpectrum(w http.ResponseWriter, r *http.Request, format report.Format, contentType string) error {
 	cs, err := s.compressions()
 	if err != nil {
 		return err
@@ -215,13 +222,13 @@ func (s *server) handleCompressionSpectrum(w http.ResponseWriter, r *http.Reques
 		return fmt.Errorf("handlers: compression %s layer %s spectrum: %w", id, name, err)
 	}
 	var buf bytes.Buffer
-	if err := fig.Write(&buf, report.SVG, width, height); err != nil {
+	if err := fig.Write(&buf, format, width, height); err != nil {
 		return err
 	}
-	w.Header().Set("Content-Type", "image/svg+xml")
+	w.Header().Set("Content-Type", contentType)
 	if sp.Final {
 		// Once allocated the figure no longer changes.
-		w.Header().Set("ETag", fmt.Sprintf(`"%s-%s-spectrum-%d-%dx%d"`, id, name, mode, width, height))
+		w.Header().Set("ETag", fmt.Sprintf(`"%s-%s-spectrum-%d-%dx%d-%s"`, id, name, mode, width, height, format))
 	}
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(buf.Bytes()))
 	return nil

@@ -60,7 +60,8 @@ func (s *server) routes() http.Handler {
 			r.Get("/{id}/manifest", s.h(s.handleCompressionOutput(jobs.OutputManifest, "application/json", "")))
 			r.Get("/{id}/report", s.h(s.handleCompressionOutput(jobs.OutputReport, "application/json", "")))
 			r.Get("/{id}/report.html", s.h(s.handleCompressionOutput(jobs.OutputReportHTML, "text/html; charset=utf-8", "")))
-			r.Get("/{id}/layers/{name}/spectrum.svg", s.h(s.handleCompressionSpectrum))
+			r.Get("/{id}/layers/{name}/spectrum.svg", s.h(s.handleCompressionSpectrum(report.SVG)))
+			r.Get("/{id}/layers/{name}/spectrum.png", s.h(s.handleCompressionSpectrum(report.PNG)))
 		})
 	})
 	return r
