@@ -36,6 +36,7 @@ ARG DEBIAN_RELEASE
 # liblapacke depends on); liblapacke provides liblapacke.so.3.
 RUN apt-get update \
 	&& apt-get install -y --no-install-recommends libopenblas0-pthread liblapacke \
+	&& apt-get clean \
 	&& rm -rf /var/lib/apt/lists/* \
 	&& groupadd --system --gid 65532 lowrank \
 	&& useradd --system --uid 65532 --gid 65532 --home-dir /var/lib/lowrank --no-create-home --shell /usr/sbin/nologin lowrank \
