@@ -46,8 +46,8 @@ type FactorInfo struct {
 func BundleKey(jobID string) string { return jobID + ".safetensors" }
 
 // attemptBundleKey is where attempt number attempt writes the bundle. A
-// later attempt writes its own: River's rescuer may start one while an
-// earlier one still runs on a replica it took for dead, and the attempt
+// later attempt writes its own: another replica may start one while an
+// earlier one still runs on a replica taken for dead (liveness.go), and the attempt
 // that loses the race to record its result deletes its bundle, which must
 // not be the winner's.
 func attemptBundleKey(jobID string, attempt int) string {
@@ -81,13 +81,16 @@ func (w *worker) Work(ctx context.Context, rj *river.Job[jobArgs]) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	run := &runningJob{cancel: cancel}
+	run := &runningJob{riverID: rj.ID, cancel: cancel}
 	s.mu.Lock()
 	s.running[id] = run
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		delete(s.running, id)
+		if s.live != nil {
+			s.ended[rj.ID] = time.Now()
+		}
 		s.mu.Unlock()
 	}()
 
