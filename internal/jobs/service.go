@@ -67,9 +67,9 @@ type Config struct {
 	// SingleProcess says no other process uses the queue (the embedded
 	// SQLite deployment): at start, jobs left running by a crash, or by a
 	// shutdown whose kernels would not stop in time, are queued again at
-	// once instead of waiting for River's stuck-job rescuer. It must be
-	// false when replicas share the queue: the jobs another replica is
-	// running would run twice.
+	// once. It must be false when replicas share the queue: the jobs
+	// another replica is running would run twice; there, replicas
+	// heartbeat and take over the jobs of those that stop (RescueAfter).
 	SingleProcess bool
 	// RescueAfter is, when replicas share a Postgres queue (SingleProcess
 	// false), how long after a replica stops heartbeating its running
