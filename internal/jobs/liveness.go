@@ -217,7 +217,9 @@ func (q postgresQueue) leave(ctx context.Context, id string) error {
 
 // sweepSQL hands back lost River rows: running, and last attempted by a
 // replica without a recent heartbeat, or by the sweeper itself (long ago,
-// and not among the jobs it works: its database missed their end). FOR
+// and not among the jobs it works: its database missed their end). A
+// replica with no row at all (it stopped, or was forgotten, or is of a
+// version without heartbeats) loses only jobs it began RescueAfter ago. FOR
 // UPDATE SKIP LOCKED, with the state re-checked on the locked row, makes
 // concurrent sweeps take disjoint rows, and leaves alone a row River is
 // finishing meanwhile. A row goes back to available at once, or, as
@@ -234,10 +236,13 @@ WITH lost AS (
 		(j.attempted_by[cardinality(j.attempted_by)] = $2
 			AND j.attempted_at < now() - $4 * interval '1 microsecond'
 			AND j.id <> ALL($3::bigint[]))
-		OR (coalesce(j.attempted_by[cardinality(j.attempted_by)], '') <> $2 AND NOT EXISTS (
-			SELECT 1 FROM lowrank_replica r
-			WHERE r.id = j.attempted_by[cardinality(j.attempted_by)]
-			AND r.heartbeat_at > now() - $4 * interval '1 microsecond'))
+		OR (coalesce(j.attempted_by[cardinality(j.attempted_by)], '') <> $2
+			AND NOT EXISTS (
+				SELECT 1 FROM lowrank_replica r
+				WHERE r.id = j.attempted_by[cardinality(j.attempted_by)]
+				AND r.heartbeat_at > now() - $4 * interval '1 microsecond')
+			AND (j.attempted_at < now() - $4 * interval '1 microsecond' OR EXISTS (
+				SELECT 1 FROM lowrank_replica r WHERE r.id = j.attempted_by[cardinality(j.attempted_by)])))
 	)
 	ORDER BY j.id
 	FOR UPDATE OF j SKIP LOCKED
