@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -254,3 +255,107 @@ func BenchmarkServiceSmallJobs(b *testing.B) {
 	b.ReportMetric(float64(b.N)/el.Seconds(), "jobs/s")
 	b.Logf("%d svd jobs on 64×64 float32 from %d clients: %.0f jobs/s (target ≥ 150)", b.N, clients, float64(b.N)/el.Seconds())
 }
+
+// procCPUSeconds is a process's user + system CPU time from /proc/PID/stat.
+func procCPUSeconds(pid int) (float64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name (which may hold spaces) start at the
+	// state, field 3; utime and stime are fields 14 and 15, in clock ticks
+	// (100 a second on Linux).
+	_, rest, ok := strings.Cut(string(data), ") ")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected layout", pid)
+	}
+	ut, err1 := strconv.ParseFloat(f[11], 64)
+	st, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: utime %q stime %q", pid, f[11], f[12])
+	}
+	return (ut + st) / 100, nil
+}
+
+// BenchmarkServiceCompression is issue 8's performance case through the
+// service on its embedded default (SQLite + local files, default workers):
+// the 50-layer checkpoint of BenchmarkCompressCheckpoint (25 Linear
+// 1024×4096, 25 Conv2d (256, 256, 3, 3), 459 MB of float32) compressed at a
+// global budget of 40 % of the selected parameters, its layers as sub-jobs
+// on the worker pool. It reports the time from submission to success (the
+// upload apart), the server's peak RSS, its CPU utilisation (CPU time /
+// (wall × cores)) and the total error.
+//
+//	go test -tags openblas -run '^$' -bench ServiceCompression -benchtime 1x -timeout 30m ./bench/
+func BenchmarkServiceCompression(b *testing.B) {
+	dir := b.TempDir()
+	src := filepath.Join(dir, "model.safetensors")
+	writeCheckpoint(b, src)
+	s := startServerProcess(b)
+	ctx := context.Background()
+	f, err := os.Open(src)
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	up, err := s.c.CreateTensorWithBodyWithResponse(ctx, nil, "application/octet-stream", f)
+	f.Close()
+	if err != nil || up.JSON201 == nil {
+		b.Fatalf("upload: %v %s", err, up.Body)
+	}
+	upload := time.Since(start)
+	cores := runtime.GOMAXPROCS(0)
+	pid := s.cmd.Process.Pid
+	budget := 0.4
+	for range b.N {
+		cpu0, err := procCPUSeconds(pid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		cr, err := s.c.CreateCompressionWithResponse(ctx, client.CompressionRequest{TensorId: up.JSON201.Id,
+			Policy: client.CompressionPolicy{Budget: &budget, InputSize: &[]int{32, 32}, Seed: ptrTo(int64(1))}})
+		if err != nil || cr.JSON202 == nil {
+			b.Fatalf("submit: %v %s", err, cr.Body)
+		}
+		var c *client.Compression
+		for {
+			r, err := s.c.GetCompressionWithResponse(ctx, cr.JSON202.Id)
+			if err != nil || r.JSON200 == nil {
+				b.Fatalf("get: %v", err)
+			}
+			if c = r.JSON200; c.Status != client.JobStatusQueued && c.Status != client.JobStatusRunning {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		wall := time.Since(start).Seconds()
+		if c.Status != client.JobStatusSucceeded || c.Totals == nil {
+			b.Fatalf("compression %s: %+v", c.Status, c.Error)
+		}
+		cpu1, err := procCPUSeconds(pid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		hwm, err := procStatusKiB(pid, "VmHWM")
+		if err != nil {
+			b.Fatal(err)
+		}
+		t := c.Totals
+		kept := float64(t.ParamsSelectedAfter) / float64(t.ParamsSelectedBefore)
+		b.ReportMetric(wall, "s/run")
+		b.ReportMetric(t.GlobalRelError, "global-rel-err")
+		b.ReportMetric(kept, "params-kept")
+		b.ReportMetric(float64(hwm)/1024, "serverPeakRSS-MiB")
+		b.ReportMetric((cpu1-cpu0)/(wall*float64(cores)), "cpu-util")
+		b.Logf("50 layers, budget 40%%: %.1f s (upload %.1f s before), params kept %.3f, global rel. error %.4f, server peak RSS %.0f MiB, CPU utilisation %.2f of %d cores",
+			wall, upload.Seconds(), kept, t.GlobalRelError, float64(hwm)/1024, (cpu1-cpu0)/(wall*float64(cores)), cores)
+		// Free the slot for the next round's outputs.
+		if _, err := s.c.DeleteCompressionWithResponse(ctx, c.Id); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }

@@ -122,6 +122,162 @@ func (e CommonParamsPrecision) Valid() bool {
 	}
 }
 
+// Defines values for CompressionLayerKind.
+const (
+	CompressionLayerKindConv     CompressionLayerKind = "conv"
+	CompressionLayerKindConv1x1  CompressionLayerKind = "conv1x1"
+	CompressionLayerKindHfConv1d CompressionLayerKind = "hf_conv1d"
+	CompressionLayerKindLinear   CompressionLayerKind = "linear"
+)
+
+// Valid indicates whether the value is a known member of the CompressionLayerKind enum.
+func (e CompressionLayerKind) Valid() bool {
+	switch e {
+	case CompressionLayerKindConv:
+		return true
+	case CompressionLayerKindConv1x1:
+		return true
+	case CompressionLayerKindHfConv1d:
+		return true
+	case CompressionLayerKindLinear:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CompressionLayerMethod.
+const (
+	CompressionLayerMethodCp      CompressionLayerMethod = "cp"
+	CompressionLayerMethodSvd     CompressionLayerMethod = "svd"
+	CompressionLayerMethodTucker2 CompressionLayerMethod = "tucker2"
+)
+
+// Valid indicates whether the value is a known member of the CompressionLayerMethod enum.
+func (e CompressionLayerMethod) Valid() bool {
+	switch e {
+	case CompressionLayerMethodCp:
+		return true
+	case CompressionLayerMethodSvd:
+		return true
+	case CompressionLayerMethodTucker2:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CompressionLayerStatus.
+const (
+	CompressionLayerStatusAllocated CompressionLayerStatus = "allocated"
+	CompressionLayerStatusAnalyzed  CompressionLayerStatus = "analyzed"
+	CompressionLayerStatusFactored  CompressionLayerStatus = "factored"
+	CompressionLayerStatusFailed    CompressionLayerStatus = "failed"
+	CompressionLayerStatusKept      CompressionLayerStatus = "kept"
+	CompressionLayerStatusPending   CompressionLayerStatus = "pending"
+)
+
+// Valid indicates whether the value is a known member of the CompressionLayerStatus enum.
+func (e CompressionLayerStatus) Valid() bool {
+	switch e {
+	case CompressionLayerStatusAllocated:
+		return true
+	case CompressionLayerStatusAnalyzed:
+		return true
+	case CompressionLayerStatusFactored:
+		return true
+	case CompressionLayerStatusFailed:
+		return true
+	case CompressionLayerStatusKept:
+		return true
+	case CompressionLayerStatusPending:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CompressionLayoutLayout.
+const (
+	CompressionLayoutLayoutConv2d   CompressionLayoutLayout = "conv2d"
+	CompressionLayoutLayoutHfConv1d CompressionLayoutLayout = "hf_conv1d"
+	CompressionLayoutLayoutLinear   CompressionLayoutLayout = "linear"
+)
+
+// Valid indicates whether the value is a known member of the CompressionLayoutLayout enum.
+func (e CompressionLayoutLayout) Valid() bool {
+	switch e {
+	case CompressionLayoutLayoutConv2d:
+		return true
+	case CompressionLayoutLayoutHfConv1d:
+		return true
+	case CompressionLayoutLayoutLinear:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CompressionManifestFormat.
+const (
+	LowrankCompressV1 CompressionManifestFormat = "lowrank.compress.v1"
+)
+
+// Valid indicates whether the value is a known member of the CompressionManifestFormat enum.
+func (e CompressionManifestFormat) Valid() bool {
+	switch e {
+	case LowrankCompressV1:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CompressionPolicyConvMethod.
+const (
+	CompressionPolicyConvMethodCp      CompressionPolicyConvMethod = "cp"
+	CompressionPolicyConvMethodTucker2 CompressionPolicyConvMethod = "tucker2"
+)
+
+// Valid indicates whether the value is a known member of the CompressionPolicyConvMethod enum.
+func (e CompressionPolicyConvMethod) Valid() bool {
+	switch e {
+	case CompressionPolicyConvMethodCp:
+		return true
+	case CompressionPolicyConvMethodTucker2:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CompressionProgressPhase.
+const (
+	CompressionProgressPhaseAllocate CompressionProgressPhase = "allocate"
+	CompressionProgressPhaseAnalyze  CompressionProgressPhase = "analyze"
+	CompressionProgressPhaseAssemble CompressionProgressPhase = "assemble"
+	CompressionProgressPhaseFactor   CompressionProgressPhase = "factor"
+	CompressionProgressPhasePlan     CompressionProgressPhase = "plan"
+)
+
+// Valid indicates whether the value is a known member of the CompressionProgressPhase enum.
+func (e CompressionProgressPhase) Valid() bool {
+	switch e {
+	case CompressionProgressPhaseAllocate:
+		return true
+	case CompressionProgressPhaseAnalyze:
+		return true
+	case CompressionProgressPhaseAssemble:
+		return true
+	case CompressionProgressPhaseFactor:
+		return true
+	case CompressionProgressPhasePlan:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for JobStatus.
 const (
 	JobStatusCanceled  JobStatus = "canceled"
@@ -565,6 +721,190 @@ type CommonParamsOutputDtype string
 // CommonParamsPrecision Arithmetic of the kernel (default float64 for float64 input, else float32).
 type CommonParamsPrecision string
 
+// Compression defines model for Compression.
+type Compression struct {
+	CreatedAt  time.Time  `json:"created_at"`
+	Error      *JobError  `json:"error,omitempty"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
+	Id         string     `json:"id"`
+
+	// Layers Every layer of the plan, in checkpoint order (GET of one compression only).
+	Layers  *[]CompressionLayer `json:"layers,omitempty"`
+	Outputs *CompressionOutputs `json:"outputs,omitempty"`
+
+	// Policy The policy as validated, defaults filled in.
+	Policy    CompressionPolicy   `json:"policy"`
+	Progress  CompressionProgress `json:"progress"`
+	StartedAt *time.Time          `json:"started_at,omitempty"`
+	Status    JobStatus           `json:"status"`
+	TensorId  string              `json:"tensor_id"`
+	Totals    *CompressionTotals  `json:"totals,omitempty"`
+}
+
+// CompressionLayer defines model for CompressionLayer.
+type CompressionLayer struct {
+	Error        *JobError              `json:"error,omitempty"`
+	Kind         CompressionLayerKind   `json:"kind"`
+	Method       CompressionLayerMethod `json:"method"`
+	Name         string                 `json:"name"`
+	ParamsAfter  *int64                 `json:"params_after,omitempty"`
+	ParamsBefore int64                  `json:"params_before"`
+	Ranks        *[]int                 `json:"ranks,omitempty"`
+
+	// RelError ‖W − Ŵ‖_F / ‖W‖_F measured on the stored factors (0 for a kept layer).
+	RelError *float64               `json:"rel_error,omitempty"`
+	Shape    []int                  `json:"shape"`
+	Status   CompressionLayerStatus `json:"status"`
+}
+
+// CompressionLayerKind defines model for CompressionLayer.Kind.
+type CompressionLayerKind string
+
+// CompressionLayerMethod defines model for CompressionLayer.Method.
+type CompressionLayerMethod string
+
+// CompressionLayerStatus defines model for CompressionLayer.Status.
+type CompressionLayerStatus string
+
+// CompressionLayerRule defines model for CompressionLayerRule.
+type CompressionLayerRule struct {
+	Auto        *bool    `json:"auto,omitempty"`
+	Compression *float64 `json:"compression,omitempty"`
+	Energy      *float64 `json:"energy,omitempty"`
+	Pattern     string   `json:"pattern"`
+	Rank        *int     `json:"rank,omitempty"`
+	RelError    *float64 `json:"rel_error,omitempty"`
+}
+
+// CompressionLayout defines model for CompressionLayout.
+type CompressionLayout struct {
+	Dilation  *[]int                  `json:"dilation,omitempty"`
+	InputSize *[]int                  `json:"input_size,omitempty"`
+	Layout    CompressionLayoutLayout `json:"layout"`
+	Padding   *[]int                  `json:"padding,omitempty"`
+	Pattern   string                  `json:"pattern"`
+	Stride    *[]int                  `json:"stride,omitempty"`
+}
+
+// CompressionLayoutLayout defines model for CompressionLayout.Layout.
+type CompressionLayoutLayout string
+
+// CompressionList defines model for CompressionList.
+type CompressionList struct {
+	Items      []Compression `json:"items"`
+	NextCursor *string       `json:"next_cursor,omitempty"`
+}
+
+// CompressionManifest See the compress package documentation for the schema of "layers".
+type CompressionManifest struct {
+	Format               CompressionManifestFormat `json:"format"`
+	Layers               []map[string]interface{}  `json:"layers"`
+	LowrankVersion       string                    `json:"lowrank_version"`
+	Policy               map[string]interface{}    `json:"policy"`
+	AdditionalProperties map[string]interface{}    `json:"-"`
+}
+
+// CompressionManifestFormat defines model for CompressionManifest.Format.
+type CompressionManifestFormat string
+
+// CompressionOutputs defines model for CompressionOutputs.
+type CompressionOutputs struct {
+	Checkpoint string `json:"checkpoint"`
+	Manifest   string `json:"manifest"`
+	Report     string `json:"report"`
+	ReportHtml string `json:"report_html"`
+}
+
+// CompressionPolicy Which tensors to factor and how. Exactly one of `rule` and `budget`.
+// By default every 2-D tensor whose name ends in "weight" with at
+// least `min_elements` (65536) elements and every 4-D one is
+// selected, less `exclude` (default: embeddings and the output head).
+type CompressionPolicy struct {
+	// Budget The fraction of the selected layers' parameters to keep, in (0, 1).
+	Budget       *float64                     `json:"budget,omitempty"`
+	ConvMethod   *CompressionPolicyConvMethod `json:"conv_method,omitempty"`
+	CpIterations *int                         `json:"cp_iterations,omitempty"`
+	Exclude      *[]string                    `json:"exclude,omitempty"`
+
+	// Include Glob patterns on tensor names ('*' also matches '.').
+	Include      *[]string               `json:"include,omitempty"`
+	InputSize    *[]int                  `json:"input_size,omitempty"`
+	Layers       *[]CompressionLayerRule `json:"layers,omitempty"`
+	Layouts      *[]CompressionLayout    `json:"layouts,omitempty"`
+	MinElements  *int64                  `json:"min_elements,omitempty"`
+	RankMultiple *int                    `json:"rank_multiple,omitempty"`
+
+	// Rule Exactly one field. rank, energy, rel_error and compression mean what they mean for an svd job's rank rule, applied to each layer's spectrum; auto takes the rank EVBMF finds.
+	Rule             *CompressionRule `json:"rule,omitempty"`
+	Seed             *int64           `json:"seed,omitempty"`
+	TuckerIterations *int             `json:"tucker_iterations,omitempty"`
+}
+
+// CompressionPolicyConvMethod defines model for CompressionPolicy.ConvMethod.
+type CompressionPolicyConvMethod string
+
+// CompressionProgress defines model for CompressionProgress.
+type CompressionProgress struct {
+	// Fraction The analyses and the factoring each count as half; 1 once succeeded.
+	Fraction float64 `json:"fraction"`
+
+	// LayersDone Layers factored, or kept as they are by the allocation.
+	LayersDone int `json:"layers_done"`
+
+	// LayersTotal Layers the plan selected (0 until planned).
+	LayersTotal int                      `json:"layers_total"`
+	Phase       CompressionProgressPhase `json:"phase"`
+}
+
+// CompressionProgressPhase defines model for CompressionProgress.Phase.
+type CompressionProgressPhase string
+
+// CompressionReport defines model for CompressionReport.
+type CompressionReport struct {
+	Layers               []map[string]interface{} `json:"layers"`
+	LowrankVersion       string                   `json:"lowrank_version"`
+	Seconds              *float64                 `json:"seconds,omitempty"`
+	Totals               CompressionTotals        `json:"totals"`
+	AdditionalProperties map[string]interface{}   `json:"-"`
+}
+
+// CompressionRequest defines model for CompressionRequest.
+type CompressionRequest struct {
+	// Policy Which tensors to factor and how. Exactly one of `rule` and `budget`.
+	// By default every 2-D tensor whose name ends in "weight" with at
+	// least `min_elements` (65536) elements and every 4-D one is
+	// selected, less `exclude` (default: embeddings and the output head).
+	Policy CompressionPolicy `json:"policy"`
+
+	// TensorId An uploaded safetensors or npz checkpoint.
+	TensorId string `json:"tensor_id"`
+}
+
+// CompressionRule Exactly one field. rank, energy, rel_error and compression mean what they mean for an svd job's rank rule, applied to each layer's spectrum; auto takes the rank EVBMF finds.
+type CompressionRule struct {
+	Auto        *bool    `json:"auto,omitempty"`
+	Compression *float64 `json:"compression,omitempty"`
+	Energy      *float64 `json:"energy,omitempty"`
+	Rank        *int     `json:"rank,omitempty"`
+	RelError    *float64 `json:"rel_error,omitempty"`
+}
+
+// CompressionTotals defines model for CompressionTotals.
+type CompressionTotals struct {
+	// GlobalRelError sqrt(Σ ‖W − Ŵ‖_F² / Σ ‖W‖_F²) over the selected layers.
+	GlobalRelError         float64 `json:"global_rel_error"`
+	LayersFactored         int     `json:"layers_factored"`
+	LayersKept             int     `json:"layers_kept"`
+	MacsAfter              int64   `json:"macs_after"`
+	MacsBefore             int64   `json:"macs_before"`
+	ParamsCheckpointAfter  int64   `json:"params_checkpoint_after"`
+	ParamsCheckpointBefore int64   `json:"params_checkpoint_before"`
+	ParamsSelectedAfter    int64   `json:"params_selected_after"`
+	ParamsSelectedBefore   int64   `json:"params_selected_before"`
+	RmsRelError            float64 `json:"rms_rel_error"`
+	SumRelErrorSq          float64 `json:"sum_rel_error_sq"`
+}
+
 // Factor defines model for Factor.
 type Factor struct {
 	Dtype string `json:"dtype"`
@@ -906,6 +1246,37 @@ type Limit = int
 // PageToken defines model for PageToken.
 type PageToken = string
 
+// ListCompressionsParams defines parameters for ListCompressions.
+type ListCompressionsParams struct {
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// PageToken A synonym of `cursor`.
+	PageToken *PageToken `form:"page_token,omitempty" json:"page_token,omitempty"`
+}
+
+// GetCompressionLayerSpectrumPNGParams defines parameters for GetCompressionLayerSpectrumPNG.
+type GetCompressionLayerSpectrumPNGParams struct {
+	// Width The figure's width in CSS pixels (an SVG is sized in points, 3/4 of a pixel each).
+	Width *FigureWidth `form:"width,omitempty" json:"width,omitempty"`
+
+	// Height The figure's height in CSS pixels.
+	Height *FigureHeight `form:"height,omitempty" json:"height,omitempty"`
+	Mode   *int          `form:"mode,omitempty" json:"mode,omitempty"`
+}
+
+// GetCompressionLayerSpectrumParams defines parameters for GetCompressionLayerSpectrum.
+type GetCompressionLayerSpectrumParams struct {
+	// Width The figure's width in CSS pixels (an SVG is sized in points, 3/4 of a pixel each).
+	Width *FigureWidth `form:"width,omitempty" json:"width,omitempty"`
+
+	// Height The figure's height in CSS pixels.
+	Height *FigureHeight `form:"height,omitempty" json:"height,omitempty"`
+	Mode   *int          `form:"mode,omitempty" json:"mode,omitempty"`
+}
+
 // ListJobsParams defines parameters for ListJobs.
 type ListJobsParams struct {
 	Status *JobStatus `form:"status,omitempty" json:"status,omitempty"`
@@ -980,11 +1351,232 @@ type CreateTensorParams struct {
 // CreateTensorParamsFormat defines parameters for CreateTensor.
 type CreateTensorParamsFormat string
 
+// CreateCompressionJSONRequestBody defines body for CreateCompression for application/json ContentType.
+type CreateCompressionJSONRequestBody = CompressionRequest
+
 // CreateJobJSONRequestBody defines body for CreateJob for application/json ContentType.
 type CreateJobJSONRequestBody = JobRequest
 
 // CreateTensorMultipartRequestBody defines body for CreateTensor for multipart/form-data ContentType.
 type CreateTensorMultipartRequestBody CreateTensorMultipartBody
+
+// Getter for additional properties for CompressionManifest. Returns the specified
+// element and whether it was found
+func (a CompressionManifest) Get(fieldName string) (value interface{}, found bool) {
+	if a.AdditionalProperties != nil {
+		value, found = a.AdditionalProperties[fieldName]
+	}
+	return
+}
+
+// Setter for additional properties for CompressionManifest
+func (a *CompressionManifest) Set(fieldName string, value interface{}) {
+	if a.AdditionalProperties == nil {
+		a.AdditionalProperties = make(map[string]interface{})
+	}
+	a.AdditionalProperties[fieldName] = value
+}
+
+// Override default JSON handling for CompressionManifest to handle AdditionalProperties
+func (a *CompressionManifest) UnmarshalJSON(b []byte) error {
+	object := make(map[string]json.RawMessage)
+	err := json.Unmarshal(b, &object)
+	if err != nil {
+		return err
+	}
+
+	if raw, found := object["format"]; found {
+		err = json.Unmarshal(raw, &a.Format)
+		if err != nil {
+			return fmt.Errorf("error reading 'format': %w", err)
+		}
+		delete(object, "format")
+	}
+
+	if raw, found := object["layers"]; found {
+		err = json.Unmarshal(raw, &a.Layers)
+		if err != nil {
+			return fmt.Errorf("error reading 'layers': %w", err)
+		}
+		delete(object, "layers")
+	}
+
+	if raw, found := object["lowrank_version"]; found {
+		err = json.Unmarshal(raw, &a.LowrankVersion)
+		if err != nil {
+			return fmt.Errorf("error reading 'lowrank_version': %w", err)
+		}
+		delete(object, "lowrank_version")
+	}
+
+	if raw, found := object["policy"]; found {
+		err = json.Unmarshal(raw, &a.Policy)
+		if err != nil {
+			return fmt.Errorf("error reading 'policy': %w", err)
+		}
+		delete(object, "policy")
+	}
+
+	if len(object) != 0 {
+		a.AdditionalProperties = make(map[string]interface{})
+		for fieldName, fieldBuf := range object {
+			var fieldVal interface{}
+			err := json.Unmarshal(fieldBuf, &fieldVal)
+			if err != nil {
+				return fmt.Errorf("error unmarshaling field %s: %w", fieldName, err)
+			}
+			a.AdditionalProperties[fieldName] = fieldVal
+		}
+	}
+	return nil
+}
+
+// Override default JSON handling for CompressionManifest to handle AdditionalProperties
+func (a CompressionManifest) MarshalJSON() ([]byte, error) {
+	var err error
+	object := make(map[string]json.RawMessage)
+
+	object["format"], err = json.Marshal(a.Format)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'format': %w", err)
+	}
+
+	if a.Layers != nil {
+		object["layers"], err = json.Marshal(a.Layers)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'layers': %w", err)
+		}
+	}
+
+	object["lowrank_version"], err = json.Marshal(a.LowrankVersion)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'lowrank_version': %w", err)
+	}
+
+	if a.Policy != nil {
+		object["policy"], err = json.Marshal(a.Policy)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'policy': %w", err)
+		}
+	}
+
+	for fieldName, field := range a.AdditionalProperties {
+		object[fieldName], err = json.Marshal(field)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling '%s': %w", fieldName, err)
+		}
+	}
+	return json.Marshal(object)
+}
+
+// Getter for additional properties for CompressionReport. Returns the specified
+// element and whether it was found
+func (a CompressionReport) Get(fieldName string) (value interface{}, found bool) {
+	if a.AdditionalProperties != nil {
+		value, found = a.AdditionalProperties[fieldName]
+	}
+	return
+}
+
+// Setter for additional properties for CompressionReport
+func (a *CompressionReport) Set(fieldName string, value interface{}) {
+	if a.AdditionalProperties == nil {
+		a.AdditionalProperties = make(map[string]interface{})
+	}
+	a.AdditionalProperties[fieldName] = value
+}
+
+// Override default JSON handling for CompressionReport to handle AdditionalProperties
+func (a *CompressionReport) UnmarshalJSON(b []byte) error {
+	object := make(map[string]json.RawMessage)
+	err := json.Unmarshal(b, &object)
+	if err != nil {
+		return err
+	}
+
+	if raw, found := object["layers"]; found {
+		err = json.Unmarshal(raw, &a.Layers)
+		if err != nil {
+			return fmt.Errorf("error reading 'layers': %w", err)
+		}
+		delete(object, "layers")
+	}
+
+	if raw, found := object["lowrank_version"]; found {
+		err = json.Unmarshal(raw, &a.LowrankVersion)
+		if err != nil {
+			return fmt.Errorf("error reading 'lowrank_version': %w", err)
+		}
+		delete(object, "lowrank_version")
+	}
+
+	if raw, found := object["seconds"]; found {
+		err = json.Unmarshal(raw, &a.Seconds)
+		if err != nil {
+			return fmt.Errorf("error reading 'seconds': %w", err)
+		}
+		delete(object, "seconds")
+	}
+
+	if raw, found := object["totals"]; found {
+		err = json.Unmarshal(raw, &a.Totals)
+		if err != nil {
+			return fmt.Errorf("error reading 'totals': %w", err)
+		}
+		delete(object, "totals")
+	}
+
+	if len(object) != 0 {
+		a.AdditionalProperties = make(map[string]interface{})
+		for fieldName, fieldBuf := range object {
+			var fieldVal interface{}
+			err := json.Unmarshal(fieldBuf, &fieldVal)
+			if err != nil {
+				return fmt.Errorf("error unmarshaling field %s: %w", fieldName, err)
+			}
+			a.AdditionalProperties[fieldName] = fieldVal
+		}
+	}
+	return nil
+}
+
+// Override default JSON handling for CompressionReport to handle AdditionalProperties
+func (a CompressionReport) MarshalJSON() ([]byte, error) {
+	var err error
+	object := make(map[string]json.RawMessage)
+
+	if a.Layers != nil {
+		object["layers"], err = json.Marshal(a.Layers)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'layers': %w", err)
+		}
+	}
+
+	object["lowrank_version"], err = json.Marshal(a.LowrankVersion)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'lowrank_version': %w", err)
+	}
+
+	if a.Seconds != nil {
+		object["seconds"], err = json.Marshal(a.Seconds)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'seconds': %w", err)
+		}
+	}
+
+	object["totals"], err = json.Marshal(a.Totals)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'totals': %w", err)
+	}
+
+	for fieldName, field := range a.AdditionalProperties {
+		object[fieldName], err = json.Marshal(field)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling '%s': %w", fieldName, err)
+		}
+	}
+	return json.Marshal(object)
+}
 
 // RequestEditorFn is the function signature for the RequestEditor callback function
 type RequestEditorFn func(ctx context.Context, req *http.Request) error
@@ -1079,6 +1671,114 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /readyz (the `GetReady` operationId).
 	GetReady(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListCompressions List compressions, newest first (without their layers)
+	//
+	// Corresponds with GET /v1/compressions (the `ListCompressions` operationId).
+	ListCompressions(ctx context.Context, params *ListCompressionsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateCompressionWithBody Compress a whole checkpoint
+	//
+	// The input is an uploaded safetensors or npz checkpoint (`tensor_id`);
+	// `policy` says which layers to factor and to what rank: a global
+	// `budget` (the fraction of the selected layers' parameters to keep)
+	// or a per-layer `rule`, with per-layer overrides. Layers run as
+	// sub-jobs on the worker pool of every replica: each layer's spectrum
+	// is analysed, the ranks allocated, each layer factored (SVD for
+	// matrices and 1×1 convs, Tucker-2 or CP for k×k convs), and the
+	// compressed checkpoint assembled. A bad policy is answered 422
+	// naming the field (`policy.budget`); an unknown tensor 404; an input
+	// that is not a checkpoint (an .npy file) 415. While the compression
+	// is queued or running its input cannot be deleted (409). When as many
+	// compressions as the server's `queue_capacity` are queued or running
+	// the answer is 429 with Retry-After (compressions are counted apart
+	// from jobs; their sub-jobs share the workers).
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/compressions (the `CreateCompression` operationId).
+	CreateCompressionWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateCompression Compress a whole checkpoint
+	//
+	// The input is an uploaded safetensors or npz checkpoint (`tensor_id`);
+	// `policy` says which layers to factor and to what rank: a global
+	// `budget` (the fraction of the selected layers' parameters to keep)
+	// or a per-layer `rule`, with per-layer overrides. Layers run as
+	// sub-jobs on the worker pool of every replica: each layer's spectrum
+	// is analysed, the ranks allocated, each layer factored (SVD for
+	// matrices and 1×1 convs, Tucker-2 or CP for k×k convs), and the
+	// compressed checkpoint assembled. A bad policy is answered 422
+	// naming the field (`policy.budget`); an unknown tensor 404; an input
+	// that is not a checkpoint (an .npy file) 415. While the compression
+	// is queued or running its input cannot be deleted (409). When as many
+	// compressions as the server's `queue_capacity` are queued or running
+	// the answer is 429 with Retry-After (compressions are counted apart
+	// from jobs; their sub-jobs share the workers).
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/compressions (the `CreateCompression` operationId).
+	CreateCompression(ctx context.Context, body CreateCompressionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeleteCompression Cancel a queued or running compression, or delete a finished one
+	//
+	// A queued or running compression is canceled as a whole (200, with
+	// status `canceled`): its running layers stop and it keeps no
+	// outputs. A finished one is deleted with its outputs (204).
+	//
+	// Corresponds with DELETE /v1/compressions/{id} (the `DeleteCompression` operationId).
+	DeleteCompression(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetCompression A compression's status, progress, layers and (once succeeded) totals and outputs
+	//
+	// Corresponds with GET /v1/compressions/{id} (the `GetCompression` operationId).
+	GetCompression(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetCompressedCheckpoint The compressed checkpoint (safetensors)
+	//
+	// Every factored weight `<prefix>.weight` is replaced by its factors
+	// `<prefix>.lowrank.<i>.weight` (see the manifest); every other
+	// tensor is copied byte for byte. Range and If-None-Match requests
+	// are answered (206, 304). A compression that has not succeeded is
+	// 409.
+	//
+	// Corresponds with GET /v1/compressions/{id}/checkpoint (the `GetCompressedCheckpoint` operationId).
+	GetCompressedCheckpoint(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetCompressionLayerSpectrumPNG The spectrum of one layer of a compression, as PNG
+	//
+	// The same figure as spectrum.svg, as a PNG image of width × height
+	// pixels.
+	//
+	// Corresponds with GET /v1/compressions/{id}/layers/{name}/spectrum.png (the `GetCompressionLayerSpectrumPNG` operationId).
+	GetCompressionLayerSpectrumPNG(ctx context.Context, id ID, name string, params *GetCompressionLayerSpectrumPNGParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetCompressionLayerSpectrum The spectrum of one layer of a compression, as SVG
+	//
+	// The layer's singular values and cumulative energy with the
+	// allocated rank marked; available once the layer is analysed (409
+	// before), with the rank marked once allocated. A Tucker-2 conv has
+	// two spectra: `mode` 0 (output channels) and 1 (input channels). A
+	// layer factored by CP has none (404).
+	//
+	// Corresponds with GET /v1/compressions/{id}/layers/{name}/spectrum.svg (the `GetCompressionLayerSpectrum` operationId).
+	GetCompressionLayerSpectrum(ctx context.Context, id ID, name string, params *GetCompressionLayerSpectrumParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetCompressionManifest The manifest (format lowrank.compress.v1) saying how to rebuild each factored layer
+	//
+	// Corresponds with GET /v1/compressions/{id}/manifest (the `GetCompressionManifest` operationId).
+	GetCompressionManifest(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetCompressionReport The report, as JSON
+	//
+	// Corresponds with GET /v1/compressions/{id}/report (the `GetCompressionReport` operationId).
+	GetCompressionReport(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetCompressionReportHTML The report as a page a person reads, with every layer's spectrum plotted
+	//
+	// Corresponds with GET /v1/compressions/{id}/report.html (the `GetCompressionReportHTML` operationId).
+	GetCompressionReportHTML(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetInfo Version, numeric backend, limits and methods
 	//
@@ -1266,6 +1966,224 @@ func (c *Client) GetSpec(ctx context.Context, reqEditors ...RequestEditorFn) (*h
 // Corresponds with GET /readyz (the `GetReady` operationId).
 func (c *Client) GetReady(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetReadyRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListCompressions List compressions, newest first (without their layers)
+//
+// Corresponds with GET /v1/compressions (the `ListCompressions` operationId).
+func (c *Client) ListCompressions(ctx context.Context, params *ListCompressionsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListCompressionsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateCompressionWithBody Compress a whole checkpoint
+//
+// The input is an uploaded safetensors or npz checkpoint (`tensor_id`);
+// `policy` says which layers to factor and to what rank: a global
+// `budget` (the fraction of the selected layers' parameters to keep)
+// or a per-layer `rule`, with per-layer overrides. Layers run as
+// sub-jobs on the worker pool of every replica: each layer's spectrum
+// is analysed, the ranks allocated, each layer factored (SVD for
+// matrices and 1×1 convs, Tucker-2 or CP for k×k convs), and the
+// compressed checkpoint assembled. A bad policy is answered 422
+// naming the field (`policy.budget`); an unknown tensor 404; an input
+// that is not a checkpoint (an .npy file) 415. While the compression
+// is queued or running its input cannot be deleted (409). When as many
+// compressions as the server's `queue_capacity` are queued or running
+// the answer is 429 with Retry-After (compressions are counted apart
+// from jobs; their sub-jobs share the workers).
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/compressions (the `CreateCompression` operationId).
+func (c *Client) CreateCompressionWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateCompressionRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateCompression Compress a whole checkpoint
+//
+// The input is an uploaded safetensors or npz checkpoint (`tensor_id`);
+// `policy` says which layers to factor and to what rank: a global
+// `budget` (the fraction of the selected layers' parameters to keep)
+// or a per-layer `rule`, with per-layer overrides. Layers run as
+// sub-jobs on the worker pool of every replica: each layer's spectrum
+// is analysed, the ranks allocated, each layer factored (SVD for
+// matrices and 1×1 convs, Tucker-2 or CP for k×k convs), and the
+// compressed checkpoint assembled. A bad policy is answered 422
+// naming the field (`policy.budget`); an unknown tensor 404; an input
+// that is not a checkpoint (an .npy file) 415. While the compression
+// is queued or running its input cannot be deleted (409). When as many
+// compressions as the server's `queue_capacity` are queued or running
+// the answer is 429 with Retry-After (compressions are counted apart
+// from jobs; their sub-jobs share the workers).
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/compressions (the `CreateCompression` operationId).
+func (c *Client) CreateCompression(ctx context.Context, body CreateCompressionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateCompressionRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteCompression Cancel a queued or running compression, or delete a finished one
+//
+// A queued or running compression is canceled as a whole (200, with
+// status `canceled`): its running layers stop and it keeps no
+// outputs. A finished one is deleted with its outputs (204).
+//
+// Corresponds with DELETE /v1/compressions/{id} (the `DeleteCompression` operationId).
+func (c *Client) DeleteCompression(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteCompressionRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetCompression A compression's status, progress, layers and (once succeeded) totals and outputs
+//
+// Corresponds with GET /v1/compressions/{id} (the `GetCompression` operationId).
+func (c *Client) GetCompression(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetCompressionRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetCompressedCheckpoint The compressed checkpoint (safetensors)
+//
+// Every factored weight `<prefix>.weight` is replaced by its factors
+// `<prefix>.lowrank.<i>.weight` (see the manifest); every other
+// tensor is copied byte for byte. Range and If-None-Match requests
+// are answered (206, 304). A compression that has not succeeded is
+// 409.
+//
+// Corresponds with GET /v1/compressions/{id}/checkpoint (the `GetCompressedCheckpoint` operationId).
+func (c *Client) GetCompressedCheckpoint(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetCompressedCheckpointRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetCompressionLayerSpectrumPNG The spectrum of one layer of a compression, as PNG
+//
+// The same figure as spectrum.svg, as a PNG image of width × height
+// pixels.
+//
+// Corresponds with GET /v1/compressions/{id}/layers/{name}/spectrum.png (the `GetCompressionLayerSpectrumPNG` operationId).
+func (c *Client) GetCompressionLayerSpectrumPNG(ctx context.Context, id ID, name string, params *GetCompressionLayerSpectrumPNGParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetCompressionLayerSpectrumPNGRequest(c.Server, id, name, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetCompressionLayerSpectrum The spectrum of one layer of a compression, as SVG
+//
+// The layer's singular values and cumulative energy with the
+// allocated rank marked; available once the layer is analysed (409
+// before), with the rank marked once allocated. A Tucker-2 conv has
+// two spectra: `mode` 0 (output channels) and 1 (input channels). A
+// layer factored by CP has none (404).
+//
+// Corresponds with GET /v1/compressions/{id}/layers/{name}/spectrum.svg (the `GetCompressionLayerSpectrum` operationId).
+func (c *Client) GetCompressionLayerSpectrum(ctx context.Context, id ID, name string, params *GetCompressionLayerSpectrumParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetCompressionLayerSpectrumRequest(c.Server, id, name, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetCompressionManifest The manifest (format lowrank.compress.v1) saying how to rebuild each factored layer
+//
+// Corresponds with GET /v1/compressions/{id}/manifest (the `GetCompressionManifest` operationId).
+func (c *Client) GetCompressionManifest(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetCompressionManifestRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetCompressionReport The report, as JSON
+//
+// Corresponds with GET /v1/compressions/{id}/report (the `GetCompressionReport` operationId).
+func (c *Client) GetCompressionReport(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetCompressionReportRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetCompressionReportHTML The report as a page a person reads, with every layer's spectrum plotted
+//
+// Corresponds with GET /v1/compressions/{id}/report.html (the `GetCompressionReportHTML` operationId).
+func (c *Client) GetCompressionReportHTML(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetCompressionReportHTMLRequest(c.Server, id)
 	if err != nil {
 		return nil, err
 	}
@@ -1642,6 +2560,512 @@ func NewGetReadyRequest(server string) (*http.Request, error) {
 	}
 
 	operationPath := fmt.Sprintf("/readyz")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewListCompressionsRequest constructs an http.Request for the ListCompressions method
+func NewListCompressionsRequest(server string, params *ListCompressionsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/compressions")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.PageToken != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "page_token", *params.PageToken, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCreateCompressionRequest calls the generic CreateCompression builder with application/json body
+func NewCreateCompressionRequest(server string, body CreateCompressionJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreateCompressionRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewCreateCompressionRequestWithBody constructs an http.Request for the CreateCompression method, with any body, and a specified content type
+func NewCreateCompressionRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/compressions")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewDeleteCompressionRequest constructs an http.Request for the DeleteCompression method
+func NewDeleteCompressionRequest(server string, id ID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/compressions/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetCompressionRequest constructs an http.Request for the GetCompression method
+func NewGetCompressionRequest(server string, id ID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/compressions/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetCompressedCheckpointRequest constructs an http.Request for the GetCompressedCheckpoint method
+func NewGetCompressedCheckpointRequest(server string, id ID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/compressions/%s/checkpoint", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetCompressionLayerSpectrumPNGRequest constructs an http.Request for the GetCompressionLayerSpectrumPNG method
+func NewGetCompressionLayerSpectrumPNGRequest(server string, id ID, name string, params *GetCompressionLayerSpectrumPNGParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "name", name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/compressions/%s/layers/%s/spectrum.png", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Width != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "width", *params.Width, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Height != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "height", *params.Height, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Mode != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "mode", *params.Mode, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetCompressionLayerSpectrumRequest constructs an http.Request for the GetCompressionLayerSpectrum method
+func NewGetCompressionLayerSpectrumRequest(server string, id ID, name string, params *GetCompressionLayerSpectrumParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "name", name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/compressions/%s/layers/%s/spectrum.svg", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Width != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "width", *params.Width, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Height != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "height", *params.Height, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Mode != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "mode", *params.Mode, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetCompressionManifestRequest constructs an http.Request for the GetCompressionManifest method
+func NewGetCompressionManifestRequest(server string, id ID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/compressions/%s/manifest", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetCompressionReportRequest constructs an http.Request for the GetCompressionReport method
+func NewGetCompressionReportRequest(server string, id ID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/compressions/%s/report", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetCompressionReportHTMLRequest constructs an http.Request for the GetCompressionReportHTML method
+func NewGetCompressionReportHTMLRequest(server string, id ID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/compressions/%s/report.html", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -2457,6 +3881,132 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /readyz (the `GetReady` operationId).
 	GetReadyWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetReadyResponse, error)
 
+	// ListCompressionsWithResponse List compressions, newest first (without their layers)
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/compressions (the `ListCompressions` operationId).
+	ListCompressionsWithResponse(ctx context.Context, params *ListCompressionsParams, reqEditors ...RequestEditorFn) (*ListCompressionsResponse, error)
+
+	// CreateCompressionWithBodyWithResponse Compress a whole checkpoint
+	//
+	// The input is an uploaded safetensors or npz checkpoint (`tensor_id`);
+	// `policy` says which layers to factor and to what rank: a global
+	// `budget` (the fraction of the selected layers' parameters to keep)
+	// or a per-layer `rule`, with per-layer overrides. Layers run as
+	// sub-jobs on the worker pool of every replica: each layer's spectrum
+	// is analysed, the ranks allocated, each layer factored (SVD for
+	// matrices and 1×1 convs, Tucker-2 or CP for k×k convs), and the
+	// compressed checkpoint assembled. A bad policy is answered 422
+	// naming the field (`policy.budget`); an unknown tensor 404; an input
+	// that is not a checkpoint (an .npy file) 415. While the compression
+	// is queued or running its input cannot be deleted (409). When as many
+	// compressions as the server's `queue_capacity` are queued or running
+	// the answer is 429 with Retry-After (compressions are counted apart
+	// from jobs; their sub-jobs share the workers).
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/compressions (the `CreateCompression` operationId).
+	CreateCompressionWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateCompressionResponse, error)
+
+	// CreateCompressionWithResponse Compress a whole checkpoint
+	//
+	// The input is an uploaded safetensors or npz checkpoint (`tensor_id`);
+	// `policy` says which layers to factor and to what rank: a global
+	// `budget` (the fraction of the selected layers' parameters to keep)
+	// or a per-layer `rule`, with per-layer overrides. Layers run as
+	// sub-jobs on the worker pool of every replica: each layer's spectrum
+	// is analysed, the ranks allocated, each layer factored (SVD for
+	// matrices and 1×1 convs, Tucker-2 or CP for k×k convs), and the
+	// compressed checkpoint assembled. A bad policy is answered 422
+	// naming the field (`policy.budget`); an unknown tensor 404; an input
+	// that is not a checkpoint (an .npy file) 415. While the compression
+	// is queued or running its input cannot be deleted (409). When as many
+	// compressions as the server's `queue_capacity` are queued or running
+	// the answer is 429 with Retry-After (compressions are counted apart
+	// from jobs; their sub-jobs share the workers).
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/compressions (the `CreateCompression` operationId).
+	CreateCompressionWithResponse(ctx context.Context, body CreateCompressionJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateCompressionResponse, error)
+
+	// DeleteCompressionWithResponse Cancel a queued or running compression, or delete a finished one
+	//
+	// A queued or running compression is canceled as a whole (200, with
+	// status `canceled`): its running layers stop and it keeps no
+	// outputs. A finished one is deleted with its outputs (204).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /v1/compressions/{id} (the `DeleteCompression` operationId).
+	DeleteCompressionWithResponse(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*DeleteCompressionResponse, error)
+
+	// GetCompressionWithResponse A compression's status, progress, layers and (once succeeded) totals and outputs
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/compressions/{id} (the `GetCompression` operationId).
+	GetCompressionWithResponse(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*GetCompressionResponse, error)
+
+	// GetCompressedCheckpointWithResponse The compressed checkpoint (safetensors)
+	//
+	// Every factored weight `<prefix>.weight` is replaced by its factors
+	// `<prefix>.lowrank.<i>.weight` (see the manifest); every other
+	// tensor is copied byte for byte. Range and If-None-Match requests
+	// are answered (206, 304). A compression that has not succeeded is
+	// 409.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/compressions/{id}/checkpoint (the `GetCompressedCheckpoint` operationId).
+	GetCompressedCheckpointWithResponse(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*GetCompressedCheckpointResponse, error)
+
+	// GetCompressionLayerSpectrumPNGWithResponse The spectrum of one layer of a compression, as PNG
+	//
+	// The same figure as spectrum.svg, as a PNG image of width × height
+	// pixels.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/compressions/{id}/layers/{name}/spectrum.png (the `GetCompressionLayerSpectrumPNG` operationId).
+	GetCompressionLayerSpectrumPNGWithResponse(ctx context.Context, id ID, name string, params *GetCompressionLayerSpectrumPNGParams, reqEditors ...RequestEditorFn) (*GetCompressionLayerSpectrumPNGResponse, error)
+
+	// GetCompressionLayerSpectrumWithResponse The spectrum of one layer of a compression, as SVG
+	//
+	// The layer's singular values and cumulative energy with the
+	// allocated rank marked; available once the layer is analysed (409
+	// before), with the rank marked once allocated. A Tucker-2 conv has
+	// two spectra: `mode` 0 (output channels) and 1 (input channels). A
+	// layer factored by CP has none (404).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/compressions/{id}/layers/{name}/spectrum.svg (the `GetCompressionLayerSpectrum` operationId).
+	GetCompressionLayerSpectrumWithResponse(ctx context.Context, id ID, name string, params *GetCompressionLayerSpectrumParams, reqEditors ...RequestEditorFn) (*GetCompressionLayerSpectrumResponse, error)
+
+	// GetCompressionManifestWithResponse The manifest (format lowrank.compress.v1) saying how to rebuild each factored layer
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/compressions/{id}/manifest (the `GetCompressionManifest` operationId).
+	GetCompressionManifestWithResponse(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*GetCompressionManifestResponse, error)
+
+	// GetCompressionReportWithResponse The report, as JSON
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/compressions/{id}/report (the `GetCompressionReport` operationId).
+	GetCompressionReportWithResponse(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*GetCompressionReportResponse, error)
+
+	// GetCompressionReportHTMLWithResponse The report as a page a person reads, with every layer's spectrum plotted
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/compressions/{id}/report.html (the `GetCompressionReportHTML` operationId).
+	GetCompressionReportHTMLWithResponse(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*GetCompressionReportHTMLResponse, error)
+
 	// GetInfoWithResponse Version, numeric backend, limits and methods
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -2780,6 +4330,535 @@ func (r GetReadyResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetReadyResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListCompressionsResponseDefaultHeaders the declared response headers of an HTTP default response for ListCompressions
+type ListCompressionsResponseDefaultHeaders struct {
+	RetryAfter *int
+}
+
+type ListCompressionsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *CompressionList
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *ListCompressionsResponseDefaultHeaders
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListCompressionsResponse) GetJSON200() *CompressionList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ListCompressionsResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ListCompressionsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListCompressionsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListCompressionsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListCompressionsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CreateCompressionResponse202Headers the declared response headers of an HTTP 202 response for CreateCompression
+type CreateCompressionResponse202Headers struct {
+	Location *string
+}
+
+// CreateCompressionResponseDefaultHeaders the declared response headers of an HTTP default response for CreateCompression
+type CreateCompressionResponseDefaultHeaders struct {
+	RetryAfter *int
+}
+
+type CreateCompressionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *Compression
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *CreateCompressionResponse202Headers
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *CreateCompressionResponseDefaultHeaders
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r CreateCompressionResponse) GetJSON202() *Compression {
+	return r.JSON202
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r CreateCompressionResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateCompressionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateCompressionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateCompressionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateCompressionResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// DeleteCompressionResponseDefaultHeaders the declared response headers of an HTTP default response for DeleteCompression
+type DeleteCompressionResponseDefaultHeaders struct {
+	RetryAfter *int
+}
+
+type DeleteCompressionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Compression
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *DeleteCompressionResponseDefaultHeaders
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r DeleteCompressionResponse) GetJSON200() *Compression {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r DeleteCompressionResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r DeleteCompressionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeleteCompressionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeleteCompressionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeleteCompressionResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetCompressionResponseDefaultHeaders the declared response headers of an HTTP default response for GetCompression
+type GetCompressionResponseDefaultHeaders struct {
+	RetryAfter *int
+}
+
+type GetCompressionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Compression
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *GetCompressionResponseDefaultHeaders
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetCompressionResponse) GetJSON200() *Compression {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetCompressionResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetCompressionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetCompressionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetCompressionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetCompressionResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetCompressedCheckpointResponseDefaultHeaders the declared response headers of an HTTP default response for GetCompressedCheckpoint
+type GetCompressedCheckpointResponseDefaultHeaders struct {
+	RetryAfter *int
+}
+
+type GetCompressedCheckpointResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *GetCompressedCheckpointResponseDefaultHeaders
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetCompressedCheckpointResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetCompressedCheckpointResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetCompressedCheckpointResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetCompressedCheckpointResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetCompressedCheckpointResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetCompressionLayerSpectrumPNGResponseDefaultHeaders the declared response headers of an HTTP default response for GetCompressionLayerSpectrumPNG
+type GetCompressionLayerSpectrumPNGResponseDefaultHeaders struct {
+	RetryAfter *int
+}
+
+type GetCompressionLayerSpectrumPNGResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *GetCompressionLayerSpectrumPNGResponseDefaultHeaders
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetCompressionLayerSpectrumPNGResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetCompressionLayerSpectrumPNGResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetCompressionLayerSpectrumPNGResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetCompressionLayerSpectrumPNGResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetCompressionLayerSpectrumPNGResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetCompressionLayerSpectrumResponseDefaultHeaders the declared response headers of an HTTP default response for GetCompressionLayerSpectrum
+type GetCompressionLayerSpectrumResponseDefaultHeaders struct {
+	RetryAfter *int
+}
+
+type GetCompressionLayerSpectrumResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *GetCompressionLayerSpectrumResponseDefaultHeaders
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetCompressionLayerSpectrumResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetCompressionLayerSpectrumResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetCompressionLayerSpectrumResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetCompressionLayerSpectrumResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetCompressionLayerSpectrumResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetCompressionManifestResponseDefaultHeaders the declared response headers of an HTTP default response for GetCompressionManifest
+type GetCompressionManifestResponseDefaultHeaders struct {
+	RetryAfter *int
+}
+
+type GetCompressionManifestResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *CompressionManifest
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *GetCompressionManifestResponseDefaultHeaders
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetCompressionManifestResponse) GetJSON200() *CompressionManifest {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetCompressionManifestResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetCompressionManifestResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetCompressionManifestResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetCompressionManifestResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetCompressionManifestResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetCompressionReportResponseDefaultHeaders the declared response headers of an HTTP default response for GetCompressionReport
+type GetCompressionReportResponseDefaultHeaders struct {
+	RetryAfter *int
+}
+
+type GetCompressionReportResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *CompressionReport
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *GetCompressionReportResponseDefaultHeaders
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetCompressionReportResponse) GetJSON200() *CompressionReport {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetCompressionReportResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetCompressionReportResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetCompressionReportResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetCompressionReportResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetCompressionReportResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetCompressionReportHTMLResponseDefaultHeaders the declared response headers of an HTTP default response for GetCompressionReportHTML
+type GetCompressionReportHTMLResponseDefaultHeaders struct {
+	RetryAfter *int
+}
+
+type GetCompressionReportHTMLResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *GetCompressionReportHTMLResponseDefaultHeaders
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetCompressionReportHTMLResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetCompressionReportHTMLResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetCompressionReportHTMLResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetCompressionReportHTMLResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetCompressionReportHTMLResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -3539,6 +5618,198 @@ func (c *ClientWithResponses) GetReadyWithResponse(ctx context.Context, reqEdito
 	return ParseGetReadyResponse(rsp)
 }
 
+// ListCompressionsWithResponse List compressions, newest first (without their layers)
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/compressions (the `ListCompressions` operationId).
+func (c *ClientWithResponses) ListCompressionsWithResponse(ctx context.Context, params *ListCompressionsParams, reqEditors ...RequestEditorFn) (*ListCompressionsResponse, error) {
+	rsp, err := c.ListCompressions(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListCompressionsResponse(rsp)
+}
+
+// CreateCompressionWithBodyWithResponse Compress a whole checkpoint
+//
+// The input is an uploaded safetensors or npz checkpoint (`tensor_id`);
+// `policy` says which layers to factor and to what rank: a global
+// `budget` (the fraction of the selected layers' parameters to keep)
+// or a per-layer `rule`, with per-layer overrides. Layers run as
+// sub-jobs on the worker pool of every replica: each layer's spectrum
+// is analysed, the ranks allocated, each layer factored (SVD for
+// matrices and 1×1 convs, Tucker-2 or CP for k×k convs), and the
+// compressed checkpoint assembled. A bad policy is answered 422
+// naming the field (`policy.budget`); an unknown tensor 404; an input
+// that is not a checkpoint (an .npy file) 415. While the compression
+// is queued or running its input cannot be deleted (409). When as many
+// compressions as the server's `queue_capacity` are queued or running
+// the answer is 429 with Retry-After (compressions are counted apart
+// from jobs; their sub-jobs share the workers).
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/compressions (the `CreateCompression` operationId).
+func (c *ClientWithResponses) CreateCompressionWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateCompressionResponse, error) {
+	rsp, err := c.CreateCompressionWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateCompressionResponse(rsp)
+}
+
+// CreateCompressionWithResponse Compress a whole checkpoint
+//
+// The input is an uploaded safetensors or npz checkpoint (`tensor_id`);
+// `policy` says which layers to factor and to what rank: a global
+// `budget` (the fraction of the selected layers' parameters to keep)
+// or a per-layer `rule`, with per-layer overrides. Layers run as
+// sub-jobs on the worker pool of every replica: each layer's spectrum
+// is analysed, the ranks allocated, each layer factored (SVD for
+// matrices and 1×1 convs, Tucker-2 or CP for k×k convs), and the
+// compressed checkpoint assembled. A bad policy is answered 422
+// naming the field (`policy.budget`); an unknown tensor 404; an input
+// that is not a checkpoint (an .npy file) 415. While the compression
+// is queued or running its input cannot be deleted (409). When as many
+// compressions as the server's `queue_capacity` are queued or running
+// the answer is 429 with Retry-After (compressions are counted apart
+// from jobs; their sub-jobs share the workers).
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/compressions (the `CreateCompression` operationId).
+func (c *ClientWithResponses) CreateCompressionWithResponse(ctx context.Context, body CreateCompressionJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateCompressionResponse, error) {
+	rsp, err := c.CreateCompression(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateCompressionResponse(rsp)
+}
+
+// DeleteCompressionWithResponse Cancel a queued or running compression, or delete a finished one
+//
+// A queued or running compression is canceled as a whole (200, with
+// status `canceled`): its running layers stop and it keeps no
+// outputs. A finished one is deleted with its outputs (204).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /v1/compressions/{id} (the `DeleteCompression` operationId).
+func (c *ClientWithResponses) DeleteCompressionWithResponse(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*DeleteCompressionResponse, error) {
+	rsp, err := c.DeleteCompression(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteCompressionResponse(rsp)
+}
+
+// GetCompressionWithResponse A compression's status, progress, layers and (once succeeded) totals and outputs
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/compressions/{id} (the `GetCompression` operationId).
+func (c *ClientWithResponses) GetCompressionWithResponse(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*GetCompressionResponse, error) {
+	rsp, err := c.GetCompression(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetCompressionResponse(rsp)
+}
+
+// GetCompressedCheckpointWithResponse The compressed checkpoint (safetensors)
+//
+// Every factored weight `<prefix>.weight` is replaced by its factors
+// `<prefix>.lowrank.<i>.weight` (see the manifest); every other
+// tensor is copied byte for byte. Range and If-None-Match requests
+// are answered (206, 304). A compression that has not succeeded is
+// 409.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/compressions/{id}/checkpoint (the `GetCompressedCheckpoint` operationId).
+func (c *ClientWithResponses) GetCompressedCheckpointWithResponse(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*GetCompressedCheckpointResponse, error) {
+	rsp, err := c.GetCompressedCheckpoint(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetCompressedCheckpointResponse(rsp)
+}
+
+// GetCompressionLayerSpectrumPNGWithResponse The spectrum of one layer of a compression, as PNG
+//
+// The same figure as spectrum.svg, as a PNG image of width × height
+// pixels.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/compressions/{id}/layers/{name}/spectrum.png (the `GetCompressionLayerSpectrumPNG` operationId).
+func (c *ClientWithResponses) GetCompressionLayerSpectrumPNGWithResponse(ctx context.Context, id ID, name string, params *GetCompressionLayerSpectrumPNGParams, reqEditors ...RequestEditorFn) (*GetCompressionLayerSpectrumPNGResponse, error) {
+	rsp, err := c.GetCompressionLayerSpectrumPNG(ctx, id, name, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetCompressionLayerSpectrumPNGResponse(rsp)
+}
+
+// GetCompressionLayerSpectrumWithResponse The spectrum of one layer of a compression, as SVG
+//
+// The layer's singular values and cumulative energy with the
+// allocated rank marked; available once the layer is analysed (409
+// before), with the rank marked once allocated. A Tucker-2 conv has
+// two spectra: `mode` 0 (output channels) and 1 (input channels). A
+// layer factored by CP has none (404).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/compressions/{id}/layers/{name}/spectrum.svg (the `GetCompressionLayerSpectrum` operationId).
+func (c *ClientWithResponses) GetCompressionLayerSpectrumWithResponse(ctx context.Context, id ID, name string, params *GetCompressionLayerSpectrumParams, reqEditors ...RequestEditorFn) (*GetCompressionLayerSpectrumResponse, error) {
+	rsp, err := c.GetCompressionLayerSpectrum(ctx, id, name, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetCompressionLayerSpectrumResponse(rsp)
+}
+
+// GetCompressionManifestWithResponse The manifest (format lowrank.compress.v1) saying how to rebuild each factored layer
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/compressions/{id}/manifest (the `GetCompressionManifest` operationId).
+func (c *ClientWithResponses) GetCompressionManifestWithResponse(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*GetCompressionManifestResponse, error) {
+	rsp, err := c.GetCompressionManifest(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetCompressionManifestResponse(rsp)
+}
+
+// GetCompressionReportWithResponse The report, as JSON
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/compressions/{id}/report (the `GetCompressionReport` operationId).
+func (c *ClientWithResponses) GetCompressionReportWithResponse(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*GetCompressionReportResponse, error) {
+	rsp, err := c.GetCompressionReport(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetCompressionReportResponse(rsp)
+}
+
+// GetCompressionReportHTMLWithResponse The report as a page a person reads, with every layer's spectrum plotted
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/compressions/{id}/report.html (the `GetCompressionReportHTML` operationId).
+func (c *ClientWithResponses) GetCompressionReportHTMLWithResponse(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*GetCompressionReportHTMLResponse, error) {
+	rsp, err := c.GetCompressionReportHTML(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetCompressionReportHTMLResponse(rsp)
+}
+
 // GetInfoWithResponse Version, numeric backend, limits and methods
 //
 // Returns a wrapper object for the known response body format(s).
@@ -3881,6 +6152,469 @@ func ParseGetReadyResponse(rsp *http.Response) (*GetReadyResponse, error) {
 	switch {
 	case true:
 		var headers GetReadyResponseDefaultHeaders
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListCompressionsResponse parses an HTTP response from a ListCompressionsWithResponse call
+func ParseListCompressionsResponse(rsp *http.Response) (*ListCompressionsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListCompressionsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest CompressionList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case true:
+		var headers ListCompressionsResponseDefaultHeaders
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
+// ParseCreateCompressionResponse parses an HTTP response from a CreateCompressionWithResponse call
+func ParseCreateCompressionResponse(rsp *http.Response) (*CreateCompressionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateCompressionResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest Compression
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 202:
+		var headers CreateCompressionResponse202Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		response.Headers202 = &headers
+	case true:
+		var headers CreateCompressionResponseDefaultHeaders
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
+// ParseDeleteCompressionResponse parses an HTTP response from a DeleteCompressionWithResponse call
+func ParseDeleteCompressionResponse(rsp *http.Response) (*DeleteCompressionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeleteCompressionResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Compression
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case true:
+		var headers DeleteCompressionResponseDefaultHeaders
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetCompressionResponse parses an HTTP response from a GetCompressionWithResponse call
+func ParseGetCompressionResponse(rsp *http.Response) (*GetCompressionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetCompressionResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Compression
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case true:
+		var headers GetCompressionResponseDefaultHeaders
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetCompressedCheckpointResponse parses an HTTP response from a GetCompressedCheckpointWithResponse call
+func ParseGetCompressedCheckpointResponse(rsp *http.Response) (*GetCompressedCheckpointResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetCompressedCheckpointResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 304:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case true:
+		var headers GetCompressedCheckpointResponseDefaultHeaders
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetCompressionLayerSpectrumPNGResponse parses an HTTP response from a GetCompressionLayerSpectrumPNGWithResponse call
+func ParseGetCompressionLayerSpectrumPNGResponse(rsp *http.Response) (*GetCompressionLayerSpectrumPNGResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetCompressionLayerSpectrumPNGResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 304:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case true:
+		var headers GetCompressionLayerSpectrumPNGResponseDefaultHeaders
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetCompressionLayerSpectrumResponse parses an HTTP response from a GetCompressionLayerSpectrumWithResponse call
+func ParseGetCompressionLayerSpectrumResponse(rsp *http.Response) (*GetCompressionLayerSpectrumResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetCompressionLayerSpectrumResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 304:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case true:
+		var headers GetCompressionLayerSpectrumResponseDefaultHeaders
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetCompressionManifestResponse parses an HTTP response from a GetCompressionManifestWithResponse call
+func ParseGetCompressionManifestResponse(rsp *http.Response) (*GetCompressionManifestResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetCompressionManifestResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest CompressionManifest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case rsp.StatusCode == 304:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case true:
+		var headers GetCompressionManifestResponseDefaultHeaders
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetCompressionReportResponse parses an HTTP response from a GetCompressionReportWithResponse call
+func ParseGetCompressionReportResponse(rsp *http.Response) (*GetCompressionReportResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetCompressionReportResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest CompressionReport
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case rsp.StatusCode == 304:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case true:
+		var headers GetCompressionReportResponseDefaultHeaders
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetCompressionReportHTMLResponse parses an HTTP response from a GetCompressionReportHTMLWithResponse call
+func ParseGetCompressionReportHTMLResponse(rsp *http.Response) (*GetCompressionReportHTMLResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetCompressionReportHTMLResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 304:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case true:
+		var headers GetCompressionReportHTMLResponseDefaultHeaders
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {

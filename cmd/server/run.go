@@ -92,13 +92,13 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		SingleProcess: st.singleProcess, RescueAfter: cfg.RescueAfter,
 		Workers: cfg.Workers, QueueCapacity: cfg.QueueCapacity, Limits: limits, JobTimeout: cfg.JobTimeout,
 		Logger: log.Named("jobs"), Metrics: reg, Version: version,
-		Retention: cfg.Retention, CleanInterval: h.cleanInterval, Now: h.now,
+		Retention: cfg.Retention, CleanInterval: h.cleanInterval, Now: h.now, Compressions: st.compressions,
 	})
 	if err != nil {
 		return err
 	}
 	handler, err := handlers.New(handlers.Deps{
-		Logger: log.Named("http"), Registry: reg, Gatherer: reg, Meta: meta, Blobs: blobs, Codec: codec, Jobs: svc,
+		Logger: log.Named("http"), Registry: reg, Gatherer: reg, Meta: meta, Blobs: blobs, Codec: codec, Jobs: svc, Compressions: svc,
 		Info: handlers.Info{Version: version, Backend: backend.Name(), BackendDescription: linalg.Describe(backend),
 			Threads: backend.Threads(), Workers: cfg.Workers,
 			QueueCapacity: cfg.QueueCapacity, MaxUploadBytes: cfg.MaxUploadBytes, Retention: cfg.Retention,

@@ -16,9 +16,11 @@ import (
 // SQLite database and files under the data dir, or the scale-out one's
 // Postgres database (and S3 bucket), shared by every replica.
 type stores struct {
-	meta  store.MetaStore
-	blobs store.BlobStore
-	queue jobs.Queue
+	meta store.MetaStore
+	// compressions lives in meta's database.
+	compressions store.CompressionStore
+	blobs        store.BlobStore
+	queue        jobs.Queue
 	// singleProcess: no other process shares the queue (SQLite), so jobs
 	// left running at start are orphans to requeue at once.
 	singleProcess bool
@@ -53,7 +55,7 @@ func openStores(ctx context.Context, cfg *config) (_ *stores, err error) {
 			return nil, err
 		}
 		s.closers = append(s.closers, pg.Close)
-		s.meta, s.queue = pg, jobs.PostgresQueue(pg.Pool())
+		s.meta, s.queue, s.compressions = pg, jobs.PostgresQueue(pg.Pool()), pg.Compressions()
 		s.database = "postgres " + describeURL(cfg.DatabaseURL)
 		s.kinds.Database = "postgres"
 	}
@@ -83,9 +85,11 @@ func (s *stores) openSQLite(ctx context.Context, path string) error {
 		return err
 	}
 	s.closers = append(s.closers, reads.Close)
-	if s.meta, err = store.NewSQLiteMetaReads(ctx, db, reads); err != nil {
+	sm, err := store.NewSQLiteMetaReads(ctx, db, reads)
+	if err != nil {
 		return err
 	}
+	s.meta, s.compressions = sm, sm.Compressions()
 	s.queue, s.singleProcess = jobs.SQLiteQueue(db), true
 	s.database = "sqlite " + path
 	s.kinds.Database = "sqlite"

@@ -57,7 +57,10 @@ type Deps struct {
 	Blobs    store.BlobStore
 	Codec    jobs.Codec
 	Jobs     JobService
-	Info     Info
+	// Compressions runs whole-checkpoint compressions; nil answers their
+	// routes 415 (not enabled).
+	Compressions CompressionService
+	Info         Info
 	// APIKeys, when not empty, are the accepted Bearer tokens; each key
 	// sees only its own tensors and jobs.
 	APIKeys []string

@@ -7,6 +7,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/lowrank/lowrank/internal/jobs"
 	"github.com/lowrank/lowrank/internal/report"
 )
 
@@ -49,6 +50,18 @@ func (s *server) routes() http.Handler {
 			r.Get("/{id}/factors/{name}", s.h(s.handleFactor))
 			r.Get("/{id}/spectrum.svg", s.h(s.handleSpectrum(report.SVG)))
 			r.Get("/{id}/spectrum.png", s.h(s.handleSpectrum(report.PNG)))
+		})
+		r.Route("/compressions", func(r chi.Router) {
+			r.Post("/", s.h(s.handleCompressionCreate))
+			r.Get("/", s.h(s.handleCompressionList))
+			r.Get("/{id}", s.h(s.handleCompressionGet))
+			r.Delete("/{id}", s.h(s.handleCompressionDelete))
+			r.Get("/{id}/checkpoint", s.h(s.handleCompressionOutput(jobs.OutputCheckpoint, "application/octet-stream", ".safetensors")))
+			r.Get("/{id}/manifest", s.h(s.handleCompressionOutput(jobs.OutputManifest, "application/json", "")))
+			r.Get("/{id}/report", s.h(s.handleCompressionOutput(jobs.OutputReport, "application/json", "")))
+			r.Get("/{id}/report.html", s.h(s.handleCompressionOutput(jobs.OutputReportHTML, "text/html; charset=utf-8", "")))
+			r.Get("/{id}/layers/{name}/spectrum.svg", s.h(s.handleCompressionSpectrum(report.SVG)))
+			r.Get("/{id}/layers/{name}/spectrum.png", s.h(s.handleCompressionSpectrum(report.PNG)))
 		})
 	})
 	return r

@@ -10,6 +10,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 	"go.uber.org/zap"
 
 	"github.com/lowrank/lowrank/internal/store"
@@ -171,9 +173,9 @@ func (s *Service) SweepReplicas(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 	s.mu.Lock()
-	mine := make([]int64, 0, len(s.running)+len(s.ended))
-	for _, r := range s.running {
-		mine = append(mine, r.riverID)
+	mine := make([]int64, 0, len(s.working)+len(s.ended))
+	for id := range s.working {
+		mine = append(mine, id)
 	}
 	for id, at := range s.ended {
 		if time.Since(at) > s.live.stale {
@@ -197,6 +199,30 @@ func (s *Service) SweepReplicas(ctx context.Context) (int, error) {
 		}
 	}
 	return int(res.requeued), nil
+}
+
+// workTracker is River middleware that keeps Service.working and ended,
+// whatever the job's kind.
+type workTracker struct {
+	river.MiddlewareDefaults
+	s *Service
+}
+
+func (w *workTracker) Work(ctx context.Context, job *rivertype.JobRow, doInner func(context.Context) error) error {
+	s := w.s
+	if s.live == nil {
+		return doInner(ctx)
+	}
+	s.mu.Lock()
+	s.working[job.ID] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.working, job.ID)
+		s.ended[job.ID] = time.Now()
+		s.mu.Unlock()
+	}()
+	return doInner(ctx)
 }
 
 func (q postgresQueue) heartbeat(ctx context.Context, id string) error {
@@ -231,7 +257,7 @@ const sweepSQL = `
 WITH lost AS (
 	SELECT j.id, j.attempted_by[cardinality(j.attempted_by)] AS replica
 	FROM river_job j
-	WHERE j.state = 'running' AND j.kind = $1
+	WHERE j.state = 'running' AND j.kind = ANY($1)
 	AND (
 		(j.attempted_by[cardinality(j.attempted_by)] = $2
 			AND j.attempted_at < now() - $4 * interval '1 microsecond'
@@ -266,7 +292,10 @@ func (q postgresQueue) sweep(ctx context.Context, self string, mine []int64, sta
 		mine = []int64{}
 	}
 	err = pgx.BeginFunc(ctx, q.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, sweepSQL, jobArgs{}.Kind(), self, mine, stale.Microseconds())
+		// Compression steps are retried as they are: their records do
+		// not say which step runs, and each step is idempotent.
+		kinds := []string{jobArgs{}.Kind(), compressArgs{}.Kind()}
+		rows, err := tx.Query(ctx, sweepSQL, kinds, self, mine, stale.Microseconds())
 		if err != nil {
 			return err
 		}

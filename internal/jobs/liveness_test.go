@@ -172,6 +172,14 @@ func TestConcurrentSweepsHandBackOnce(t *testing.T) {
 		attempted_by = ARRAY[CASE id % 4 WHEN 0 THEN 'gone' WHEN 1 THEN 'never' WHEN 2 THEN 'alive' ELSE 'norow' END]`); err != nil {
 		t.Fatal(err)
 	}
+	// A compression step lost with it goes back too (its records need
+	// nothing: steps are idempotent).
+	var stepID int64
+	if err := bs[0].db.QueryRowContext(ctx, `INSERT INTO river_job (kind, args, max_attempts, state, attempt, attempted_at, attempted_by)
+		VALUES ('lowrank_compress', '{"compression_id": "c", "step": "plan"}', 10, 'running', 1, now() - interval '2 seconds', '{gone}')
+		RETURNING id`).Scan(&stepID); err != nil {
+		t.Fatal(err)
+	}
 	var wg sync.WaitGroup
 	counts := make([]int, replicas)
 	errs := make([]error, replicas)
@@ -186,7 +194,10 @@ func TestConcurrentSweepsHandBackOnce(t *testing.T) {
 		}
 		total += counts[i]
 	}
-	want := 0
+	want := 1 // the step
+	if r := readRiver(t, bs[0], stepID); r.state != "available" || !r.handedBack {
+		t.Errorf("lost compression step: %+v, want available", r)
+	}
 	for k, rid := range riverIDs {
 		r := readRiver(t, bs[0], rid)
 		j, err := bs[0].meta.GetJobByID(ctx, ids[k])

@@ -33,7 +33,7 @@ func newMetrics(reg prometheus.Registerer, meta store.MetaStore) (*metrics, erro
 			Name: "lowrank_job_queue_wait_seconds", Help: "Time a job waited in the queue before it started, by method.", Buckets: buckets,
 		}, []string{"method"}),
 		expired: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "lowrank_expired_total", Help: "Records removed by retention, by kind (tensor, job).",
+			Name: "lowrank_expired_total", Help: "Records removed by retention, by kind (tensor, job, compression).",
 		}, []string{"kind"}),
 	}
 	// Queue depth is counted from metadata at scrape time, so it is right

@@ -50,6 +50,9 @@ func (s *Service) Expire(ctx context.Context) (tensors, jobs int, err error) {
 			break
 		}
 	}
+	if _, err := s.expireCompressions(ctx, cutoff); err != nil {
+		return tensors, jobs, err
+	}
 	for {
 		ts, err := s.cfg.Meta.ExpiredTensors(ctx, cutoff, expireBatch)
 		if err != nil {

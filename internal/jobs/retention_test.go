@@ -90,7 +90,7 @@ func TestExpire(t *testing.T) {
 		}
 	}
 	const want = `
-# HELP lowrank_expired_total Records removed by retention, by kind (tensor, job).
+# HELP lowrank_expired_total Records removed by retention, by kind (tensor, job, compression).
 # TYPE lowrank_expired_total counter
 lowrank_expired_total{kind="job"} 1
 lowrank_expired_total{kind="tensor"} 1

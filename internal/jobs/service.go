@@ -85,6 +85,9 @@ type Config struct {
 	// them forever. CleanInterval is how often expired ones are removed
 	// (default: a tenth of Retention, between a second and an hour).
 	Retention, CleanInterval time.Duration
+	// Compressions keeps whole-checkpoint compressions (in the database of
+	// Meta and Queue); nil turns them off (see compress.go).
+	Compressions store.CompressionStore
 }
 
 // Service owns the job lifecycle: submission, the River workers,
@@ -105,17 +108,21 @@ type Service struct {
 	background     sync.WaitGroup
 	mu             sync.Mutex
 	running        map[string]*runningJob // by job id
-	// ended is when the worker let go of each River job lately (by River
-	// id); River records the end a moment later, and until then the
-	// sweep must not take the job for one whose end was lost.
-	ended map[int64]time.Time
+	// working and ended are, among replicas, the River jobs (of every
+	// kind, by River id) this replica works, and when it let go of those
+	// it worked lately: River records a job's end a moment after, and
+	// until then the sweep must not take the job for one whose end was
+	// lost (workTracker).
+	working map[int64]struct{}
+	ended   map[int64]time.Time
+
+	compressions *compressions // nil when Config.Compressions is
 
 	reconcileMu     sync.Mutex
 	reconciledSince time.Time // where the next ReconcileDiscarded stops
 }
 
 type runningJob struct {
-	riverID  int64
 	cancel   context.CancelFunc
 	canceled atomic.Bool // by a user, as opposed to a shutdown
 }
@@ -160,7 +167,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Threads < 1 {
 		cfg.Threads = cfg.Backend.Threads() * cfg.Workers
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger, running: map[string]*runningJob{}, ended: map[int64]time.Time{}, threads: newThreadBudget(cfg.Threads, cfg.Workers)}
+	s := &Service{cfg: cfg, log: cfg.Logger, running: map[string]*runningJob{}, working: map[int64]struct{}{}, ended: map[int64]time.Time{}, threads: newThreadBudget(cfg.Threads, cfg.Workers)}
 	var err error
 	if s.metrics, err = newMetrics(cfg.Metrics, cfg.Meta); err != nil {
 		return nil, err
@@ -168,6 +175,14 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, &worker{s: s}); err != nil {
 		return nil, err
+	}
+	if err := river.AddWorkerSafely(workers, &compressWorker{s: s}); err != nil {
+		return nil, err
+	}
+	if cfg.Compressions != nil {
+		if s.compressions, err = newCompressions(cfg, cfg.Metrics); err != nil {
+			return nil, err
+		}
 	}
 	s.jobTimeout = cfg.JobTimeout
 	riverTimeout, backstop := s.jobTimeout, time.Duration(0) // 0: River's default
@@ -201,6 +216,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		// River's rescuer only backs that up, for a job whose end was
 		// lost: it must not take a live job, so it waits past the timeout.
 		RescueStuckJobsAfter: backstop,
+		Middleware:           []rivertype.Middleware{&workTracker{s: s}},
 	}
 	s.river, err = cfg.Queue.client(rc)
 	if err != nil {

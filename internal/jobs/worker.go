@@ -81,16 +81,13 @@ func (w *worker) Work(ctx context.Context, rj *river.Job[jobArgs]) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	run := &runningJob{riverID: rj.ID, cancel: cancel}
+	run := &runningJob{cancel: cancel}
 	s.mu.Lock()
 	s.running[id] = run
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		delete(s.running, id)
-		if s.live != nil {
-			s.ended[rj.ID] = time.Now()
-		}
 		s.mu.Unlock()
 	}()
 

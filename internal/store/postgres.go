@@ -145,7 +145,7 @@ func pgMigrate(ctx context.Context, db *sql.DB) (err error) {
 	if _, err = tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, pgLockSchema); err != nil {
 		return fmt.Errorf("store: create schema: %w", err)
 	}
-	for _, stmt := range pgSchema {
+	for _, stmt := range append(pgSchema[:len(pgSchema):len(pgSchema)], pgCompressionSchema...) {
 		if _, err = tx.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("store: create schema: %w", err)
 		}
@@ -447,6 +447,7 @@ func (s *Postgres) ExpiredTensors(ctx context.Context, cutoff time.Time, limit i
 	// A tensor still read by an active job stays until that job ends.
 	return queryAll(ctx, s.db, "expired tensors", scanTensor, `SELECT `+tensorCols+` FROM lowrank_tensor t WHERE created_at < $1
 		AND NOT EXISTS (SELECT 1 FROM lowrank_job j WHERE j.input_key = t.id AND j.status IN ($2, $3))
+		AND NOT EXISTS (SELECT 1 FROM lowrank_compression c WHERE c.tensor_id = t.id AND c.status IN ('queued', 'running'))
 		ORDER BY created_at LIMIT $4`, cutoff.UnixNano(), string(JobQueued), string(JobRunning), limit)
 }
 

@@ -133,6 +133,14 @@ func deleteTensorTx(ctx context.Context, db *sql.DB, owner, id, lock string, rew
 	case !errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("store: delete tensor: %w", err)
 	}
+	var compressionID string
+	err = tx.QueryRowContext(ctx, rewrite(sqlActiveCompression), id).Scan(&compressionID)
+	switch {
+	case err == nil:
+		return lowrank.Errorf(lowrank.ECONFLICT, "", "tensor %s is the input of compression %s, which is queued or running; cancel the compression or wait for it to finish", id, compressionID)
+	case !errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("store: delete tensor: %w", err)
+	}
 	if _, err = tx.ExecContext(ctx, rewrite(`DELETE FROM lowrank_tensor WHERE id = ?`), id); err != nil {
 		return fmt.Errorf("store: delete tensor: %w", err)
 	}

@@ -109,7 +109,7 @@ func NewSQLiteMeta(ctx context.Context, db *sql.DB) (*SQLiteMeta, error) {
 // NewSQLiteMetaReads is NewSQLiteMeta with lookups served by reads (from
 // OpenSQLiteReader) rather than the write connection.
 func NewSQLiteMetaReads(ctx context.Context, db, reads *sql.DB) (*SQLiteMeta, error) {
-	if _, err := db.ExecContext(ctx, sqliteSchema); err != nil {
+	if _, err := db.ExecContext(ctx, sqliteSchema+sqliteCompressionSchema); err != nil {
 		return nil, fmt.Errorf("store: create schema: %w", err)
 	}
 	return &SQLiteMeta{db: db, reads: reads}, nil
@@ -449,6 +449,7 @@ func (s *SQLiteMeta) ExpiredTensors(ctx context.Context, cutoff time.Time, limit
 	// A tensor still read by an active job stays until that job ends.
 	return queryAll(ctx, s.reads, "expired tensors", scanTensor, `SELECT `+tensorCols+` FROM lowrank_tensor t WHERE created_at < ?
 		AND NOT EXISTS (SELECT 1 FROM lowrank_job j WHERE j.input_key = t.id AND j.status IN (?, ?))
+		AND NOT EXISTS (SELECT 1 FROM lowrank_compression c WHERE c.tensor_id = t.id AND c.status IN ('queued', 'running'))
 		ORDER BY created_at LIMIT ?`, cutoff.UnixNano(), string(JobQueued), string(JobRunning), limit)
 }
 
