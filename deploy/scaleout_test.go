@@ -62,14 +62,11 @@ func TestScaleOutOverlay(t *testing.T) {
 	if b.setting(t, "LOWRANK_S3_ENDPOINT") == "" {
 		t.Errorf("LOWRANK_S3_ENDPOINT is empty")
 	}
-	// A job still running when the rescue delay passes is run a second
-	// time elsewhere: the delay must exceed the job timeout.
-	rescue, timeout := duration(t, b.setting(t, "LOWRANK_RESCUE_AFTER")), duration(t, b.setting(t, "LOWRANK_JOB_TIMEOUT"))
-	if rescue <= timeout {
-		t.Errorf("LOWRANK_RESCUE_AFTER %s ≤ LOWRANK_JOB_TIMEOUT %s: long jobs would run twice", rescue, timeout)
-	}
-	if rescue > timeout+30*time.Minute {
-		t.Errorf("LOWRANK_RESCUE_AFTER %s: a dead replica's jobs wait that long", rescue)
+	// A dead replica's jobs go elsewhere once its heartbeat is this old,
+	// whatever the job timeout: shorter than a few seconds, a database
+	// hiccup would run jobs twice; longer than minutes, they wait idle.
+	if rescue := duration(t, b.setting(t, "LOWRANK_RESCUE_AFTER")); rescue < 5*time.Second || rescue > 5*time.Minute {
+		t.Errorf("LOWRANK_RESCUE_AFTER %s: want between 5s and 5m", rescue)
 	}
 
 	// Uploads are spooled to /tmp before they go to the bucket.

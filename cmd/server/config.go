@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lowrank/lowrank/internal/jobs"
 	"github.com/lowrank/lowrank/internal/store"
 )
 
@@ -40,9 +41,8 @@ type config struct {
 	// DatabaseURL is the Postgres database of the scale-out deployment;
 	// "" keeps metadata and queue in SQLite under DataDir.
 	DatabaseURL string
-	// RescueAfter is how long a job may run before another replica takes
-	// it for dead and runs it again (0: JobTimeout + 1 min, or River's
-	// default of an hour without a timeout).
+	// RescueAfter is how long after a replica stops heartbeating its
+	// running jobs go to another replica (jobs.Config.RescueAfter).
 	RescueAfter time.Duration
 	// BlobURL is s3://bucket/prefix for blobs in S3; "" keeps them under
 	// DataDir.
@@ -159,7 +159,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 	str(&c.MetricsAddr, "metrics-addr", "METRICS_ADDR", "", "when set, /metrics is served on this address instead of the main one")
 	duration(&c.Retention, "retention", "RETENTION", 7*24*time.Hour, "how long uploaded tensors and finished jobs (with their factors) are kept (0: forever)")
 	secret(&c.DatabaseURL, "database-url", "DATABASE_URL", "postgres://user:password@host:5432/db to keep metadata and the job queue in Postgres, shared by replicas (default: SQLite under --data-dir)")
-	duration(&c.RescueAfter, "rescue-after", "RESCUE_AFTER", 0, "with --database-url, how long a job may run before it is taken for lost (its server died) and run again elsewhere; at least --job-timeout, as a job still running then runs twice; with --job-timeout 0 it is also the jobs' time limit (0: --job-timeout + 1m, or 1h1m and a 1h limit without a timeout)")
+	duration(&c.RescueAfter, "rescue-after", "RESCUE_AFTER", jobs.DefaultRescueAfter, "with --database-url, how long after a replica stops heartbeating (it died, or lost the database) its running jobs are run again by another replica, whatever their length; replicas heartbeat every fifth of it")
 	str(&c.BlobURL, "blob-url", "BLOB_URL", "", "s3://bucket/prefix to keep tensors and factors in S3 (default: files under --data-dir)")
 	str(&c.S3.Endpoint, "s3-endpoint", "S3_ENDPOINT", "", "S3 endpoint host[:port], e.g. s3.amazonaws.com or minio:9000")
 	secret(&c.S3.Region, "s3-region", "S3_REGION", "S3 region", "AWS_REGION")
@@ -231,10 +231,10 @@ func (c *config) validate() error {
 		return fmt.Errorf("--retention must be ≥ 0, got %s", c.Retention)
 	case c.ShutdownGrace < 0:
 		return fmt.Errorf("--shutdown-grace must be ≥ 0, got %s", c.ShutdownGrace)
-	case c.RescueAfter < 0:
-		return fmt.Errorf("--rescue-after must be ≥ 0, got %s", c.RescueAfter)
-	case c.RescueAfter > 0 && c.JobTimeout > 0 && c.RescueAfter < c.JobTimeout:
-		return fmt.Errorf("--rescue-after (%s) must be at least --job-timeout (%s): a job still running when rescued would run twice", c.RescueAfter, c.JobTimeout)
+	case c.RescueAfter < time.Second:
+		// Heartbeats come every fifth of it, at most five a second: a
+		// shorter delay would take a replica for dead after a hiccup.
+		return fmt.Errorf("--rescue-after must be ≥ 1s, got %s", c.RescueAfter)
 	}
 	if c.DatabaseURL != "" {
 		// The URL may hold a password: errors name its scheme only.

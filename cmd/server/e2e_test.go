@@ -851,7 +851,7 @@ func TestSecretsAndStorageConfig(t *testing.T) {
 		{[]string{"--blob-url", "s3:///x", "--s3-endpoint", "e"}, "bucket must be"},
 		{[]string{"--blob-url", "s3://bucket/x"}, "--s3-endpoint"},
 		{[]string{"--blob-url", "s3://bucket/x", "--s3-endpoint", "http://minio:9000"}, "without a scheme"},
-		{[]string{"--job-timeout", "1h", "--rescue-after", "30m"}, "at least --job-timeout"},
+		{[]string{"--rescue-after", "500ms"}, "--rescue-after must be ≥ 1s"},
 		{[]string{"--rescue-after", "-1s"}, "--rescue-after"},
 	} {
 		_, err := parseConfig(tc.args, func(string) string { return "" }, io.Discard)
@@ -860,6 +860,14 @@ func TestSecretsAndStorageConfig(t *testing.T) {
 		} else if strings.Contains(err.Error(), "hunter2") {
 			t.Errorf("%v: error shows the password: %v", tc.args, err)
 		}
+	}
+	// The rescue delay no longer depends on the job timeout: replicas
+	// heartbeat, so a long job is not taken from a live one.
+	if cfg, err := parseConfig([]string{"--job-timeout", "1h", "--rescue-after", "5s"}, func(string) string { return "" }, io.Discard); err != nil || cfg.RescueAfter != 5*time.Second {
+		t.Errorf("--rescue-after shorter than --job-timeout: %+v %v", cfg, err)
+	}
+	if cfg, err := parseConfig(nil, func(string) string { return "" }, io.Discard); err != nil || cfg.RescueAfter != 30*time.Second {
+		t.Errorf("default --rescue-after: %v %v, want 30s", cfg.RescueAfter, err)
 	}
 	// A database that cannot be reached is an error from run, not a hang
 	// or a panic, and does not show the password.

@@ -98,8 +98,8 @@ func TestReplicaFigures(t *testing.T) {
 	}
 	t.Run("KillTakeover", func(t *testing.T) {
 		st := killScenario(t)
-		t.Logf("kill -9 mid-job: finished on the other replica %s after the kill (--rescue-after %s); %d jobs, %d lost, %d finished twice",
-			st.takeover.Round(100*time.Millisecond), rescueAfter, st.jobs, st.lost, st.doubleFinish)
+		t.Logf("kill -9 mid-job: finished on the other replica %s after the kill (--rescue-after %s, the job runs %s); %d jobs, %d lost, %d finished twice",
+			st.takeover.Round(10*time.Millisecond), rescueAfter, slowSVDPause, st.jobs, st.lost, st.doubleFinish)
 	})
 	for _, crash := range []bool{false, true} {
 		how := map[bool]string{false: "stopped", true: "crashed"}[crash]

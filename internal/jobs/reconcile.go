@@ -13,8 +13,9 @@ import (
 	"github.com/lowrank/lowrank/internal/store"
 )
 
-// reconcileInterval is how often ReconcileDiscarded runs; River's rescuer,
-// which discards the jobs it finds stuck on their last attempt, runs every
+// reconcileInterval is how often ReconcileDiscarded runs. The replicas'
+// sweep reconciles at once the jobs it discards; River's rescuer, the
+// backstop, discards the jobs it finds stuck on their last attempt every
 // 30 s, so a minute leaves such a job looking active for a minute and a half
 // at most.
 const reconcileInterval = time.Minute
@@ -26,8 +27,9 @@ const reconcileBatch = 100
 // (discarded after maxAttempts) while metadata still shows it queued or
 // running, and returns how many it changed. The worker records the jobs it
 // sees cut short on their last attempt; this catches those that no worker
-// saw end: a job whose server died on its last attempt is discarded by
-// River's rescuer without running again.
+// saw end: a job whose server died on its last attempt is discarded by the
+// replicas' sweep (liveness.go), or by River's rescuer, without running
+// again.
 //
 // Each pass reads the jobs discarded since the previous pass began (less a
 // minute, for clocks that disagree), newest first; the first pass reads all

@@ -50,10 +50,7 @@ type Config struct {
 	// QueueCapacity bounds queued + running jobs; 0 means unbounded.
 	QueueCapacity int
 	Limits        Limits
-	// JobTimeout bounds one job's run; 0 means none, but when replicas
-	// share the queue (SingleProcess false) a job is still bounded by
-	// RescueAfter, since River's rescuer would take one that ran longer
-	// for lost (and it rescues no job that has no timeout at all).
+	// JobTimeout bounds one job's run; 0 means none.
 	JobTimeout time.Duration
 	Logger     *zap.Logger
 	Metrics    prometheus.Registerer
@@ -70,18 +67,19 @@ type Config struct {
 	// SingleProcess says no other process uses the queue (the embedded
 	// SQLite deployment): at start, jobs left running by a crash, or by a
 	// shutdown whose kernels would not stop in time, are queued again at
-	// once instead of waiting for River's stuck-job rescuer. It must be
-	// false when replicas share the queue: the jobs another replica is
-	// running would run twice.
+	// once. It must be false when replicas share the queue: the jobs
+	// another replica is running would run twice; there, replicas
+	// heartbeat and take over the jobs of those that stop (RescueAfter).
 	SingleProcess bool
-	// RescueAfter is how long a job may stay running before River's
-	// rescuer (run by one replica, the leader) takes it for dead and runs
-	// it again, which is how the jobs of a replica that died are taken
-	// over. Default: JobTimeout + 1 min, or 1 h 1 min when there is no
-	// timeout. It must be at least JobTimeout: a job still
-	// running when rescued runs twice, its second run wasting a worker
-	// (only one of the two can record its result). Shorter means a dead
-	// replica's jobs resume sooner.
+	// RescueAfter is, when replicas share a Postgres queue (SingleProcess
+	// false), how long after a replica stops heartbeating its running
+	// jobs go back to the queue for another replica (see liveness.go);
+	// default DefaultRescueAfter. Replicas heartbeat and sweep every
+	// fifth of it (at least 200 ms, at most 10 s). It does not depend on
+	// the jobs' length: a live replica keeps its jobs however long they
+	// run. Shorter means a dead replica's jobs resume sooner, but a
+	// replica cut off from the database for longer has its jobs run
+	// twice (safely: the first result wins).
 	RescueAfter time.Duration
 	// Retention is how long tensors and finished jobs are kept; 0 keeps
 	// them forever. CleanInterval is how often expired ones are removed
@@ -95,19 +93,28 @@ type Config struct {
 // Service owns the job lifecycle: submission, the River workers,
 // cancellation and deletion.
 type Service struct {
-	cfg     Config
-	river   riverClient
-	metrics *metrics
-	log     *zap.Logger
-	threads *threadBudget
-	// jobTimeout and rescueAfter are the effective limits (jobLimits).
-	jobTimeout, rescueAfter time.Duration
+	cfg        Config
+	river      riverClient
+	metrics    *metrics
+	log        *zap.Logger
+	threads    *threadBudget
+	jobTimeout time.Duration
+	// live is the replica's heartbeat and sweep; nil unless replicas
+	// share a Postgres queue.
+	live *liveness
 
 	stopping       atomic.Bool
 	stopBackground context.CancelFunc // the cleaner and the reconciler
 	background     sync.WaitGroup
 	mu             sync.Mutex
 	running        map[string]*runningJob // by job id
+	// working and ended are, among replicas, the River jobs (of every
+	// kind, by River id) this replica works, and when it let go of those
+	// it worked lately: River records a job's end a moment after, and
+	// until then the sweep must not take the job for one whose end was
+	// lost (workTracker).
+	working map[int64]struct{}
+	ended   map[int64]time.Time
 
 	compressions *compressions // nil when Config.Compressions is
 
@@ -145,8 +152,8 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Queue == nil {
 		return nil, errors.New("jobs: Config.Queue is required")
 	}
-	if cfg.RescueAfter > 0 && cfg.RescueAfter < cfg.JobTimeout {
-		return nil, fmt.Errorf("jobs: the rescue delay %s is shorter than the job timeout %s: jobs would run twice", cfg.RescueAfter, cfg.JobTimeout)
+	if cfg.RescueAfter < 0 || cfg.JobTimeout < 0 {
+		return nil, fmt.Errorf("jobs: negative RescueAfter %s or JobTimeout %s", cfg.RescueAfter, cfg.JobTimeout)
 	}
 	slogger := slog.New(zapslog.NewHandler(cfg.Logger.WithOptions(zap.IncreaseLevel(zap.WarnLevel)).Core(), zapslog.WithName("river")))
 	if err := cfg.Queue.migrate(ctx, slogger); err != nil {
@@ -160,7 +167,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Threads < 1 {
 		cfg.Threads = cfg.Backend.Threads() * cfg.Workers
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger, running: map[string]*runningJob{}, threads: newThreadBudget(cfg.Threads, cfg.Workers)}
+	s := &Service{cfg: cfg, log: cfg.Logger, running: map[string]*runningJob{}, working: map[int64]struct{}{}, ended: map[int64]time.Time{}, threads: newThreadBudget(cfg.Threads, cfg.Workers)}
 	var err error
 	if s.metrics, err = newMetrics(cfg.Metrics, cfg.Meta); err != nil {
 		return nil, err
@@ -177,13 +184,24 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 			return nil, err
 		}
 	}
-	s.jobTimeout, s.rescueAfter = jobLimits(cfg.JobTimeout, cfg.RescueAfter, cfg.SingleProcess)
-	riverTimeout := s.jobTimeout
+	s.jobTimeout = cfg.JobTimeout
+	riverTimeout, backstop := s.jobTimeout, time.Duration(0) // 0: River's default
 	if riverTimeout <= 0 {
-		riverTimeout = -1 // River: no timeout
+		riverTimeout = -1 // River: no timeout; its rescuer then leaves the job alone
+	} else {
+		backstop = riverTimeout + time.Minute
+	}
+	var replicaID string
+	if lq, ok := cfg.Queue.(livenessQueue); ok && !cfg.SingleProcess {
+		stale := cmp.Or(cfg.RescueAfter, DefaultRescueAfter)
+		replicaID = newReplicaID()
+		s.live = &liveness{q: lq, id: replicaID, stale: stale, period: livenessPeriod(stale)}
 	}
 	cooldown, poll := cfg.Queue.fetchDefaults()
 	rc := &river.Config{
+		// River records it in river_job.attempted_by, where the sweep
+		// looks for the replica that runs a job ("": River's default).
+		ID:                replicaID,
 		Logger:            slogger,
 		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}},
 		Workers:           workers,
@@ -192,9 +210,13 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		JobTimeout:        riverTimeout,
 		// A job cut short by a shutdown or a dead replica is retried; a
 		// job that fails on its own is not (the worker cancels it).
-		MaxAttempts:          maxAttempts,
-		RetryPolicy:          retryPolicy{},
-		RescueStuckJobsAfter: s.rescueAfter,
+		MaxAttempts: maxAttempts,
+		RetryPolicy: retryPolicy{},
+		// Replicas take over each other's jobs by heartbeat (liveness.go);
+		// River's rescuer only backs that up, for a job whose end was
+		// lost: it must not take a live job, so it waits past the timeout.
+		RescueStuckJobsAfter: backstop,
+		Middleware:           []rivertype.Middleware{&workTracker{s: s}},
 	}
 	s.river, err = cfg.Queue.client(rc)
 	if err != nil {
@@ -208,24 +230,6 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 // kernel runs the process out of memory would); then it gives up, and the
 // job is recorded failed (see the worker and ReconcileDiscarded).
 const maxAttempts = 10
-
-// jobLimits are the effective job timeout (0: none) and rescue delay (0:
-// River's default) for the configured ones.
-//
-// River's rescuer leaves alone a job with no timeout, however long it has
-// run. That is right for a single process, which requeues its orphans at
-// start; but replicas need the rescuer to take over a dead replica's jobs,
-// so there a job without a timeout gets the rescue delay as one (by default
-// an hour): a job running longer would be rescued, and run twice, anyway.
-func jobLimits(timeout, rescueAfter time.Duration, singleProcess bool) (time.Duration, time.Duration) {
-	if timeout <= 0 && !singleProcess {
-		timeout = cmp.Or(rescueAfter, time.Hour)
-	}
-	if rescueAfter <= 0 && timeout > 0 {
-		rescueAfter = timeout + time.Minute
-	}
-	return timeout, rescueAfter
-}
 
 // requeueOrphans makes every running job available again, in River's table
 // and in metadata. Only valid when this process is the queue's only user.
@@ -244,14 +248,32 @@ func requeueOrphans(ctx context.Context, q Queue, meta store.MetaStore, log *zap
 	return nil
 }
 
-// Start starts the workers.
+// Start starts the workers, and among replicas the heartbeat and the
+// sweep for dead replicas' jobs.
 func (s *Service) Start(ctx context.Context) error {
+	if s.live != nil {
+		// The row exists before River takes a job, or the sweep would
+		// take the job for a dead replica's.
+		if err := s.live.q.heartbeat(ctx, s.live.id); err != nil {
+			return fmt.Errorf("jobs: start: %w", err)
+		}
+		s.live.healthySince.Store(time.Now().UnixNano())
+		bctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		s.live.stopBeat, s.live.beatDone = stop, make(chan struct{})
+		go s.beat(bctx)
+		s.log.Info("replica registered", zap.String("replica_id", s.live.id),
+			zap.Duration("rescue_after", s.live.stale), zap.Duration("heartbeat_every", s.live.period))
+	}
 	if err := s.river.Start(ctx); err != nil {
+		s.stopHeartbeat(ctx)
 		return fmt.Errorf("jobs: start: %w", err)
 	}
 	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.stopBackground = cancel
 	s.background.Go(func() { s.reconcile(cctx, reconcileInterval) })
+	if s.live != nil {
+		s.background.Go(func() { s.sweepLoop(cctx) })
+	}
 	if s.cfg.Retention > 0 {
 		interval := s.cfg.CleanInterval
 		if interval <= 0 {
@@ -264,13 +286,15 @@ func (s *Service) Start(ctx context.Context) error {
 
 // Stop lets running jobs finish until ctx ends, then cancels them; a job cut
 // short goes back to queued and runs again: on another replica, or here
-// after a restart.
+// after a restart. The heartbeat goes on while jobs finish; then the
+// replica's row is deleted.
 func (s *Service) Stop(ctx context.Context) error {
 	s.stopping.Store(true)
 	if s.stopBackground != nil {
 		s.stopBackground()
 		s.background.Wait()
 	}
+	defer s.stopHeartbeat(ctx)
 	err := s.river.Stop(ctx)
 	if err == nil {
 		return nil
@@ -281,6 +305,23 @@ func (s *Service) Stop(ctx context.Context) error {
 		return fmt.Errorf("jobs: stop: %w", err)
 	}
 	return nil
+}
+
+// stopHeartbeat ends the heartbeat and deletes the replica's row: a job
+// still running here (one whose kernel would not stop) is then another
+// replica's at its next sweep, which is safe (the first result wins).
+func (s *Service) stopHeartbeat(ctx context.Context) {
+	if s.live == nil || s.live.stopBeat == nil {
+		return
+	}
+	s.live.stopBeat()
+	<-s.live.beatDone
+	s.live.stopBeat = nil
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := s.live.q.leave(lctx, s.live.id); err != nil {
+		s.log.Warn("replica row not deleted; other replicas forget it later", zap.Error(err))
+	}
 }
 
 // Ping reports whether the queue's database is usable.

@@ -46,8 +46,8 @@ type FactorInfo struct {
 func BundleKey(jobID string) string { return jobID + ".safetensors" }
 
 // attemptBundleKey is where attempt number attempt writes the bundle. A
-// later attempt writes its own: River's rescuer may start one while an
-// earlier one still runs on a replica it took for dead, and the attempt
+// later attempt writes its own: another replica may start one while an
+// earlier one still runs on a replica taken for dead (liveness.go), and the attempt
 // that loses the race to record its result deletes its bundle, which must
 // not be the winner's.
 func attemptBundleKey(jobID string, attempt int) string {

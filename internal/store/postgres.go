@@ -76,6 +76,15 @@ var pgSchema = []string{
 	)`,
 	`CREATE INDEX IF NOT EXISTS lowrank_job_owner ON lowrank_job (owner, id)`,
 	`CREATE INDEX IF NOT EXISTS lowrank_job_status ON lowrank_job (status)`,
+	// One row per running replica (package jobs heartbeats and sweeps it):
+	// id is also the replica's River client id, which River appends to
+	// river_job.attempted_by; times are the database's clock, so replicas
+	// whose clocks disagree still agree on who is late.
+	`CREATE TABLE IF NOT EXISTS lowrank_replica (
+		id           TEXT COLLATE "C" PRIMARY KEY,
+		started_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
+		heartbeat_at TIMESTAMPTZ NOT NULL DEFAULT now()
+	)`,
 }
 
 // OpenPostgres connects to the database at url (a postgres:// URL or a
