@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -362,15 +361,7 @@ func scanCompression(sc interface{ Scan(...any) error }) (*Compression, error) {
 }
 
 func (s *sqlCompressions) get(ctx context.Context, where string, args ...any) (*Compression, error) {
-	row := s.reads.QueryRowContext(ctx, s.rewrite(`SELECT `+compressionCols+` FROM lowrank_compression WHERE `+where), args...)
-	c, err := scanCompression(row)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, lowrank.Errorf(lowrank.ENOTFOUND, "", "compression %s not found", args[0])
-	}
-	if err != nil {
-		return nil, fmt.Errorf("store: get compression: %w", err)
-	}
-	return c, nil
+	return queryOne(ctx, s.reads, "compression", scanCompression, s.rewrite(`SELECT `+compressionCols+` FROM lowrank_compression WHERE `+where), args...)
 }
 
 func (s *sqlCompressions) GetCompression(ctx context.Context, owner, id string) (*Compression, error) {

@@ -222,15 +222,7 @@ func (s *Postgres) CreateTensor(ctx context.Context, t *Tensor) error {
 }
 
 func (s *Postgres) GetTensor(ctx context.Context, owner, id string) (*Tensor, error) {
-	row := s.db.QueryRowContext(ctx, `SELECT `+tensorCols+` FROM lowrank_tensor WHERE id = $1 AND owner = $2`, id, owner)
-	t, err := scanTensor(row)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, lowrank.Errorf(lowrank.ENOTFOUND, "", "tensor %s not found", id)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("store: get tensor: %w", err)
-	}
-	return t, nil
+	return queryOne(ctx, s.db, "tensor", scanTensor, `SELECT `+tensorCols+` FROM lowrank_tensor WHERE id = $1 AND owner = $2`, id, owner)
 }
 
 func (s *Postgres) ListTensors(ctx context.Context, owner string, p Page) ([]*Tensor, string, error) {
@@ -324,15 +316,7 @@ func (s *Postgres) CreateJob(ctx context.Context, j *Job, maxActive int, enqueue
 }
 
 func (s *Postgres) getJob(ctx context.Context, where string, args ...any) (*Job, error) {
-	row := s.db.QueryRowContext(ctx, `SELECT `+jobCols+` FROM lowrank_job WHERE `+where, args...)
-	j, err := scanJob(row)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, lowrank.Errorf(lowrank.ENOTFOUND, "", "job %s not found", args[0])
-	}
-	if err != nil {
-		return nil, fmt.Errorf("store: get job: %w", err)
-	}
-	return j, nil
+	return queryOne(ctx, s.db, "job", scanJob, `SELECT `+jobCols+` FROM lowrank_job WHERE `+where, args...)
 }
 
 func (s *Postgres) GetJob(ctx context.Context, owner, id string) (*Job, error) {

@@ -32,6 +32,20 @@ func queryAll[T any](ctx context.Context, db *sql.DB, what string, scan func(int
 	return out, nil
 }
 
+// queryOne runs q on db and scans its one row with scan. No row is an
+// ENOTFOUND error naming the record ("<what> <id> not found", id being the
+// first argument), as every lookup by id answers.
+func queryOne[T any](ctx context.Context, db *sql.DB, what string, scan func(interface{ Scan(...any) error }) (*T, error), q string, args ...any) (*T, error) {
+	v, err := scan(db.QueryRowContext(ctx, q, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, lowrank.Errorf(lowrank.ENOTFOUND, "", "%s %s not found", what, args[0])
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: get %s: %w", what, err)
+	}
+	return v, nil
+}
+
 // jobUpdateColumns lists the columns u sets, status first, with their values
 // as both SQL stores store them (times as Unix nanoseconds, JSON as text).
 func jobUpdateColumns(u JobUpdate) (cols []string, vals []any, err error) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -151,15 +150,7 @@ func scanTensor(sc interface{ Scan(...any) error }) (*Tensor, error) {
 }
 
 func (s *SQLiteMeta) GetTensor(ctx context.Context, owner, id string) (*Tensor, error) {
-	row := s.reads.QueryRowContext(ctx, `SELECT `+tensorCols+` FROM lowrank_tensor WHERE id = ? AND owner = ?`, id, owner)
-	t, err := scanTensor(row)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, lowrank.Errorf(lowrank.ENOTFOUND, "", "tensor %s not found", id)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("store: get tensor: %w", err)
-	}
-	return t, nil
+	return queryOne(ctx, s.reads, "tensor", scanTensor, `SELECT `+tensorCols+` FROM lowrank_tensor WHERE id = ? AND owner = ?`, id, owner)
 }
 
 func pageLimit(p Page) int {
@@ -316,15 +307,7 @@ func scanJob(sc interface{ Scan(...any) error }) (*Job, error) {
 }
 
 func (s *SQLiteMeta) getJob(ctx context.Context, where string, args ...any) (*Job, error) {
-	row := s.reads.QueryRowContext(ctx, `SELECT `+jobCols+` FROM lowrank_job WHERE `+where, args...)
-	j, err := scanJob(row)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, lowrank.Errorf(lowrank.ENOTFOUND, "", "job %s not found", args[0])
-	}
-	if err != nil {
-		return nil, fmt.Errorf("store: get job: %w", err)
-	}
-	return j, nil
+	return queryOne(ctx, s.reads, "job", scanJob, `SELECT `+jobCols+` FROM lowrank_job WHERE `+where, args...)
 }
 
 func (s *SQLiteMeta) GetJob(ctx context.Context, owner, id string) (*Job, error) {
