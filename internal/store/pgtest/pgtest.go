@@ -55,7 +55,7 @@ const EnvURL = "LOWRANK_TEST_DATABASE_URL"
 
 // EnvRequire, set to 1 (as CI does), turns "no server here, skip" into a
 // failure, so that a missing server cannot silently skip the tests.
-const EnvRequire = "LOWRANK_REQUIRE_SERVERS"
+const EnvRequire = childproc.EnvRequire
 
 // errNotFound is why the tests skip on a machine without Postgres.
 var errNotFound = errors.New("postgres not found (apt-get install postgresql); skipping Postgres store tests")
@@ -79,13 +79,7 @@ func (s *Server) NewDatabase(t testing.TB) string {
 	t.Helper()
 	s.once.Do(s.init)
 	if s.err != nil {
-		if s.skip && os.Getenv(EnvRequire) != "1" {
-			t.Skip(s.err)
-		}
-		if s.skip {
-			t.Fatalf("%v (failing instead: %s=1)", s.err, EnvRequire)
-		}
-		t.Fatal(s.err)
+		childproc.Unavailable(t, s.err, s.skip)
 	}
 	// Unique across concurrent test processes sharing one external server.
 	name := fmt.Sprintf("lowrank_test_%d_%d", os.Getpid(), s.seq.Add(1))

@@ -58,7 +58,7 @@ const (
 	// EnvBinary is the versitygw binary to start.
 	EnvBinary = "LOWRANK_VERSITYGW"
 	// EnvRequire, set to 1, turns "no server here, skip" into a failure.
-	EnvRequire = "LOWRANK_REQUIRE_SERVERS"
+	EnvRequire = childproc.EnvRequire
 )
 
 // Install is how to get the gateway the tests run against.
@@ -87,13 +87,7 @@ func (s *Server) NewBucket(t testing.TB) store.S3Config {
 	t.Helper()
 	s.once.Do(s.init)
 	if s.err != nil {
-		if s.skip && os.Getenv(EnvRequire) != "1" {
-			t.Skip(s.err)
-		}
-		if s.skip {
-			t.Fatalf("%v (failing instead: %s=1)", s.err, EnvRequire)
-		}
-		t.Fatal(s.err)
+		childproc.Unavailable(t, s.err, s.skip)
 	}
 	// Unique across concurrent test processes sharing one external server.
 	name := fmt.Sprintf("lowrank-test-%d-%d", os.Getpid(), s.seq.Add(1))
