@@ -14,6 +14,7 @@ import (
 	"gonum.org/v1/gonum/blas"
 
 	"github.com/lowrank/lowrank/internal/linalg"
+	"github.com/lowrank/lowrank/internal/pyfind"
 )
 
 // GEMM throughput of each backend compiled in, and NumPy's matmul on the
@@ -68,7 +69,7 @@ func benchGemm[T linalg.Float](b *testing.B, be linalg.Backend, n int) {
 // BenchmarkGEMMNumPy runs peers/gemm.py: each iteration is one run of the
 // script, which times its own products and reports the best.
 func BenchmarkGEMMNumPy(b *testing.B) {
-	python, err := numpyPython()
+	python, err := pyfind.Find("numpy")
 	if err != nil {
 		b.Skip(err)
 	}
@@ -106,26 +107,10 @@ func runNumPyGemm(b *testing.B, python string, n int, dtype string, threads int)
 	return res.GFLOPS
 }
 
-// numpyPython finds a Python interpreter that imports numpy: $LOWRANK_PYTHON,
-// then python3 on PATH, then the system one (a PATH python3 from a version
-// manager often lacks the distribution's numpy).
-func numpyPython() (string, error) {
-	candidates := []string{os.Getenv("LOWRANK_PYTHON"), "python3", "/usr/bin/python3"}
-	for _, c := range candidates {
-		if c == "" {
-			continue
-		}
-		if exec.Command(c, "-c", "import numpy").Run() == nil {
-			return c, nil
-		}
-	}
-	return "", fmt.Errorf("no Python interpreter with numpy found (tried $LOWRANK_PYTHON, python3, /usr/bin/python3); set LOWRANK_PYTHON")
-}
-
 // TestGEMMPeerScript runs the NumPy peer once on a small size, so a broken
 // script shows in the tests and not only when benchmarks are run.
 func TestGEMMPeerScript(t *testing.T) {
-	python, err := numpyPython()
+	python, err := pyfind.Find("numpy")
 	if err != nil {
 		t.Skip(err)
 	}

@@ -21,6 +21,7 @@ import (
 	"gonum.org/v1/gonum/lapack"
 
 	"github.com/lowrank/lowrank/internal/linalg"
+	"github.com/lowrank/lowrank/internal/pyfind"
 )
 
 // The SVD benchmark: Lowrank's SVD family against SciPy, NumPy, PyTorch and
@@ -219,7 +220,7 @@ func printTable(title string, rows []svdRow, ref float64, refName string) {
 // runPeer runs peers/svd.py once on the matrix at path; the script times
 // the call itself, so interpreter start-up and loading are not counted.
 func runPeer(b *testing.B, path, method string, rank int) (seconds, relErr float64, note string) {
-	python, err := numpyPython()
+	python, err := pyfind.Find("numpy")
 	if err != nil {
 		b.Log(err)
 		return math.NaN(), math.NaN(), "skipped: " + err.Error()
@@ -367,7 +368,7 @@ func writeNpyF32(b testing.TB, m, n int, a []float32) string {
 // broken script or .npy writer shows in the tests and not only when the
 // benchmark runs.
 func TestSVDPeerScript(t *testing.T) {
-	python, err := numpyPython()
+	python, err := pyfind.Find("numpy")
 	if err != nil {
 		t.Skip(err)
 	}

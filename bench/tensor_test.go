@@ -33,6 +33,7 @@ import (
 	"gonum.org/v1/gonum/blas"
 
 	"github.com/lowrank/lowrank/internal/linalg"
+	"github.com/lowrank/lowrank/internal/pyfind"
 	"github.com/lowrank/lowrank/internal/tensorops"
 )
 
@@ -280,7 +281,7 @@ func sizeOfShape(shape []int) int {
 // its time and final error. It needs a Python with NumPy: $LOWRANK_PYTHON,
 // python3 or /usr/bin/python3.
 func BenchmarkTensorPeer(b *testing.B) {
-	py, err := numpyPython()
+	py, err := pyfind.Find("numpy")
 	if err != nil {
 		b.Skip(err)
 	}
@@ -376,7 +377,7 @@ func writeFloat32(path string, data []float32) error {
 // TestTensorPeerScript runs the NumPy peer on small inputs, so a broken
 // script shows in the tests and not only when benchmarks are run.
 func TestTensorPeerScript(t *testing.T) {
-	py, err := numpyPython()
+	py, err := pyfind.Find("numpy")
 	if err != nil {
 		t.Skip(err)
 	}

@@ -15,26 +15,9 @@ import (
 
 	"github.com/lowrank/lowrank/internal/compress"
 	"github.com/lowrank/lowrank/internal/linalg"
+	"github.com/lowrank/lowrank/internal/pyfind"
 	"github.com/lowrank/lowrank/internal/tensorio"
 )
-
-// torchPython finds an interpreter that imports torch: $LOWRANK_PYTHON,
-// then python3, then /usr/bin/python3.
-func torchPython(t *testing.T) string {
-	t.Helper()
-	var tried []string
-	for _, py := range []string{os.Getenv("LOWRANK_PYTHON"), "python3", "/usr/bin/python3"} {
-		if py == "" {
-			continue
-		}
-		tried = append(tried, py)
-		if exec.Command(py, "-c", "import torch").Run() == nil {
-			return py
-		}
-	}
-	t.Skipf("no Python that imports torch (tried %v); set LOWRANK_PYTHON to run this test", tried)
-	return ""
-}
 
 // demoWeights writes the state dict of pytorch_apply.py's DemoNet: each
 // weight a low-rank matrix plus noise (so its spectrum decays, as trained
@@ -108,7 +91,7 @@ type checkOutput struct {
 // layer adds its own relative error, and ReLU and the following layers do
 // not amplify it on average at these scales.
 func TestPyTorchApply(t *testing.T) {
-	py := torchPython(t)
+	py := pyfind.Require(t, "numpy", "torch")
 	dir := t.TempDir()
 	var src bytes.Buffer
 	if err := tensorio.WriteSafetensors(&src, demoWeights(rand.New(rand.NewPCG(8, 1))), nil); err != nil {

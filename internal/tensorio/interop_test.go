@@ -11,26 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-// numpyPython finds a Python interpreter that imports numpy: $LOWRANK_PYTHON,
-// then python3 on PATH, then the system one. Without one the interop tests
-// skip, saying so.
-func numpyPython(t *testing.T) string {
-	t.Helper()
-	cands := []string{}
-	if p := os.Getenv("LOWRANK_PYTHON"); p != "" {
-		cands = append(cands, p)
-	}
-	cands = append(cands, "python3", "/usr/bin/python3")
-	for _, c := range cands {
-		if err := exec.Command(c, "-c", "import numpy").Run(); err == nil {
-			return c
-		}
-	}
-	t.Skipf("interop with NumPy skipped: none of %v imports numpy (set LOWRANK_PYTHON to an interpreter that does)", cands)
-	return ""
-}
+	"github.com/lowrank/lowrank/internal/pyfind"
+)
 
 func runPython(t *testing.T, py, script string, args ...string) string {
 	t.Helper()
@@ -112,7 +95,7 @@ func readRaw(t *testing.T, path string) []float64 {
 }
 
 func TestInteropNumPyWrites(t *testing.T) {
-	py := numpyPython(t)
+	py := pyfind.Require(t, "numpy")
 	dir := t.TempDir()
 	ver := runPython(t, py, numpyWriter, dir)
 	t.Logf("numpy %s", strings.TrimSpace(ver))
@@ -225,7 +208,7 @@ print('\n'.join(bad) if bad else 'ok')
 `
 
 func TestInteropNumPyReads(t *testing.T) {
-	py := numpyPython(t)
+	py := pyfind.Require(t, "numpy")
 	dir := t.TempDir()
 	rng := rand.New(rand.NewPCG(19, 20))
 	type entry struct {

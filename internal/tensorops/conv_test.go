@@ -15,6 +15,7 @@ import (
 
 	"github.com/lowrank/lowrank"
 	"github.com/lowrank/lowrank/internal/linalg"
+	"github.com/lowrank/lowrank/internal/pyfind"
 )
 
 // convCase is one Conv2D problem: input (N, C, H, W), O filters of KH×KW.
@@ -265,24 +266,6 @@ func TestConv2DBadInput(t *testing.T) {
 	}
 }
 
-// torchPython finds a Python interpreter that imports torch: $LOWRANK_PYTHON,
-// then python3 on PATH, then the system one; without one the test skips.
-func torchPython(t *testing.T) string {
-	t.Helper()
-	cands := []string{}
-	if p := os.Getenv("LOWRANK_PYTHON"); p != "" {
-		cands = append(cands, p)
-	}
-	cands = append(cands, "python3", "/usr/bin/python3")
-	for _, c := range cands {
-		if err := exec.Command(c, "-c", "import numpy, torch").Run(); err == nil {
-			return c
-		}
-	}
-	t.Skipf("comparison with PyTorch skipped: none of %v imports numpy and torch (set LOWRANK_PYTHON to an interpreter that does)", cands)
-	return ""
-}
-
 // torchConv reads each case's x, w and bias (raw little-endian float64)
 // and writes torch.nn.functional.conv2d's output beside them.
 const torchConv = `
@@ -299,7 +282,7 @@ for c in json.load(open(os.path.join(d, 'cases.json'))):
 `
 
 func TestConv2DAgainstTorch(t *testing.T) {
-	py := torchPython(t)
+	py := pyfind.Require(t, "numpy", "torch")
 	dir := t.TempDir()
 	writeRaw := func(name string, a []float64) {
 		var buf bytes.Buffer
