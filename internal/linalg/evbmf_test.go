@@ -10,7 +10,7 @@ import (
 
 // noisySpectrum returns the singular values of U·diag(signal)·Vᵀ + σ·G for
 // an m×n Gaussian G, with U and V random orthonormal (seeded).
-func noisySpectrum(t *testing.T, seed uint64, m, n int, signal []float64, sigma float64) []float64 {
+func noisySpectrum(t testing.TB, seed uint64, m, n int, signal []float64, sigma float64) []float64 {
 	t.Helper()
 	b := NewGonum(1)
 	var a []float64
@@ -177,5 +177,24 @@ func TestEVBMFTau(t *testing.T) {
 	}
 	if tau := evbmfTau(1); math.Abs(tau-2.5129) > 5e-5 {
 		t.Errorf("α = 1: τ = %.6f, want 2.5129", tau)
+	}
+}
+
+// BenchmarkEVBMF times the rank choice alone (the SVD it needs is far
+// dearer) on the spectrum of a 2048×512 noisy rank-32 matrix:
+//
+//	go test -run '^$' -bench EVBMF ./internal/linalg
+func BenchmarkEVBMF(b *testing.B) {
+	const m, n = 2048, 512
+	signal := make([]float64, 32)
+	edge := math.Sqrt(m) + math.Sqrt(n)
+	for i := range signal {
+		signal[i] = edge * (4 - 0.05*float64(i))
+	}
+	s := noisySpectrum(b, 1, m, n, signal, 1)
+	for b.Loop() {
+		if r, _ := EVBMF(s, m, n); r != 32 {
+			b.Fatalf("rank %d, want 32", r)
+		}
 	}
 }
