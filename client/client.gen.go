@@ -1141,6 +1141,11 @@ type ClientInterface interface {
 
 	// DeleteTensor Delete a tensor file
 	//
+	// Deletes the file and its record. A tensor that a queued or running
+	// job reads is kept and the answer is 409 naming the job: cancel the
+	// job (DELETE /v1/jobs/{id}) or wait for it to finish. Finished jobs
+	// keep their factors when their input is deleted.
+	//
 	// Corresponds with DELETE /v1/tensors/{id} (the `DeleteTensor` operationId).
 	DeleteTensor(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
@@ -1447,6 +1452,11 @@ func (c *Client) CreateTensorWithBody(ctx context.Context, params *CreateTensorP
 }
 
 // DeleteTensor Delete a tensor file
+//
+// Deletes the file and its record. A tensor that a queued or running
+// job reads is kept and the answer is 409 naming the job: cancel the
+// job (DELETE /v1/jobs/{id}) or wait for it to finish. Finished jobs
+// keep their factors when their input is deleted.
 //
 // Corresponds with DELETE /v1/tensors/{id} (the `DeleteTensor` operationId).
 func (c *Client) DeleteTensor(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2517,6 +2527,11 @@ type ClientWithResponsesInterface interface {
 	CreateTensorWithBodyWithResponse(ctx context.Context, params *CreateTensorParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateTensorResponse, error)
 
 	// DeleteTensorWithResponse Delete a tensor file
+	//
+	// Deletes the file and its record. A tensor that a queued or running
+	// job reads is kept and the answer is 409 naming the job: cancel the
+	// job (DELETE /v1/jobs/{id}) or wait for it to finish. Finished jobs
+	// keep their factors when their input is deleted.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3662,6 +3677,11 @@ func (c *ClientWithResponses) CreateTensorWithBodyWithResponse(ctx context.Conte
 }
 
 // DeleteTensorWithResponse Delete a tensor file
+//
+// Deletes the file and its record. A tensor that a queued or running
+// job reads is kept and the answer is 409 naming the job: cancel the
+// job (DELETE /v1/jobs/{id}) or wait for it to finish. Finished jobs
+// keep their factors when their input is deleted.
 //
 // Returns a wrapper object for the known response body format(s).
 //

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"math"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -876,5 +878,72 @@ func TestJobTimeout(t *testing.T) {
 	d := poll(t, c, j.Id, 30*time.Second)
 	if d.Status != client.JobStatusFailed || d.Error == nil || d.Error.Code != "canceled" || !strings.Contains(d.Error.Message, "300ms") {
 		t.Fatalf("timed-out job: %s %+v", d.Status, d.Error)
+	}
+}
+
+// A tensor that a queued or running job reads cannot be deleted from under
+// it: 409 naming the job, the tensor stays; once the jobs end it goes.
+func TestDeleteTensorInUse(t *testing.T) {
+	t.Parallel()
+	s := startWithSleep(t, "", "--workers", "1")
+	c := s.client("")
+	tn := mustUpload(t, c, npyBytes(t, randTensor("", []int{2, 2}, 1, false)), nil)
+	sleepOn := func(seconds float64) client.JobRequest {
+		return client.JobRequest{Method: "sleep", TensorId: &tn.Id, Params: &map[string]any{"seconds": seconds}}
+	}
+	running := mustSubmit(t, c, sleepOn(60))
+	queued := mustSubmit(t, c, sleepOn(60))
+	for _, j := range []*client.Job{queued, running} {
+		r, err := c.DeleteTensorWithResponse(ctx, tn.Id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantProblem(t, "delete a tensor in use", r.StatusCode(), r.HTTPResponse.Header, r.Body, "conflict", "")
+		if r.StatusCode() != http.StatusConflict || !strings.Contains(string(r.Body), queued.Id) && !strings.Contains(string(r.Body), running.Id) {
+			t.Fatalf("delete a tensor in use: %d %s", r.StatusCode(), r.Body)
+		}
+		if g, _ := c.GetTensorWithResponse(ctx, tn.Id); g.StatusCode() != http.StatusOK {
+			t.Fatalf("the refused delete lost the tensor: %d", g.StatusCode())
+		}
+		if dr, err := c.DeleteJobWithResponse(ctx, j.Id); err != nil || dr.StatusCode() != http.StatusOK {
+			t.Fatalf("cancel %s: %v %d", j.Id, err, dr.StatusCode())
+		}
+	}
+	if r, err := c.DeleteTensorWithResponse(ctx, tn.Id); err != nil || r.StatusCode() != http.StatusNoContent {
+		t.Fatalf("delete once the jobs ended: %v %d %s", err, r.StatusCode(), r.Body)
+	}
+	r, _ := c.CreateJobWithResponse(ctx, sleepOn(1))
+	wantProblem(t, "job on a deleted tensor", r.StatusCode(), r.HTTPResponse.Header, r.Body, "not_found", "tensor_id")
+}
+
+// An upload whose body ends before its Content-Length (the client died
+// mid-upload) is a 400 that says so, and stores nothing.
+func TestUploadCutShort(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "")
+	data := npyBytes(t, randTensor("", []int{300, 200}, 3, false))
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /v1/tensors HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n", len(data))
+	if _, err := conn.Write(data[:len(data)/2]); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.(*net.TCPConn).CloseWrite()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	wantProblem(t, "cut-short upload", resp.StatusCode, resp.Header, body, "invalid", "file")
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "Content-Length") {
+		t.Errorf("cut-short upload: %d %s", resp.StatusCode, body)
+	}
+	lr, err := s.client("").ListTensorsWithResponse(ctx, nil)
+	if err != nil || lr.JSON200 == nil || len(lr.JSON200.Items) != 0 {
+		t.Errorf("tensors after a cut-short upload: %v %s", err, lr.Body)
 	}
 }

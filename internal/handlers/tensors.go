@@ -84,6 +84,9 @@ func (s *server) handleTensorCreate(w http.ResponseWriter, r *http.Request) erro
 	if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
 		return tooLarge(limit)
 	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return badRequest("file", "the request body ended before the %d bytes its Content-Length announced; nothing was stored", r.ContentLength)
+	}
 	if err != nil {
 		return err
 	}
@@ -108,7 +111,7 @@ func (s *server) storeUpload(ctx context.Context, key string, body io.Reader, fo
 	if canAdopt {
 		dir = adopter.SpoolDir()
 	}
-	sp, err := s.Codec.Spool(ctx, fullReader{body}, dir)
+	sp, err := s.Codec.Spool(ctx, body, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -251,17 +254,4 @@ func (s *server) handleTensorDelete(w http.ResponseWriter, r *http.Request) erro
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
-}
-
-// fullReader fills every read (short only at the end of the body), so the
-// spooler hashes and writes in its own buffer size rather than in the
-// pieces the network happened to deliver: far fewer write calls.
-type fullReader struct{ r io.Reader }
-
-func (f fullReader) Read(p []byte) (int, error) {
-	n, err := io.ReadFull(f.r, p)
-	if err == io.ErrUnexpectedEOF {
-		err = nil // the body ended inside p; the next read reports io.EOF
-	}
-	return n, err
 }

@@ -6,6 +6,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/lowrank/lowrank"
 	"github.com/lowrank/lowrank/internal/store"
 )
 
@@ -52,8 +53,16 @@ func (s *Service) Expire(ctx context.Context) (tensors, jobs int, err error) {
 		if err != nil {
 			return tensors, jobs, err
 		}
+		kept := 0
 		for _, t := range ts {
-			if err := s.cfg.Meta.DeleteTensor(ctx, t.Owner, t.ID); err != nil {
+			err := s.cfg.Meta.DeleteTensor(ctx, t.Owner, t.ID)
+			if lowrank.ErrorCode(err) == lowrank.ECONFLICT {
+				// A job was submitted for it since the listing; it
+				// expires once that job ends.
+				kept++
+				continue
+			}
+			if err != nil {
 				return tensors, jobs, err
 			}
 			if err := s.cfg.Blobs.Delete(ctx, t.ID); err != nil {
@@ -62,7 +71,7 @@ func (s *Service) Expire(ctx context.Context) (tensors, jobs int, err error) {
 			tensors++
 			s.metrics.expired.WithLabelValues("tensor").Inc()
 		}
-		if len(ts) < expireBatch {
+		if len(ts) < expireBatch || kept == len(ts) {
 			break
 		}
 	}

@@ -124,6 +124,23 @@ func (s *Postgres) DB() *sql.DB { return s.db }
 // Close closes the connection pool.
 func (s *Postgres) Close() error { return s.db.Close() }
 
+// pgPlaceholders numbers the '?' placeholders of a statement shared with
+// the SQLite store ($1, $2, …); the shared statements have no '?' in
+// literals.
+func pgPlaceholders(q string) string {
+	var b strings.Builder
+	n := 0
+	for _, c := range q {
+		if c == '?' {
+			n++
+			fmt.Fprintf(&b, "$%d", n)
+			continue
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
 // pgArgs collects query arguments and names their placeholders ($1, $2, …).
 type pgArgs []any
 
@@ -191,15 +208,11 @@ func (s *Postgres) ListTensors(ctx context.Context, owner string, p Page) ([]*Te
 	return out, next, nil
 }
 
+// DeleteTensor locks the tensor's row FOR UPDATE before looking for jobs
+// that read it: a CreateJob holding the row FOR SHARE commits first, and the
+// next statement's snapshot sees its job.
 func (s *Postgres) DeleteTensor(ctx context.Context, owner, id string) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM lowrank_tensor WHERE id = $1 AND owner = $2`, id, owner)
-	if err != nil {
-		return fmt.Errorf("store: delete tensor: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return lowrank.Errorf(lowrank.ENOTFOUND, "", "tensor %s not found", id)
-	}
-	return nil
+	return deleteTensorTx(ctx, s.db, owner, id, " FOR UPDATE", pgPlaceholders)
 }
 
 // CreateJob decides admission under an advisory lock held until commit:
@@ -238,6 +251,9 @@ func (s *Postgres) CreateJob(ctx context.Context, j *Job, maxActive int, enqueue
 			err = lowrank.Errorf(lowrank.EOVERLOADED, "", "the queue is full (%d jobs queued or running)", active)
 			return err
 		}
+	}
+	if err = checkInputTx(ctx, tx, j, " FOR SHARE", pgPlaceholders); err != nil {
+		return err
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO lowrank_job
 		(id, owner, tensor_id, tensor_name, input_key, method, params, status, progress, created_at, timings)

@@ -24,6 +24,7 @@ var pg pgtest.Server
 func TestMain(m *testing.M) {
 	code := m.Run()
 	pg.Stop()
+	s3srv.Stop()
 	os.Exit(code)
 }
 

@@ -3,7 +3,10 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+
+	"github.com/lowrank/lowrank"
 )
 
 // queryAll runs q on db and scans every row with scan; what names the
@@ -90,4 +93,70 @@ func jobJSONColumns(j *Job) (params, timings, progress any, err error) {
 		return nil, nil, nil, err
 	}
 	return params, timings, progress, nil
+}
+
+// Statements of the tensor-in-use rule, in the SQLite placeholder style;
+// the Postgres store rewrites them with pgArgs. Both stores run them inside
+// a transaction, see DeleteTensor and CreateJob.
+const (
+	sqlActiveReader = `SELECT id FROM lowrank_job WHERE tensor_id = ? AND status IN ('queued', 'running') LIMIT 1`
+	sqlTensorExists = `SELECT 1 FROM lowrank_tensor WHERE id = ? AND owner = ?`
+)
+
+// deleteTensorTx deletes a tensor unless a queued or running job reads it
+// (ECONFLICT: the job would fail for want of its input). lock is appended to
+// the existence check (Postgres' FOR UPDATE, so a CreateJob holding the row
+// FOR SHARE commits first and its job is seen); rewrite adapts placeholders.
+func deleteTensorTx(ctx context.Context, db *sql.DB, owner, id, lock string, rewrite func(string) string) (err error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: delete tensor: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	var one int
+	err = tx.QueryRowContext(ctx, rewrite(sqlTensorExists+lock), id, owner).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return lowrank.Errorf(lowrank.ENOTFOUND, "", "tensor %s not found", id)
+	}
+	if err != nil {
+		return fmt.Errorf("store: delete tensor: %w", err)
+	}
+	var jobID string
+	err = tx.QueryRowContext(ctx, rewrite(sqlActiveReader), id).Scan(&jobID)
+	switch {
+	case err == nil:
+		return lowrank.Errorf(lowrank.ECONFLICT, "", "tensor %s is the input of job %s, which is queued or running; cancel the job or wait for it to finish", id, jobID)
+	case !errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("store: delete tensor: %w", err)
+	}
+	if _, err = tx.ExecContext(ctx, rewrite(`DELETE FROM lowrank_tensor WHERE id = ?`), id); err != nil {
+		return fmt.Errorf("store: delete tensor: %w", err)
+	}
+	if err = tx.Commit(); err != nil {
+		return fmt.Errorf("store: delete tensor: %w", err)
+	}
+	return nil
+}
+
+// checkInputTx is CreateJob's half of the tensor-in-use rule: the job's
+// uploaded tensor must still exist, checked in the job's transaction (with
+// lock, Postgres' FOR SHARE) so a concurrent DeleteTensor either sees the
+// job or removes the tensor first and the job is refused.
+func checkInputTx(ctx context.Context, tx *sql.Tx, j *Job, lock string, rewrite func(string) string) error {
+	if j.TensorID == "" {
+		return nil
+	}
+	var one int
+	err := tx.QueryRowContext(ctx, rewrite(sqlTensorExists+lock), j.TensorID, j.Owner).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return lowrank.Errorf(lowrank.ENOTFOUND, "tensor_id", "tensor %s not found", j.TensorID)
+	}
+	if err != nil {
+		return fmt.Errorf("store: create job: %w", err)
+	}
+	return nil
 }

@@ -192,14 +192,9 @@ func (s *SQLiteMeta) ListTensors(ctx context.Context, owner string, p Page) ([]*
 }
 
 func (s *SQLiteMeta) DeleteTensor(ctx context.Context, owner, id string) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM lowrank_tensor WHERE id = ? AND owner = ?`, id, owner)
-	if err != nil {
-		return fmt.Errorf("store: delete tensor: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return lowrank.Errorf(lowrank.ENOTFOUND, "", "tensor %s not found", id)
-	}
-	return nil
+	// SQLite has one writer at a time, so the transaction alone keeps a
+	// CreateJob from slipping in between the check and the delete.
+	return deleteTensorTx(ctx, s.db, owner, id, "", func(q string) string { return q })
 }
 
 func nullTime(t *time.Time) any {
@@ -255,6 +250,9 @@ func (s *SQLiteMeta) CreateJob(ctx context.Context, j *Job, maxActive int, enque
 			err = lowrank.Errorf(lowrank.EOVERLOADED, "", "the queue is full (%d jobs queued or running)", active)
 			return err
 		}
+	}
+	if err = checkInputTx(ctx, tx, j, "", func(q string) string { return q }); err != nil {
+		return err
 	}
 	// Queued first, so the record is written once, with the queue's id.
 	if enqueue != nil {

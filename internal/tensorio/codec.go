@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"unsafe"
 
 	"github.com/lowrank/lowrank"
 )
@@ -28,8 +29,20 @@ func decodeData(f Format, name string, r io.Reader, dt DType, bigEndian bool, n 
 	} else {
 		t.F32 = make([]float32, n)
 	}
-	buf := make([]byte, min(int64(chunkBytes), n*int64(size)))
 	total := n * int64(size)
+	if raw := rawBytes(t); raw != nil && !bigEndian {
+		// Little-endian float32/float64 on a little-endian host: the file's
+		// bytes are the values, so they are read straight into place,
+		// saving a copy and a decode pass over the whole tensor.
+		if _, err := io.ReadFull(r, raw); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil, ferr(lowrank.EINVALID, f, name, "data ends before its declared %d bytes", total)
+			}
+			return nil, readErr(f, name, err)
+		}
+		return t, nil
+	}
+	buf := make([]byte, min(int64(chunkBytes), n*int64(size)))
 	le := binary.LittleEndian
 	var done int64 // elements decoded
 	for done < n {
@@ -195,4 +208,27 @@ func readFullAt(f Format, r io.ReaderAt, p []byte, off int64) error {
 		return ferr(lowrank.EINVALID, f, "", "the file ends at byte %d, before the %d bytes at offset %d", off+int64(n), len(p), off)
 	}
 	return readErr(f, "", err)
+}
+
+// hostLittleEndian is whether this machine stores numbers little-endian, as
+// every tensor format here does by default.
+var hostLittleEndian = func() bool {
+	x := uint16(1)
+	return *(*byte)(unsafe.Pointer(&x)) == 1
+}()
+
+// rawBytes returns the memory of t's float32 or float64 data as bytes when
+// the host is little-endian (so those bytes are the file's encoding), and
+// nil otherwise or for an empty tensor.
+func rawBytes(t *Tensor) []byte {
+	if !hostLittleEndian {
+		return nil
+	}
+	switch {
+	case t.DType == F32 && len(t.F32) > 0:
+		return unsafe.Slice((*byte)(unsafe.Pointer(&t.F32[0])), 4*len(t.F32))
+	case t.DType == F64 && len(t.F64) > 0:
+		return unsafe.Slice((*byte)(unsafe.Pointer(&t.F64[0])), 8*len(t.F64))
+	}
+	return nil
 }

@@ -3,7 +3,6 @@ package tensorio
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
@@ -288,30 +287,9 @@ func Spool(ctx context.Context, r io.Reader, dir string, limits Limits) (s *Spoo
 			s = nil
 		}
 	}()
-	hash := sha256.New()
-	buf := make([]byte, 256<<10)
-	var size int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		n, rerr := r.Read(buf)
-		if n > 0 {
-			size += int64(n)
-			if size > lim.MaxFileBytes {
-				return nil, ferr(lowrank.ETOOLARGE, FormatUnknown, "", "the upload is larger than the limit of %d bytes", lim.MaxFileBytes)
-			}
-			hash.Write(buf[:n])
-			if _, err := file.Write(buf[:n]); err != nil {
-				return nil, &lowrank.Error{Code: lowrank.EINTERNAL, Message: "tensorio: spool: " + err.Error(), Err: err}
-			}
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			return nil, rerr
-		}
+	size, sum, err := copyHashed(ctx, file, r, lim.MaxFileBytes)
+	if err != nil {
+		return nil, err
 	}
 	if err := file.Sync(); err != nil {
 		return nil, &lowrank.Error{Code: lowrank.EINTERNAL, Message: "tensorio: spool: " + err.Error(), Err: err}
@@ -337,7 +315,7 @@ func Spool(ctx context.Context, r io.Reader, dir string, limits Limits) (s *Spoo
 	if err := requireReadable(f, infos); err != nil {
 		return nil, err
 	}
-	return &Spooled{Path: file.Name(), Size: size, SHA256: hex.EncodeToString(hash.Sum(nil)), Format: f, Tensors: infos}, nil
+	return &Spooled{Path: file.Name(), Size: size, SHA256: hex.EncodeToString(sum), Format: f, Tensors: infos}, nil
 }
 
 func requireReadable(f Format, infos []Info) error {

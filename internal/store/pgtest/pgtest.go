@@ -17,7 +17,8 @@
 //
 //	func TestX(t *testing.T) { url := pg.NewDatabase(t); ... }
 //
-// Without Postgres binaries the tests skip. PostgreSQL refuses to run as
+// Without Postgres binaries the tests skip, or fail when
+// LOWRANK_REQUIRE_SERVERS=1. PostgreSQL refuses to run as
 // root, so when the tests run as root (as in CI containers) the server runs
 // as the "postgres" system user that Debian's package creates, through
 // runuser or su; the temp dir must then be reachable by that user.
@@ -44,11 +45,17 @@ import (
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+
+	"github.com/lowrank/lowrank/internal/store/internal/childproc"
 )
 
 // EnvURL names a server to use instead of starting one: a postgres:// URL
 // of a database the user may CREATE DATABASE from.
 const EnvURL = "LOWRANK_TEST_DATABASE_URL"
+
+// EnvRequire, set to 1 (as CI does), turns "no server here, skip" into a
+// failure, so that a missing server cannot silently skip the tests.
+const EnvRequire = "LOWRANK_REQUIRE_SERVERS"
 
 // errNotFound is why the tests skip on a machine without Postgres.
 var errNotFound = errors.New("postgres not found (apt-get install postgresql); skipping Postgres store tests")
@@ -72,8 +79,11 @@ func (s *Server) NewDatabase(t testing.TB) string {
 	t.Helper()
 	s.once.Do(s.init)
 	if s.err != nil {
-		if s.skip {
+		if s.skip && os.Getenv(EnvRequire) != "1" {
 			t.Skip(s.err)
+		}
+		if s.skip {
+			t.Fatalf("%v (failing instead: %s=1)", s.err, EnvRequire)
 		}
 		t.Fatal(s.err)
 	}
@@ -236,8 +246,8 @@ func start(bin string, runAs *user.User) (dbURL string, stop func() error, err e
 
 // serve runs postgres in the foreground as a child of the test process
 // rather than daemonised by pg_ctl, so that the kernel stops it
-// (dieWithParent) when the test binary is killed before its cleanup runs,
-// as go test's -timeout does. runuser and su pass that signal on to it.
+// (childproc.DieWithParent) when the test binary is killed before its
+// cleanup runs, as go test's -timeout does. runuser and su pass that signal on to it.
 func serve(bin string, runAs *user.User, dir string, port int, dbURL string, run func(string, ...string) error) (stop func() error, err error) {
 	data := filepath.Join(dir, "data")
 	logPath := filepath.Join(dir, "log")
@@ -248,7 +258,7 @@ func serve(bin string, runAs *user.User, dir string, port int, dbURL string, run
 	cmd := command(runAs, filepath.Join(bin, "postgres"), "-D", data, "-p", strconv.Itoa(port), "-k", dir,
 		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	dieWithParent(cmd)
+	childproc.DieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("pgtest: postgres: %w", err)

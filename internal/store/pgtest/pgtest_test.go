@@ -57,3 +57,31 @@ func TestCommandAsOtherUser(t *testing.T) {
 		t.Errorf("su command\n got %s\nwant %s", got, want)
 	}
 }
+
+// TestRequireServers checks that a server that is absent skips a test,
+// unless LOWRANK_REQUIRE_SERVERS=1 makes that a failure.
+func TestRequireServers(t *testing.T) {
+	for _, require := range []string{"", "1"} {
+		t.Setenv(EnvRequire, require)
+		var s Server
+		s.once.Do(func() { s.err, s.skip = errNotFound, true })
+		ft := &fakeT{}
+		func() {
+			defer func() { recover() }() // fakeT ends the "test" by panicking, as FailNow ends a goroutine
+			s.NewDatabase(ft)
+		}()
+		if wantFail := require == "1"; ft.failed != wantFail || ft.skipped == wantFail {
+			t.Errorf("%s=%q: failed %v skipped %v", EnvRequire, require, ft.failed, ft.skipped)
+		}
+	}
+}
+
+type fakeT struct {
+	testing.TB
+	failed, skipped bool
+}
+
+func (f *fakeT) Helper()               {}
+func (f *fakeT) Skip(...any)           { f.skipped = true; panic("skip") }
+func (f *fakeT) Fatal(...any)          { f.failed = true; panic("fatal") }
+func (f *fakeT) Fatalf(string, ...any) { f.failed = true; panic("fatal") }
