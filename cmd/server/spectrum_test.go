@@ -38,6 +38,9 @@ func TestSpectrum(t *testing.T) {
 	if sr.StatusCode() != http.StatusOK || sr.HTTPResponse.Header.Get("Content-Type") != "image/svg+xml" {
 		t.Fatalf("spectrum.svg: %d %s %.300s", sr.StatusCode(), sr.HTTPResponse.Header.Get("Content-Type"), sr.Body)
 	}
+	if csp := sr.HTTPResponse.Header.Get("Content-Security-Policy"); !strings.HasPrefix(csp, "default-src 'none'") {
+		t.Errorf("spectrum.svg: Content-Security-Policy %q", csp)
+	}
 	checkSVG(t, sr.Body, "svd of fc.weight", "rank "+strconv.Itoa(rank)+" of "+strconv.Itoa(rank))
 	// The same request gives the same bytes, and its ETag a 304.
 	again, err := c.GetSpectrumSVGWithResponse(ctx, svd.Id, nil)

@@ -9,6 +9,8 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"strings"
+	"unicode"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -76,7 +78,7 @@ func Spectrum(s []float64, total float64, rank int, title string) (*SpectrumFigu
 	xmax := float64(max(n, 1))
 
 	values := plot.New()
-	values.Title.Text = title
+	values.Title.Text = printable(title)
 	values.Y.Label.Text = "singular value"
 	values.X.Min, values.X.Max = 0, xmax
 	pos := plotter.XYs{}
@@ -143,6 +145,28 @@ func Spectrum(s []float64, total float64, rank int, title string) (*SpectrumFigu
 	energy.Legend.Top = false
 	energy.Legend.YOffs = vg.Points(8)
 	return &SpectrumFigure{values: values, energy: energy}, nil
+}
+
+// maxTitleRunes keeps a title on one line of the figure.
+const maxTitleRunes = 120
+
+// printable returns title without what XML cannot hold or a figure cannot
+// show (control characters, invalid UTF-8), shortened to maxTitleRunes:
+// titles carry user-chosen tensor names. Markup needs no care here, the
+// SVG canvas escapes it.
+func printable(title string) string {
+	out := make([]rune, 0, min(len(title), maxTitleRunes))
+	for _, r := range strings.ToValidUTF8(title, "\uFFFD") {
+		if len(out) == maxTitleRunes {
+			out[len(out)-1] = '…'
+			break
+		}
+		if !unicode.IsPrint(r) {
+			r = ' '
+		}
+		out = append(out, r)
+	}
+	return string(out)
 }
 
 // ratio is a/b, or 0 when b is 0 (a zero matrix has no energy to keep).

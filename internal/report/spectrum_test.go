@@ -192,3 +192,33 @@ func TestSpectrumBadInput(t *testing.T) {
 		}
 	}
 }
+
+func TestSpectrumHostileTitle(t *testing.T) {
+	// Titles carry user-chosen tensor names: markup must come out escaped,
+	// and control characters or invalid UTF-8 must not break the XML.
+	title := "<script>alert(1)</script> & \"q\" \x01\x7f\xff\xfe" + strings.Repeat("long ", 100)
+	f, err := Spectrum(decaying(4), sumSq(decaying(4)), 2, title)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := render(t, f, SVG, 400, 300)
+	dec := xml.NewDecoder(bytes.NewReader(out))
+	for {
+		_, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("SVG does not parse: %v", err)
+		}
+	}
+	if bytes.Contains(out, []byte("<script")) || !bytes.Contains(out, []byte("&lt;script&gt;")) {
+		t.Errorf("the title's markup is not escaped")
+	}
+	if got := printable(title); len([]rune(got)) != maxTitleRunes || !strings.HasSuffix(got, "…") {
+		t.Errorf("long title: %d runes %q", len([]rune(got)), got)
+	}
+	if got := printable("a\tb\x00c"); got != "a b c" {
+		t.Errorf("printable: %q", got)
+	}
+}
