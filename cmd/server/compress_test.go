@@ -258,9 +258,17 @@ func TestCompressionEndToEnd(t *testing.T) {
 		!strings.Contains(string(hr.Body), "<svg") || !strings.Contains(string(hr.Body), "conv.weight") {
 		t.Errorf("report.html: %v %d %q", err, hr.StatusCode(), hr.HTTPResponse.Header.Get("Content-Type"))
 	}
+	// Layer names are the uploader's: the page and the figures must not be
+	// able to run anything in the API's origin.
+	if h := hr.HTTPResponse.Header; !strings.HasPrefix(h.Get("Content-Security-Policy"), "default-src 'none'") || h.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("report.html: Content-Security-Policy %q, X-Content-Type-Options %q", h.Get("Content-Security-Policy"), h.Get("X-Content-Type-Options"))
+	}
 	sp, err := c.GetCompressionLayerSpectrumWithResponse(ctx, cr.Id, "conv.weight", &client.GetCompressionLayerSpectrumParams{Mode: ptr(1)})
 	if err != nil || sp.StatusCode() != http.StatusOK || sp.HTTPResponse.Header.Get("Content-Type") != "image/svg+xml" || !bytes.Contains(sp.Body, []byte("<svg")) {
 		t.Errorf("spectrum: %v %d", err, sp.StatusCode())
+	}
+	if csp := sp.HTTPResponse.Header.Get("Content-Security-Policy"); !strings.HasPrefix(csp, "default-src 'none'") {
+		t.Errorf("layer spectrum.svg: Content-Security-Policy %q", csp)
 	}
 	pr, err := c.GetCompressionLayerSpectrumPNGWithResponse(ctx, cr.Id, "fc1.weight", &client.GetCompressionLayerSpectrumPNGParams{Width: ptr(320), Height: ptr(240)})
 	if err != nil || pr.StatusCode() != http.StatusOK || pr.HTTPResponse.Header.Get("Content-Type") != "image/png" {

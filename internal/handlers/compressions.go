@@ -172,6 +172,7 @@ func (s *server) handleCompressionOutput(name, contentType, filename string) fun
 		}
 		defer b.Close()
 		w.Header().Set("Content-Type", contentType)
+		inert(w.Header())
 		if filename != "" {
 			w.Header().Set("Content-Disposition", `attachment; filename="`+c.ID+filename+`"`)
 		}
@@ -226,6 +227,7 @@ func (s *server) compressionSpectrum(w http.ResponseWriter, r *http.Request, for
 		return err
 	}
 	w.Header().Set("Content-Type", contentType)
+	inert(w.Header())
 	if sp.Final {
 		// Once allocated the figure no longer changes.
 		w.Header().Set("ETag", fmt.Sprintf(`"%s-%s-spectrum-%d-%dx%d-%s"`, id, name, mode, width, height, format))

@@ -76,14 +76,20 @@ func (s *server) handleSpectrum(format report.Format) func(w http.ResponseWriter
 		// A finished job never changes and the rendering is deterministic,
 		// so the job, format and size identify the bytes.
 		w.Header().Set("Content-Type", contentType)
-		// An SVG opened from the API's origin is a document: it must not be
-		// able to run or load anything, whatever a tensor name holds.
-		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
+		inert(w.Header())
 		w.Header().Set("ETag", fmt.Sprintf(`"%s-spectrum-%dx%d-%s"`, j.ID, width, height, format))
 		http.ServeContent(w, r, "", modTime(j), bytes.NewReader(buf.Bytes()))
 		return nil
 	}
+}
+
+// inert marks a response that a browser may render as a document (an SVG,
+// the HTML report) opened from the API's origin: it must not be able to
+// run or load anything, whatever the tensor and layer names in it hold.
+// Inline styles and data: images (the report's embedded figures) stay.
+func inert(h http.Header) {
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:")
+	h.Set("X-Content-Type-Options", "nosniff")
 }
 
 // figureSide reads the ?width or ?height of a figure in pixels.
