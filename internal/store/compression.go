@@ -470,33 +470,11 @@ func compressionUpdateColumns(u CompressionUpdate) ([]string, []any, error) {
 }
 
 func (s *sqlCompressions) TransitionCompression(ctx context.Context, id string, from []JobStatus, u CompressionUpdate) (bool, error) {
-	if len(from) == 0 {
-		panic("store: TransitionCompression without from statuses")
-	}
-	cols, args, err := compressionUpdateColumns(u)
+	cols, vals, err := compressionUpdateColumns(u)
 	if err != nil {
 		return false, err
 	}
-	set := make([]string, len(cols))
-	for i, c := range cols {
-		set[i] = c + " = ?"
-	}
-	args = append(args, id)
-	in := make([]string, len(from))
-	for i, st := range from {
-		in[i] = "?"
-		args = append(args, string(st))
-	}
-	res, err := s.db.ExecContext(ctx, s.rewrite(`UPDATE lowrank_compression SET `+strings.Join(set, ", ")+
-		` WHERE id = ? AND status IN (`+strings.Join(in, ", ")+`)`), args...)
-	if err != nil {
-		return false, fmt.Errorf("store: transition compression: %w", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, fmt.Errorf("store: transition compression: %w", err)
-	}
-	return n == 1, nil
+	return transition(ctx, s.db, s.rewrite, "lowrank_compression", id, from, cols, vals)
 }
 
 // lockRunning locks the compression's row (Postgres; SQLite's transaction

@@ -353,33 +353,12 @@ func (s *Postgres) ListJobs(ctx context.Context, f JobFilter, p Page) ([]*Job, s
 	return out, next, nil
 }
 
-// TransitionJob is one conditional UPDATE. When two replicas race, the
-// second waits for the first's row lock and then re-checks the status on
-// the committed row (READ COMMITTED), so only one of them sees a status in
-// from.
 func (s *Postgres) TransitionJob(ctx context.Context, id string, from []JobStatus, u JobUpdate) (bool, error) {
-	if len(from) == 0 {
-		panic("store: TransitionJob without from statuses")
-	}
 	cols, vals, err := jobUpdateColumns(u)
 	if err != nil {
 		return false, err
 	}
-	var a pgArgs
-	set := make([]string, len(cols))
-	for i, c := range cols {
-		set[i] = c + " = " + a.add(vals[i])
-	}
-	q := `UPDATE lowrank_job SET ` + strings.Join(set, ", ") + ` WHERE id = ` + a.add(id) + ` AND status IN ` + a.in(from)
-	res, err := s.db.ExecContext(ctx, q, a...)
-	if err != nil {
-		return false, fmt.Errorf("store: transition job: %w", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, fmt.Errorf("store: transition job: %w", err)
-	}
-	return n == 1, nil
+	return transition(ctx, s.db, pgPlaceholders, "lowrank_job", id, from, cols, vals)
 }
 
 func (s *Postgres) RequeueRunning(ctx context.Context) (int, error) {

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/lowrank/lowrank"
 )
@@ -44,6 +46,39 @@ func queryOne[T any](ctx context.Context, db *sql.DB, what string, scan func(int
 		return nil, fmt.Errorf("store: get %s: %w", what, err)
 	}
 	return v, nil
+}
+
+// transition sets cols to vals on the row id of table when its status is
+// one of from, and reports whether it did: one conditional UPDATE, so of
+// two actors racing for a row (a worker, a cancel; two replicas) exactly
+// one sees a status in from — SQLite has one writer, and under Postgres'
+// READ COMMITTED the second waits for the first's row lock and re-checks
+// the status on the committed row. The statement is written with '?' and
+// passed through rewrite (Postgres numbers its placeholders).
+func transition(ctx context.Context, db *sql.DB, rewrite func(string) string, table, id string, from []JobStatus, cols []string, vals []any) (bool, error) {
+	if len(from) == 0 {
+		panic("store: transition of " + table + " without from statuses")
+	}
+	set := make([]string, len(cols))
+	for i, c := range cols {
+		set[i] = c + " = ?"
+	}
+	args := append(slices.Clip(vals), id)
+	in := make([]string, len(from))
+	for i, st := range from {
+		in[i] = "?"
+		args = append(args, string(st))
+	}
+	res, err := db.ExecContext(ctx, rewrite(`UPDATE `+table+` SET `+strings.Join(set, ", ")+
+		` WHERE id = ? AND status IN (`+strings.Join(in, ", ")+`)`), args...)
+	if err != nil {
+		return false, fmt.Errorf("store: transition %s: %w", table, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("store: transition %s: %w", table, err)
+	}
+	return n == 1, nil
 }
 
 // jobUpdateColumns lists the columns u sets, status first, with their values

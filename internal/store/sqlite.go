@@ -349,33 +349,11 @@ func (s *SQLiteMeta) ListJobs(ctx context.Context, f JobFilter, p Page) ([]*Job,
 }
 
 func (s *SQLiteMeta) TransitionJob(ctx context.Context, id string, from []JobStatus, u JobUpdate) (bool, error) {
-	if len(from) == 0 {
-		panic("store: TransitionJob without from statuses")
-	}
-	cols, args, err := jobUpdateColumns(u)
+	cols, vals, err := jobUpdateColumns(u)
 	if err != nil {
 		return false, err
 	}
-	set := make([]string, len(cols))
-	for i, c := range cols {
-		set[i] = c + " = ?"
-	}
-	args = append(args, id)
-	in := make([]string, len(from))
-	for i, st := range from {
-		in[i] = "?"
-		args = append(args, string(st))
-	}
-	res, err := s.db.ExecContext(ctx, `UPDATE lowrank_job SET `+strings.Join(set, ", ")+
-		` WHERE id = ? AND status IN (`+strings.Join(in, ", ")+`)`, args...)
-	if err != nil {
-		return false, fmt.Errorf("store: transition job: %w", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, fmt.Errorf("store: transition job: %w", err)
-	}
-	return n == 1, nil
+	return transition(ctx, s.db, func(q string) string { return q }, "lowrank_job", id, from, cols, vals)
 }
 
 func (s *SQLiteMeta) RequeueRunning(ctx context.Context) (int, error) {
