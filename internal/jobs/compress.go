@@ -327,6 +327,11 @@ func (s *Service) compressionInfo(ctx context.Context, c *compressions, rec *sto
 	}
 	analyzed, done := 0, 0
 	for _, row := range rows {
+		if row.Index >= len(plan.Layers) {
+			// The record was read before the plan step committed its
+			// layers; report the record's state, without them.
+			continue
+		}
 		if row.Status != store.LayerPending && row.Status != store.LayerFailed {
 			analyzed++
 		}
@@ -337,10 +342,8 @@ func (s *Service) compressionInfo(ctx context.Context, c *compressions, rec *sto
 			continue
 		}
 		li := CompressionLayerInfo{Name: row.Name, Status: row.Status, Error: row.Error}
-		if row.Index < len(plan.Layers) {
-			l := &plan.Layers[row.Index]
-			li.Kind, li.Method, li.Shape, li.ParamsBefore = l.Kind, l.Method, l.Shape, l.Params
-		}
+		l := &plan.Layers[row.Index]
+		li.Kind, li.Method, li.Shape, li.ParamsBefore = l.Kind, l.Method, l.Shape, l.Params
 		var al compress.Allocation
 		if len(row.Allocation) > 0 && json.Unmarshal(row.Allocation, &al) == nil {
 			li.Ranks = al.Ranks

@@ -508,3 +508,52 @@ func TestCompressionOfNPZ(t *testing.T) {
 		t.Errorf("the service's checkpoint of an npz (%d bytes) differs from compress.Run's (%d bytes)", len(got), want.Len())
 	}
 }
+
+// staleCompressions answers GetCompression with the record as it was
+// before the plan step, as a read that lands between the plan step's
+// commit and the layers' read does.
+type staleCompressions struct {
+	store.CompressionStore
+	stale *store.Compression
+}
+
+func (s *staleCompressions) GetCompression(ctx context.Context, owner, id string) (*store.Compression, error) {
+	if s.stale == nil {
+		return s.CompressionStore.GetCompression(ctx, owner, id)
+	}
+	c := *s.stale
+	return &c, nil
+}
+
+// TestCompressionReadBeforePlan: the record and its layers are two reads;
+// layers the record's plan does not know yet are left out rather than
+// reported without a kind, method or shape.
+func TestCompressionReadBeforePlan(t *testing.T) {
+	var st *staleCompressions
+	b := setup(t, func(cfg *jobs.Config) {
+		withCompressions(cfg)
+		st = &staleCompressions{CompressionStore: cfg.Compressions}
+		cfg.Compressions = st
+	})
+	ctx := context.Background()
+	upload(t, b, "ckpt", "safetensors", checkpoint(t, 3))
+	rec, err := b.svc.SubmitCompression(ctx, jobs.CompressionRequest{TensorID: "ckpt", Policy: json.RawMessage(`{"budget": 0.5, "min_elements": 1}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCompression(t, b, rec.ID, store.JobSucceeded)
+	stale := *rec
+	stale.Status, stale.Phase, stale.Plan, stale.LayersTotal = store.JobRunning, jobs.PhasePlan, nil, 0
+	st.stale = &stale
+	got, err := b.svc.GetCompression(ctx, "", rec.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Layers) != 0 || got.Progress.LayersDone != 0 || got.Progress.Fraction != 0 {
+		t.Errorf("a record read before its plan: %d layers, %d done, fraction %g; want none", len(got.Layers), got.Progress.LayersDone, got.Progress.Fraction)
+	}
+	st.stale = nil
+	if got, err = b.svc.GetCompression(ctx, "", rec.ID); err != nil || len(got.Layers) == 0 || got.Layers[0].Kind == "" {
+		t.Fatalf("the current record: %+v, %v; want its layers with their kinds", got, err)
+	}
+}
