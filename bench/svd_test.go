@@ -149,9 +149,9 @@ func benchTruncated(b *testing.B, be linalg.Backend, n, k int) {
 		name string
 		opts linalg.SVDOptions
 	}{
-		{"block_krylov q=2", linalg.SVDOptions{Algorithm: linalg.SVDBlockKrylov, PowerIterations: 2}},
-		{"block_krylov q=3 (default)", linalg.SVDOptions{Algorithm: linalg.SVDBlockKrylov, PowerIterations: 3}},
-		{"block_krylov q=4", linalg.SVDOptions{Algorithm: linalg.SVDBlockKrylov, PowerIterations: 4}},
+		{"block_krylov q=5", linalg.SVDOptions{Algorithm: linalg.SVDBlockKrylov, PowerIterations: 5}},
+		{"block_krylov default (q=6)", linalg.SVDOptions{Algorithm: linalg.SVDBlockKrylov}},
+		{"block_krylov q=7", linalg.SVDOptions{Algorithm: linalg.SVDBlockKrylov, PowerIterations: 7}},
 		{"randomized q=4", linalg.SVDOptions{Algorithm: linalg.SVDRandomized, PowerIterations: 4}},
 		{"randomized q=7", linalg.SVDOptions{Algorithm: linalg.SVDRandomized, PowerIterations: 7}},
 	}

@@ -1129,9 +1129,14 @@ type SVDParams struct {
 	Energy *float64 `json:"energy,omitempty"`
 
 	// OutputDtype The dtype factors are stored in (default the precision).
-	OutputDtype     *SVDParamsOutputDtype `json:"output_dtype,omitempty"`
-	Oversamples     *int                  `json:"oversamples,omitempty"`
-	PowerIterations *int                  `json:"power_iterations,omitempty"`
+	OutputDtype *SVDParamsOutputDtype `json:"output_dtype,omitempty"`
+	Oversamples *int                  `json:"oversamples,omitempty"`
+
+	// PowerIterations Subspace iterations (randomized, default 4), Krylov depth q
+	// (block_krylov, default ⌈3.5·rank/l⌉ − 1 and at least 3, with l
+	// the block width: 6 at rank 256) or power steps per block
+	// (fixed_precision, default 1).
+	PowerIterations *int `json:"power_iterations,omitempty"`
 
 	// Precision Arithmetic of the kernel (default float64 for float64 input, else float32).
 	Precision *SVDParamsPrecision `json:"precision,omitempty"`

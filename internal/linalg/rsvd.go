@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"slices"
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/lapack"
@@ -14,6 +15,9 @@ import (
 // errTargetMissed tells auto that fixed precision hit its rank cap before
 // its error target, so a full SVD is the better choice.
 var errTargetMissed = errors.New("linalg: fixed-precision target not met within the rank cap")
+
+// errSketchEig: the eigensolver failed on a sketch's Gram matrix.
+var errSketchEig = &lowrank.Error{Code: lowrank.EINTERNAL, Field: "tensor", Message: "the eigensolver did not converge on the sketch"}
 
 // pcgStream is the second PCG word; the first is the user's seed. Any
 // constant works; it only has to stay fixed so seeds keep their meaning.
@@ -85,9 +89,7 @@ func (s *svdRun[T]) randomized(k int) (*SVDResult[T], error) {
 // spectrum.
 func (s *svdRun[T]) blockKrylov(k int) (*SVDResult[T], error) {
 	b, m, n, a, lda := s.b, s.m, s.n, s.a, s.lda
-	p := min(m, n)
-	l := min(p, k+s.oversamples())
-	q := min(s.power(DefaultKrylovDepth), p/l-1)
+	l, q := s.krylovShape(k)
 	L := (q + 1) * l
 	rng := rand.New(rand.NewPCG(s.opts.Seed, pcgStream))
 	omega := gaussian[T](rng, n, l)
@@ -297,10 +299,7 @@ func (s *svdRun[T]) deflate(c, K int, qt, bm, y, z, proj []T) {
 // qTransposed, Qᵀ (L×m, stride m).
 func (s *svdRun[T]) fromQB(alg SVDAlgorithm, k int, q []T, _ int, qTransposed bool, L int, bm []T) (*SVDResult[T], error) {
 	m, n := s.m, s.n
-	ub, sv, vt, k, err := sketchSVD(s.b, L, n, bm, func(sv []T) (int, error) {
-		if k >= 0 {
-			return k, nil
-		}
+	ub, sv, vt, k, err := sketchSVD(s.b, L, n, bm, k, func(sv []T) (int, error) {
 		ch, err := s.choose(sv, L)
 		return ch.Rank, err
 	})
@@ -319,45 +318,67 @@ func (s *svdRun[T]) fromQB(alg SVDAlgorithm, k int, q []T, _ int, qTransposed bo
 }
 
 // sketchSVD computes the leading k singular triplets of the L×n sketch B
-// (L ≤ n), B ≈ Ũₖ·diag(σ)·Vₖᵀ with Ũₖ L×k (stride k) and Vₖᵀ k×n, where
-// k = choose(σ₁…σ_L) sees all L singular values.
+// (L ≤ n), B ≈ Ũₖ·diag(σ)·Vₖᵀ with Ũₖ L×k (stride k) and Vₖᵀ k×n. With
+// k < 0 the rank is k = choose(σ₁…σ_L), which sees all L singular values.
 //
 // Rayleigh–Ritz in two steps. The Gram matrix G = BBᵀ (xSYRK in T) is
-// diagonalised in float64 (xSYEVD): its eigenvalues give every σᵢ² for the
-// rank rule, and its top k eigenvectors Z span the leading left singular
+// diagonalised: its top k eigenvectors Z span the leading left singular
 // subspace. Then W = ZᵀB (k×n) gets an SVD of its own, W = U_W·Σ·Vᵀ, and
 // Ũₖ = Z·U_W. Squaring in G only affects which subspace is selected, whose
 // error enters the approximation at second order; the returned σ and the
 // orthogonality of Vᵀ come from the backward-stable xGESDD of W. Cost:
-// nL² (xSYRK) + ≈ 9L³ (xSYEVD) + 2nLk + xGESDD of k×n, against
-// ≈ 4nL² + 8L³ for xGESDD of B itself, half of it at BLAS-2 speed — for
-// block Krylov's L = 4(k+p) that is several passes over A saved.
-func sketchSVD[T Float](b Backend, L, n int, bm []T, choose func(sv []T) (int, error)) (ub, sv, vt []T, k int, err error) {
+// nL² (xSYRK) + the eigensolver + 2nLk + xGESDD of k×n, against
+// ≈ 4nL² + 8L³ for xGESDD of B itself, half of it at BLAS-2 speed.
+//
+// With k given, only the top k eigenpairs of G are computed, in T
+// (Syevr: the tridiagonal reduction, xSTEDC, and the k vectors taken back,
+// on two threads when the budget has them); G already carries T's rounding,
+// so solving it in float64 would add nothing to the subspace. For L = 1064,
+// k = 256 on OpenBLAS that took 0.1 s against 0.28 s for all of DSYEVD on
+// one thread. When the rule needs every σᵢ, G is solved whole in float64
+// (xSYEVD), so the small eigenvalues the rule sums are not lost to float32
+// round-off in the solver.
+func sketchSVD[T Float](b Backend, L, n int, bm []T, k int, choose func(sv []T) (int, error)) (ub, sv, vt []T, _ int, err error) {
 	g := make([]T, L*L)
 	Syrk(b, blas.Upper, blas.NoTrans, L, n, 1, bm, n, 0, g, L)
-	g64 := make([]float64, L*L)
-	for i, v := range g {
-		g64[i] = float64(v)
-	}
-	w := make([]float64, L)
-	// One thread: reducing a matrix this small to tridiagonal form is
-	// BLAS-2 work bound by memory and thread synchronisation; measured on
-	// L = 1064, one OpenBLAS thread took 0.45 s and two 1.2 s on a busy
-	// machine (NumPy's eigh with two threads took 0.7 s on a quieter one).
-	if !b.WithThreads(1).Dsyevd(L, g64, L, w) {
-		return nil, nil, nil, 0, &lowrank.Error{Code: lowrank.EINTERNAL, Field: "tensor", Message: "the eigensolver did not converge on the sketch"}
-	}
-	all := make([]T, L)
-	for j := range L {
-		all[j] = T(math.Sqrt(max(w[L-1-j], 0))) // descending
-	}
-	if k, err = choose(all); err != nil {
-		return nil, nil, nil, 0, err
-	}
-	z := make([]T, L*k)
-	for i := range L {
-		for j := range k {
-			z[i*k+j] = T(g64[i*L+L-1-j])
+	var z []T
+	if k >= 0 {
+		if k == 0 {
+			return nil, nil, nil, 0, nil
+		}
+		w := make([]T, k)
+		z = make([]T, L*k)
+		if !Syevr(b, L, L-k+1, L, g, L, w, z, k) {
+			return nil, nil, nil, 0, errSketchEig
+		}
+		for i := range L {
+			slices.Reverse(z[i*k : (i+1)*k]) // descending
+		}
+	} else {
+		g64 := make([]float64, L*L)
+		for i, v := range g {
+			g64[i] = float64(v)
+		}
+		w := make([]float64, L)
+		// One thread: reducing a matrix this small to tridiagonal form is
+		// BLAS-2 work bound by memory and thread synchronisation; measured on
+		// L = 1064, one OpenBLAS thread took 0.45 s and two 1.2 s on a busy
+		// machine (NumPy's eigh with two threads took 0.7 s on a quieter one).
+		if !b.WithThreads(1).Dsyevd(L, g64, L, w) {
+			return nil, nil, nil, 0, errSketchEig
+		}
+		all := make([]T, L)
+		for j := range L {
+			all[j] = T(math.Sqrt(max(w[L-1-j], 0))) // descending
+		}
+		if k, err = choose(all); err != nil {
+			return nil, nil, nil, 0, err
+		}
+		z = make([]T, L*k)
+		for i := range L {
+			for j := range k {
+				z[i*k+j] = T(g64[i*L+L-1-j])
+			}
 		}
 	}
 	wm := make([]T, k*n)
@@ -376,14 +397,15 @@ func sketchSVD[T Float](b Backend, L, n int, bm []T, choose func(sv []T) (int, e
 // orthWork is the workspace of orthonormalize, sized once per call of a
 // randomized algorithm for matrices of at most rows×cols.
 type orthWork[T Float] struct {
-	y64, g, rinv []float64
-	rinvT, out   []T
-	tau          []T
+	gt         []T
+	g, rinv    []float64
+	rinvT, out []T
+	tau        []T
 }
 
 func newOrthWork[T Float](rows, cols int) *orthWork[T] {
 	return &orthWork[T]{
-		y64:   make([]float64, rows*cols),
+		gt:    make([]T, cols*cols),
 		g:     make([]float64, cols*cols),
 		rinv:  make([]float64, cols*cols),
 		rinvT: make([]T, cols*cols),
@@ -395,14 +417,15 @@ func newOrthWork[T Float](rows, cols int) *orthWork[T] {
 // orthonormalize replaces the m×l y (stride l, m ≥ l) by an orthonormal
 // basis of its column span.
 //
-// It uses Cholesky QR: G = YᵀY = RᵀR in float64, Y ← Y·R⁻¹, repeated
-// passes times (CholeskyQR2 with passes = 2: the first pass leaves
-// ‖QᵀQ − I‖ ≈ ε₆₄·κ(Y)², the second brings it to rounding; Yamamoto et al.
-// 2015). That is one xSYRK and one xGEMM per pass, several times cheaper
-// than Householder QR for tall blocks. When Y is rank-deficient or too
-// ill-conditioned for the Gram matrix (a diagonal ratio of R below 10⁻⁵,
-// i.e. κ(Y) beyond ~10⁵ where ε₆₄·κ² nears 10⁻⁶), it falls back to
-// Householder QR (xGEQRF, xORGQR), which is stable for any Y.
+// It uses Cholesky QR: G = YᵀY (xSYRK in T) = RᵀR (Cholesky in float64),
+// Y ← Y·R⁻¹, repeated passes times (CholeskyQR2 with passes = 2: the first
+// pass leaves ‖QᵀQ − I‖ ≈ u·κ(Y)², u the unit round-off of T, the second
+// brings it to rounding; Yamamoto et al. 2015). That is one xSYRK and one
+// xGEMM per pass, several times cheaper than Householder QR for tall
+// blocks. When Y is rank-deficient or too ill-conditioned for its Gram
+// matrix in T — a diagonal ratio of R below cholMinRatio, about 1/κ(Y) —
+// it falls back to Householder QR (xGEQRF, xORGQR), which is stable for
+// any Y.
 func (w *orthWork[T]) orthonormalize(b Backend, m, l int, y []T, passes int) {
 	if l == 0 || m == 0 {
 		return
@@ -416,13 +439,27 @@ func (w *orthWork[T]) orthonormalize(b Backend, m, l int, y []T, passes int) {
 	}
 }
 
-func (w *orthWork[T]) cholQR(b Backend, m, l int, y []T) bool {
-	y64 := w.y64[:m*l]
-	for i, v := range y[:m*l] {
-		y64[i] = float64(v)
+// cholMinRatio is the smallest ratio of R's diagonal entries Cholesky QR
+// accepts: κ(Y) up to about 100 in float32, where u·κ² ≈ 6·10⁻⁴ leaves the
+// second pass a well-conditioned Y, and up to 10⁵ in float64
+// (u·κ² ≈ 10⁻⁶).
+func cholMinRatio[T Float]() float64 {
+	var z T
+	if _, ok := any(z).(float32); ok {
+		return 1e-2
 	}
+	return 1e-5
+}
+
+func (w *orthWork[T]) cholQR(b Backend, m, l int, y []T) bool {
+	gt := w.gt[:l*l]
+	Syrk(b, blas.Upper, blas.Trans, l, m, 1, y, l, 0, gt, l)
 	g := w.g[:l*l]
-	b.Dsyrk(blas.Upper, blas.Trans, l, m, 1, y64, l, 0, g, l)
+	for i := range l {
+		for j := i; j < l; j++ {
+			g[i*l+j] = float64(gt[i*l+j])
+		}
+	}
 	if !b.Dpotrf(l, g, l) {
 		return false
 	}
@@ -431,7 +468,7 @@ func (w *orthWork[T]) cholQR(b Backend, m, l int, y []T) bool {
 		d := math.Abs(g[i*l+i])
 		dmax, dmin = max(dmax, d), min(dmin, d)
 	}
-	if !(dmin > 1e-5*dmax) {
+	if !(dmin > cholMinRatio[T]()*dmax) {
 		return false
 	}
 	// R⁻¹ of the upper triangular R by back substitution, column by column.
@@ -455,4 +492,47 @@ func (w *orthWork[T]) cholQR(b Backend, m, l int, y []T) bool {
 	Gemm(b, blas.NoTrans, blas.NoTrans, m, l, l, 1, y, l, rt, l, 0, out, l)
 	copy(y, out)
 	return true
+}
+
+// krylovMinBlock is the narrowest block the default block Krylov shape
+// halves to: below about 64 columns a product with A runs at memory speed
+// rather than GEMM speed, so narrower blocks cost passes without saving
+// flops.
+const krylovMinBlock = 64
+
+// krylovShape returns block Krylov's block width l and depth q at rank k.
+//
+// The Krylov space must hold about 3.5·k vectors to come within 0.3 % of
+// the optimal Frobenius error on a flat spectrum (the hardest case).
+// Building it costs about 2 passes over A per block column whatever the
+// block width, so at a fixed space size L = (q+1)·l the narrower block
+// wins: its polynomial has a higher degree (Meyer, Musco & Musco 2024). On
+// a 4096×4096 Gaussian at k = 256, err/opt was 1.0028 at l = 266, q = 3
+// (L = 1064); 1.0026 at l = 128, q = 6 (L = 896); 1.0013 at l = 128,
+// q = 7 (L = 1024); 1.0014 at l = 96, q = 9 (L = 960).
+//
+// So by default the block is w = k + oversamples, or, when w/2 is at
+// least krylovMinBlock wide, w/2 rounded down to a multiple of 32 (OpenBLAS's
+// SGEMM ran 10–25 % slower at widths 133 and 266 than at 128 and 256
+// here), and the depth fills 3.5·k, at least DefaultKrylovDepth: q = 3 for a
+// full block (Musco & Musco's setting, L = 4w), q = 6 for k = 256
+// (l = 128, L = 896). PowerIterations overrides q; q is capped so that
+// L ≤ min(m, n), and when the half blocks that fit cannot hold k the block
+// is w.
+func (s *svdRun[T]) krylovShape(k int) (l, q int) {
+	p := min(s.m, s.n)
+	w := min(p, k+s.oversamples())
+	l = w
+	if w/2 >= krylovMinBlock {
+		l = w / 2 / 32 * 32
+	}
+	depth := max(DefaultKrylovDepth, (7*k+2*l-1)/(2*l)-1) // ⌈3.5·k/l⌉ − 1
+	q = min(s.power(depth), p/l-1)
+	if (q+1)*l < k {
+		// Half blocks too few to hold the rank within min(m, n): the
+		// full block of w instead.
+		l = w
+		q = min(s.power(DefaultKrylovDepth), p/l-1)
+	}
+	return l, q
 }

@@ -43,7 +43,7 @@ const (
 const (
 	DefaultOversamples     = 10
 	DefaultPowerIterations = 4  // randomized: q = 4 subspace iterations
-	DefaultKrylovDepth     = 3  // block Krylov: q = 3 blocks beyond the first
+	DefaultKrylovDepth     = 3  // block Krylov: at least q = 3 blocks beyond the first (see krylovShape)
 	DefaultQBPower         = 1  // fixed precision: one power step per block
 	DefaultQBBlock         = 32 // fixed precision: columns of the first block
 	qbMaxBlock             = 256
@@ -52,13 +52,14 @@ const (
 	// with LAPACK) and exact, so auto never randomizes.
 	autoFullMaxDim = 256
 	// autoRandomizedFraction: auto randomizes only while the sketch width
-	// l = k + oversamples is at most this fraction of min(m, n). Block
-	// Krylov with q = 3 costs about 8·2mnl flops plus a Rayleigh–Ritz step
-	// on its 4l columns, against ≈ 12·mn·min(m, n) for xGESDD (half of it
-	// at BLAS-2 speed); at a quarter the Krylov space still fits in
-	// min(m, n), and on a flat spectrum it needs all 4l columns to come
-	// within ~0.3 % of the optimal error. For error rules the same fraction
-	// caps the rank fixed precision may grow to before auto gives up on it.
+	// w = k + oversamples is at most this fraction of min(m, n). Block
+	// Krylov builds a space of L ≈ 3.5k to 4w columns (krylovShape) at
+	// about 2·2mn flops per column, plus a Rayleigh–Ritz step on them,
+	// against ≈ 12·mn·min(m, n) for xGESDD (half of it at BLAS-2 speed); at
+	// a quarter the space still fits in min(m, n), and on a flat spectrum
+	// it needs all of it to come within ~0.3 % of the optimal error. For
+	// error rules the same fraction caps the rank fixed precision may grow
+	// to before auto gives up on it.
 	autoRandomizedFraction = 0.25
 )
 
@@ -145,23 +146,25 @@ type SVDResult[T Float] struct {
 //   - full: xGESDD on a copy of A, then truncation; exact.
 //   - randomized: subspace iteration with q = PowerIterations steps and
 //     l = k + Oversamples columns, re-orthonormalised at every half step
-//     (HMT 2011, Alg. 4.4) by Cholesky QR in float64, falling back to
-//     Householder QR for ill-conditioned blocks (see orthonormalize). With
+//     (HMT 2011, Alg. 4.4) by Cholesky QR, falling back to Householder
+//     QR for ill-conditioned blocks (see orthonormalize). With
 //     an energy or rel_error rule, whose rank depends on the spectrum, it
 //     runs fixed_precision.
-//   - block_krylov: the same sketch, but keeps every block of the Krylov
-//     space [AΩ, (AAᵀ)AΩ, …, (AAᵀ)^q AΩ] (Musco & Musco 2015), orthogonal
-//     to the earlier blocks, so q = 3 reaches the accuracy subspace
-//     iteration needs q ≈ 7 for, in fewer passes over A. QᵀA comes for free
-//     from the products with Aᵀ already made.
+//   - block_krylov: keeps every block of the Krylov space
+//     [AΩ, (AAᵀ)AΩ, …, (AAᵀ)^q AΩ] (Musco & Musco 2015), orthogonal to the
+//     earlier blocks, so it reaches the accuracy subspace iteration needs
+//     q ≈ 7 for in fewer passes over A. QᵀA comes for free from the
+//     products with Aᵀ already made. The block is k + oversamples columns,
+//     halved for large ranks, and the space about 3.5k columns (see
+//     krylovShape).
 //   - fixed_precision: randQB_EI (Yu, Gu & Li 2018): grows an orthonormal Q
 //     and B = QᵀA by blocks (BlockSize columns, doubling) until
 //     ‖A‖_F² − ‖B‖_F² ≤ target²·‖A‖_F², then an SVD of B; the rank rule
 //     is applied to B's singular values. Rank and compression rules need no
 //     spectrum and run randomized instead.
 //   - auto: full when min(m, n) ≤ 256. Otherwise, for rank and
-//     compression rules, block_krylov when l = k + oversamples ≤
-//     min(m, n)/4 (so its q = 3 blocks fit) and full above; for energy and
+//     compression rules, block_krylov when w = k + oversamples ≤
+//     min(m, n)/4 (so its Krylov space fits) and full above; for energy and
 //     rel_error rules, fixed_precision with the rank capped at
 //     min(m, n)/4, falling back to full when the target needs more (the
 //     work spent is then lost: with P = 1, about 2mn·min(m, n) flops,
