@@ -73,16 +73,6 @@ func (g *threadGate) do(threads int, f func()) {
 	f()
 }
 
-// doOwn runs f, which starts threads of its own that each call the library
-// single-threaded, on the exclusive side of the gate with the library left
-// at one thread: no other call runs meanwhile, so f's threads are all the
-// library's threads (callers ask for two only when the budget allows two).
-func (g *threadGate) doOwn(f func()) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	f()
-}
-
 // parallelMinWork is the size, in multiply-adds (m·n·k for a product), below
 // which a call runs single-threaded whatever its budget. From
 // BenchmarkGateSmall (OpenBLAS 0.3.21, 2-core AMD EPYC, best of alternating

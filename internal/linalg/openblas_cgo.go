@@ -9,7 +9,6 @@ package linalg
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
-#include <pthread.h>
 #include <cblas.h>
 #include <lapacke.h>
 
@@ -135,38 +134,16 @@ static int lr_dsyevd(char uplo, int n, double *a, int lda, double *w) {
 }
 
 // LR_SYEVSEL defines lr_ssyevsel and lr_dsyevsel: the eigenpairs il..iu
-// of the symmetric A (lower triangle, column-major) by xSYTRD, then xSTEDC
-// with COMPZ 'I' (every eigenvector of the tridiagonal T, divide and
-// conquer), and the m = iu - il + 1 selected eigenvectors of T taken back
-// to A's basis. z (n×m, stride n) receives the eigenvectors and w the m
-// eigenvalues. A is destroyed.
-//
-// With par = 0 the back-transformation is xORMTR on the m columns. With
-// par = 1 a second thread forms Q explicitly (xORGTR, in a) while the
-// calling thread runs xSTEDC, and z = Q·Z_sel is one xGEMM: xSTEDC and
-// xORGTR need only the output of xSYTRD, so they overlap, and the GEMM
-// that replaces xORMTR costs a fraction of it. Both threads call the
-// library, which the caller keeps at one thread (threadGate.doOwn).
+// of the symmetric A (lower triangle, column-major) by xSYTRD, xSTEDC with
+// COMPZ 'I' (every eigenvector of the tridiagonal T, divide and conquer)
+// and xORMTR on the m = iu - il + 1 selected columns only. z (n×m, stride n)
+// receives the eigenvectors and w the m eigenvalues.
 #define LR_SYEVSEL(NAME, T, P)                                                         \
-typedef struct {                                                                     \
-	int n;                                                                           \
-	T *a;                                                                            \
-	int lda;                                                                         \
-	T *tau, *work;                                                                   \
-	lapack_int lwork, info;                                                          \
-} NAME##_orgtr;                                                                      \
-                                                                                     \
-static void *NAME##_orgtr_run(void *p) {                                             \
-	NAME##_orgtr *o = p;                                                             \
-	o->info = LAPACKE_##P##orgtr_work(LAPACK_COL_MAJOR, 'L', o->n, o->a, o->lda, o->tau, o->work, o->lwork); \
-	return NULL;                                                                     \
-}                                                                                    \
-                                                                                     \
-static int NAME(int n, int il, int iu, T *a, int lda, T *w, T *z, int par) {         \
+static int NAME(int n, int il, int iu, T *a, int lda, T *w, T *z) {                  \
 	int m = iu - il + 1;                                                             \
 	T *d = LR_ALLOC(T, n), *e = LR_ALLOC(T, n), *tau = LR_ALLOC(T, n);               \
 	T *zt = LR_ALLOC(T, (size_t)n * n);                                              \
-	T *work = NULL, *owork = NULL;                                                   \
+	T *work = NULL;                                                                  \
 	lapack_int *iwork = NULL;                                                        \
 	lapack_int info = LR_NOMEM;                                                      \
 	if (d == NULL || e == NULL || tau == NULL || zt == NULL) {                       \
@@ -178,9 +155,7 @@ static int NAME(int n, int il, int iu, T *a, int lda, T *w, T *z, int par) {    
 	if (info == 0) {                                                                 \
 		info = LAPACKE_##P##stedc_work(LAPACK_COL_MAJOR, 'I', n, d, e, zt, n, &q2, -1, &iq, -1); \
 	}                                                                                \
-	if (info == 0 && par) {                                                          \
-		info = LAPACKE_##P##orgtr_work(LAPACK_COL_MAJOR, 'L', n, a, lda, tau, &q3, -1); \
-	} else if (info == 0) {                                                          \
+	if (info == 0) {                                                                 \
 		info = LAPACKE_##P##ormtr_work(LAPACK_COL_MAJOR, 'L', 'L', 'N', n, m, a, lda, tau, zt, n, &q3, -1); \
 	}                                                                                \
 	if (info != 0) {                                                                 \
@@ -188,49 +163,24 @@ static int NAME(int n, int il, int iu, T *a, int lda, T *w, T *z, int par) {    
 	}                                                                                \
 	lapack_int lwork = lr_lwork(q1);                                                 \
 	if (lr_lwork(q2) > lwork) lwork = lr_lwork(q2);                                  \
-	if (!par && lr_lwork(q3) > lwork) lwork = lr_lwork(q3);                          \
+	if (lr_lwork(q3) > lwork) lwork = lr_lwork(q3);                                  \
 	work = LR_ALLOC(T, lwork);                                                       \
 	iwork = LR_ALLOC(lapack_int, iq);                                                \
-	if (par) {                                                                       \
-		owork = LR_ALLOC(T, lr_lwork(q3));                                           \
-	}                                                                                \
 	info = LR_NOMEM;                                                                 \
-	if (work == NULL || iwork == NULL || (par && owork == NULL)) {                   \
+	if (work == NULL || iwork == NULL) {                                             \
 		goto out;                                                                    \
 	}                                                                                \
 	info = LAPACKE_##P##sytrd_work(LAPACK_COL_MAJOR, 'L', n, a, lda, d, e, tau, work, lwork); \
-	if (info != 0) {                                                                 \
-		goto out;                                                                    \
-	}                                                                                \
-	if (par) {                                                                       \
-		NAME##_orgtr o = {n, a, lda, tau, owork, lr_lwork(q3), 0};                   \
-		pthread_t th;                                                                \
-		int started = pthread_create(&th, NULL, NAME##_orgtr_run, &o) == 0;          \
-		if (!started) {                                                              \
-			NAME##_orgtr_run(&o);                                                    \
-		}                                                                            \
+	if (info == 0) {                                                                 \
 		info = LAPACKE_##P##stedc_work(LAPACK_COL_MAJOR, 'I', n, d, e, zt, n, work, lwork, iwork, iq); \
-		if (started) {                                                               \
-			pthread_join(th, NULL);                                                  \
-		}                                                                            \
-		if (info == 0) {                                                             \
-			info = o.info;                                                           \
-		}                                                                            \
-		if (info == 0) {                                                             \
-			memcpy(w, d + il - 1, sizeof(T) * (size_t)m);                            \
-			cblas_##P##gemm(CblasColMajor, CblasNoTrans, CblasNoTrans, n, m, n, 1, a, lda, \
-				zt + (size_t)(il - 1) * n, n, 0, z, n);                                  \
-		}                                                                            \
-		goto out;                                                                    \
 	}                                                                                \
-	info = LAPACKE_##P##stedc_work(LAPACK_COL_MAJOR, 'I', n, d, e, zt, n, work, lwork, iwork, iq); \
 	if (info == 0) {                                                                 \
 		memcpy(z, zt + (size_t)(il - 1) * n, sizeof(T) * (size_t)n * m);             \
 		memcpy(w, d + il - 1, sizeof(T) * (size_t)m);                                \
 		info = LAPACKE_##P##ormtr_work(LAPACK_COL_MAJOR, 'L', 'L', 'N', n, m, a, lda, tau, z, n, work, lwork); \
 	}                                                                                \
 out:                                                                                 \
-	free(d); free(e); free(tau); free(zt); free(work); free(owork); free(iwork);     \
+	free(d); free(e); free(tau); free(zt); free(work); free(iwork);                  \
 	return info;                                                                     \
 }
 
@@ -405,29 +355,6 @@ func symbolLibrary(sym string) string {
 
 func (o OpenBLAS) run(work float64, f func()) {
 	gate.do(gate.threadsFor(o.Threads(), work), f)
-}
-
-// selOwnThreadsMax is the order below which a partial symmetric
-// eigensolve given two threads runs them itself (par = 1 in LR_SYEVSEL:
-// xSTEDC beside xORGTR, each on one library thread) rather than as one
-// threaded library call. Below it the library's threads gain nothing (its
-// tridiagonal reduction and xSTEDC are bound by BLAS-2 and scalar work),
-// while the overlap takes the back-transformation off the critical path:
-// n = 256, m = 64: 3.5 → 3.0 ms; n = 512, m = 128: 18.3 → 14.9 ms (best of
-// 40, quiet machine).
-const selOwnThreadsMax = 2048
-
-// runSel runs a partial eigensolve of order n: f(1) with two threads of its
-// own when the budget allows two and n < selOwnThreadsMax, else f(0) as one
-// library call under the usual gate.
-func (o OpenBLAS) runSel(n int, f func(par C.int)) {
-	work := float64(n) * float64(n) * float64(n)
-	threads := gate.threadsFor(o.Threads(), work)
-	if threads >= 2 && n < selOwnThreadsMax {
-		gate.doOwn(func() { f(1) })
-		return
-	}
-	gate.do(threads, func() { f(0) })
 }
 
 func f32(s []float32) *C.float {
@@ -640,8 +567,8 @@ func (o OpenBLAS) Ssyevr(n, il, iu int, a []float32, lda int, w, z []float32, ld
 	wm := make([]float32, m)
 	zc := make([]float32, n*m)
 	var info C.int
-	o.runSel(n, func(par C.int) {
-		info = C.lr_ssyevsel(C.int(n), C.int(il), C.int(iu), f32(a), C.int(lda), f32(wm), f32(zc), par)
+	o.run(float64(n)*float64(n)*float64(n), func() {
+		info = C.lr_ssyevsel(C.int(n), C.int(il), C.int(iu), f32(a), C.int(lda), f32(wm), f32(zc))
 	})
 	ok := lapackOK(info)
 	copy(w, wm)
@@ -651,14 +578,16 @@ func (o OpenBLAS) Ssyevr(n, il, iu int, a []float32, lda int, w, z []float32, ld
 
 // Dsyevr works on the lower triangle of the column-major view, which is our
 // upper triangle: DSYTRD reduces it to tridiagonal T = QᵀAQ, DSTEDC finds
-// every eigenpair of T by divide and conquer, and the m selected
-// eigenvectors are multiplied by Q (see runSel). DSYEVR itself would pick
-// MRRR or bisection and inverse iteration for the subset; on OpenBLAS
-// 0.3.21 both took longer than DSTEDC on all of T (n = 256, m = 64, one
-// thread, best of 30 on a quiet machine: SSTEMR 3.0 ms, SSTEBZ+SSTEIN
-// 3.1 ms, SSTEDC 2.3 ms, SSYTRD 1.3 ms, SORMTR 0.9 ms). The eigenvectors
-// come back as the columns of a column-major n×m matrix, i.e. the rows of a
-// row-major m×n one, and are transposed into the columns of z.
+// every eigenpair of T by divide and conquer, and DORMTR multiplies only the
+// m selected eigenvectors by Q. DSYEVR itself would pick MRRR or bisection
+// and inverse iteration for the subset; on OpenBLAS 0.3.21 both took longer
+// than DSTEDC on all of T (n = 256, m = 64: SSTEMR 3.0 ms, SSTEBZ with
+// SSTEIN 3.1 ms, SSTEDC 1.9–2.3 ms, SSYTRD 1.0–1.3 ms, SORMTR 0.7–0.9 ms).
+// Forming Q (SORGTR) on a second thread while SSTEDC runs, then one SGEMM,
+// took 15 % off the solve alone but nothing off HOOI, whose threaded GEMMs
+// leave OpenBLAS's workers spinning on the cores that thread needs. The eigenvectors come back as the columns
+// of a column-major n×m matrix, i.e. the rows of a row-major m×n one, and
+// are transposed into the columns of z.
 func (o OpenBLAS) Dsyevr(n, il, iu int, a []float64, lda int, w, z []float64, ldz int) bool {
 	m := checkRange(n, il, iu)
 	checkMat(n, n, lda, len(a))
@@ -670,8 +599,8 @@ func (o OpenBLAS) Dsyevr(n, il, iu int, a []float64, lda int, w, z []float64, ld
 	wm := make([]float64, m)
 	zc := make([]float64, n*m)
 	var info C.int
-	o.runSel(n, func(par C.int) {
-		info = C.lr_dsyevsel(C.int(n), C.int(il), C.int(iu), f64(a), C.int(lda), f64(wm), f64(zc), par)
+	o.run(float64(n)*float64(n)*float64(n), func() {
+		info = C.lr_dsyevsel(C.int(n), C.int(il), C.int(iu), f64(a), C.int(lda), f64(wm), f64(zc))
 	})
 	ok := lapackOK(info)
 	copy(w, wm)

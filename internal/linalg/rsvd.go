@@ -330,14 +330,17 @@ func (s *svdRun[T]) fromQB(alg SVDAlgorithm, k int, q []T, _ int, qTransposed bo
 // nL² (xSYRK) + the eigensolver + 2nLk + xGESDD of k×n, against
 // ≈ 4nL² + 8L³ for xGESDD of B itself, half of it at BLAS-2 speed.
 //
-// With k given, only the top k eigenpairs of G are computed, in T
-// (Syevr: the tridiagonal reduction, xSTEDC, and the k vectors taken back,
-// on two threads when the budget has them); G already carries T's rounding,
-// so solving it in float64 would add nothing to the subspace. For L = 1064,
-// k = 256 on OpenBLAS that took 0.1 s against 0.28 s for all of DSYEVD on
-// one thread. When the rule needs every σᵢ, G is solved whole in float64
-// (xSYEVD), so the small eigenvalues the rule sums are not lost to float32
-// round-off in the solver.
+// With k given, only the top k eigenpairs of G are computed, in T (Syevr:
+// the tridiagonal reduction, xSTEDC, and only the k vectors taken back); G
+// already carries T's rounding, so solving it in float64 would add nothing
+// to the subspace. For L = 1064, k = 256 on OpenBLAS, one thread, that took
+// 0.12 s against 0.31 s for all of DSYEVD. When the rule needs every σᵢ, G
+// is solved whole in float64 (xSYEVD), so the small eigenvalues the rule
+// sums are not lost to float32 round-off in the solver. Either way on one
+// thread: reducing a matrix this small to tridiagonal form is BLAS-2 work
+// bound by memory and thread synchronisation; measured on L = 1064, one
+// OpenBLAS thread took 0.45 s and two 1.2 s on a busy machine (NumPy's eigh
+// with two threads took 0.7 s on a quieter one).
 func sketchSVD[T Float](b Backend, L, n int, bm []T, k int, choose func(sv []T) (int, error)) (ub, sv, vt []T, _ int, err error) {
 	g := make([]T, L*L)
 	Syrk(b, blas.Upper, blas.NoTrans, L, n, 1, bm, n, 0, g, L)
@@ -348,7 +351,7 @@ func sketchSVD[T Float](b Backend, L, n int, bm []T, k int, choose func(sv []T) 
 		}
 		w := make([]T, k)
 		z = make([]T, L*k)
-		if !Syevr(b, L, L-k+1, L, g, L, w, z, k) {
+		if !Syevr(b.WithThreads(1), L, L-k+1, L, g, L, w, z, k) {
 			return nil, nil, nil, 0, errSketchEig
 		}
 		for i := range L {
@@ -360,10 +363,6 @@ func sketchSVD[T Float](b Backend, L, n int, bm []T, k int, choose func(sv []T) 
 			g64[i] = float64(v)
 		}
 		w := make([]float64, L)
-		// One thread: reducing a matrix this small to tridiagonal form is
-		// BLAS-2 work bound by memory and thread synchronisation; measured on
-		// L = 1064, one OpenBLAS thread took 0.45 s and two 1.2 s on a busy
-		// machine (NumPy's eigh with two threads took 0.7 s on a quieter one).
 		if !b.WithThreads(1).Dsyevd(L, g64, L, w) {
 			return nil, nil, nil, 0, errSketchEig
 		}

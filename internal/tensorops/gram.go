@@ -104,9 +104,9 @@ func topEigvecs[T Float](b linalg.Backend, g []T, n, k int) ([]T, error) {
 		vecs, _, err := leadingEigvecs(b, g, n, k)
 		return vecs, err
 	}
-	// Unlike leadingEigvecs, the budget passes through: the partial
-	// solver overlaps its two halves on two threads of its own (see
-	// linalg.Syevr's OpenBLAS backend).
+	if n < 2048 {
+		b = b.WithThreads(1) // as in leadingEigvecs
+	}
 	w := make([]T, k)
 	z := make([]T, n*k)
 	if !linalg.Syevr(b, n, n-k+1, n, g, n, w, z, k) {
