@@ -328,29 +328,7 @@ func (s *Postgres) GetJobByID(ctx context.Context, id string) (*Job, error) {
 }
 
 func (s *Postgres) ListJobs(ctx context.Context, f JobFilter, p Page) ([]*Job, string, error) {
-	limit := pageLimit(p)
-	var a pgArgs
-	q := `SELECT ` + jobCols + ` FROM lowrank_job WHERE owner = ` + a.add(f.Owner)
-	if f.Status != "" {
-		q += ` AND status = ` + a.add(string(f.Status))
-	}
-	if f.Method != "" {
-		q += ` AND method = ` + a.add(f.Method)
-	}
-	if p.Cursor != "" {
-		q += ` AND id < ` + a.add(p.Cursor)
-	}
-	q += ` ORDER BY id DESC LIMIT ` + a.add(limit+1)
-	out, err := queryAll(ctx, s.db, "list jobs", scanJob, q, a...)
-	if err != nil {
-		return nil, "", err
-	}
-	next := ""
-	if len(out) > limit {
-		out = out[:limit]
-		next = out[limit-1].ID
-	}
-	return out, next, nil
+	return listJobs(ctx, s.db, pgPlaceholders, f, p)
 }
 
 func (s *Postgres) TransitionJob(ctx context.Context, id string, from []JobStatus, u JobUpdate) (bool, error) {

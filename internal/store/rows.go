@@ -217,3 +217,36 @@ func checkInputTx(ctx context.Context, tx *sql.Tx, j *Job, lock string, rewrite 
 	}
 	return nil
 }
+
+// listJobs is ListJobs of both SQL stores, newest first by id (a UUIDv7,
+// so creation order), the cursor being the last id of the page before.
+// rewrite turns its ? placeholders into the store's.
+func listJobs(ctx context.Context, db *sql.DB, rewrite func(string) string, f JobFilter, p Page) ([]*Job, string, error) {
+	limit := pageLimit(p)
+	q := `SELECT ` + jobCols + ` FROM lowrank_job WHERE owner = ?`
+	args := []any{f.Owner}
+	if f.Status != "" {
+		q += ` AND status = ?`
+		args = append(args, string(f.Status))
+	}
+	if f.Method != "" {
+		q += ` AND method = ?`
+		args = append(args, f.Method)
+	}
+	if p.Cursor != "" {
+		q += ` AND id < ?`
+		args = append(args, p.Cursor)
+	}
+	q += ` ORDER BY id DESC LIMIT ?`
+	args = append(args, limit+1)
+	out, err := queryAll(ctx, db, "list jobs", scanJob, rewrite(q), args...)
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		next = out[limit-1].ID
+	}
+	return out, next, nil
+}

@@ -319,33 +319,7 @@ func (s *SQLiteMeta) GetJobByID(ctx context.Context, id string) (*Job, error) {
 }
 
 func (s *SQLiteMeta) ListJobs(ctx context.Context, f JobFilter, p Page) ([]*Job, string, error) {
-	limit := pageLimit(p)
-	q := `SELECT ` + jobCols + ` FROM lowrank_job WHERE owner = ?`
-	args := []any{f.Owner}
-	if f.Status != "" {
-		q += ` AND status = ?`
-		args = append(args, string(f.Status))
-	}
-	if f.Method != "" {
-		q += ` AND method = ?`
-		args = append(args, f.Method)
-	}
-	if p.Cursor != "" {
-		q += ` AND id < ?`
-		args = append(args, p.Cursor)
-	}
-	q += ` ORDER BY id DESC LIMIT ?`
-	args = append(args, limit+1)
-	out, err := queryAll(ctx, s.reads, "list jobs", scanJob, q, args...)
-	if err != nil {
-		return nil, "", err
-	}
-	next := ""
-	if len(out) > limit {
-		out = out[:limit]
-		next = out[limit-1].ID
-	}
-	return out, next, nil
+	return listJobs(ctx, s.reads, func(q string) string { return q }, f, p)
 }
 
 func (s *SQLiteMeta) TransitionJob(ctx context.Context, id string, from []JobStatus, u JobUpdate) (bool, error) {
