@@ -373,25 +373,8 @@ func (s *sqlCompressions) GetCompressionByID(ctx context.Context, id string) (*C
 }
 
 func (s *sqlCompressions) ListCompressions(ctx context.Context, owner string, p Page) ([]*Compression, string, error) {
-	limit := pageLimit(p)
-	q := `SELECT ` + compressionCols + ` FROM lowrank_compression WHERE owner = ?`
-	args := []any{owner}
-	if p.Cursor != "" {
-		q += ` AND id < ?`
-		args = append(args, p.Cursor)
-	}
-	q += ` ORDER BY id DESC LIMIT ?`
-	args = append(args, limit+1)
-	out, err := queryAll(ctx, s.reads, "list compressions", scanCompression, s.rewrite(q), args...)
-	if err != nil {
-		return nil, "", err
-	}
-	next := ""
-	if len(out) > limit {
-		out = out[:limit]
-		next = out[limit-1].ID
-	}
-	return out, next, nil
+	return listPage(ctx, s.reads, s.rewrite, "list compressions", scanCompression, func(c *Compression) string { return c.ID },
+		p, `SELECT `+compressionCols+` FROM lowrank_compression WHERE owner = ?`, owner)
 }
 
 func scanLayer(sc interface{ Scan(...any) error }) (*CompressionLayer, error) {

@@ -226,23 +226,8 @@ func (s *Postgres) GetTensor(ctx context.Context, owner, id string) (*Tensor, er
 }
 
 func (s *Postgres) ListTensors(ctx context.Context, owner string, p Page) ([]*Tensor, string, error) {
-	limit := pageLimit(p)
-	var a pgArgs
-	q := `SELECT ` + tensorCols + ` FROM lowrank_tensor WHERE owner = ` + a.add(owner)
-	if p.Cursor != "" {
-		q += ` AND id < ` + a.add(p.Cursor)
-	}
-	q += ` ORDER BY id DESC LIMIT ` + a.add(limit+1)
-	out, err := queryAll(ctx, s.db, "list tensors", scanTensor, q, a...)
-	if err != nil {
-		return nil, "", err
-	}
-	next := ""
-	if len(out) > limit {
-		out = out[:limit]
-		next = out[limit-1].ID
-	}
-	return out, next, nil
+	return listPage(ctx, s.db, pgPlaceholders, "list tensors", scanTensor, func(t *Tensor) string { return t.ID },
+		p, `SELECT `+tensorCols+` FROM lowrank_tensor WHERE owner = ?`, owner)
 }
 
 // DeleteTensor locks the tensor's row FOR UPDATE before looking for jobs

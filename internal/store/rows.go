@@ -145,7 +145,7 @@ func jobJSONColumns(j *Job) (params, timings, progress any, err error) {
 }
 
 // Statements of the tensor-in-use rule, in the SQLite placeholder style;
-// the Postgres store rewrites them with pgArgs. Both stores run them inside
+// the Postgres store rewrites them with pgPlaceholders. Both stores run them inside
 // a transaction, see DeleteTensor and CreateJob.
 const (
 	sqlActiveReader = `SELECT id FROM lowrank_job WHERE tensor_id = ? AND status IN ('queued', 'running') LIMIT 1`
@@ -218,11 +218,9 @@ func checkInputTx(ctx context.Context, tx *sql.Tx, j *Job, lock string, rewrite 
 	return nil
 }
 
-// listJobs is ListJobs of both SQL stores, newest first by id (a UUIDv7,
-// so creation order), the cursor being the last id of the page before.
-// rewrite turns its ? placeholders into the store's.
+// listJobs is ListJobs of both SQL stores; rewrite turns its ?
+// placeholders into the store's.
 func listJobs(ctx context.Context, db *sql.DB, rewrite func(string) string, f JobFilter, p Page) ([]*Job, string, error) {
-	limit := pageLimit(p)
 	q := `SELECT ` + jobCols + ` FROM lowrank_job WHERE owner = ?`
 	args := []any{f.Owner}
 	if f.Status != "" {
@@ -233,20 +231,30 @@ func listJobs(ctx context.Context, db *sql.DB, rewrite func(string) string, f Jo
 		q += ` AND method = ?`
 		args = append(args, f.Method)
 	}
+	return listPage(ctx, db, rewrite, "list jobs", scanJob, func(j *Job) string { return j.ID }, p, q, args...)
+}
+
+// listPage runs q (a SELECT whose WHERE clause the cursor condition can
+// extend with AND) for one page of at most pageLimit(p) rows, newest
+// first — ids are UUIDv7, so that is creation order — and returns the
+// cursor of the next page, "" after the last. q has ? placeholders, which
+// rewrite turns into the store's.
+func listPage[T any](ctx context.Context, db *sql.DB, rewrite func(string) string, what string,
+	scan func(interface{ Scan(...any) error }) (*T, error), id func(*T) string, p Page, q string, args ...any) ([]*T, string, error) {
+	limit := pageLimit(p)
 	if p.Cursor != "" {
 		q += ` AND id < ?`
 		args = append(args, p.Cursor)
 	}
 	q += ` ORDER BY id DESC LIMIT ?`
 	args = append(args, limit+1)
-	out, err := queryAll(ctx, db, "list jobs", scanJob, rewrite(q), args...)
+	out, err := queryAll(ctx, db, what, scan, rewrite(q), args...)
 	if err != nil {
 		return nil, "", err
 	}
-	next := ""
-	if len(out) > limit {
-		out = out[:limit]
-		next = out[limit-1].ID
+	if len(out) <= limit {
+		return out, "", nil
 	}
-	return out, next, nil
+	out = out[:limit]
+	return out, id(out[limit-1]), nil
 }

@@ -161,25 +161,8 @@ func pageLimit(p Page) int {
 }
 
 func (s *SQLiteMeta) ListTensors(ctx context.Context, owner string, p Page) ([]*Tensor, string, error) {
-	limit := pageLimit(p)
-	q := `SELECT ` + tensorCols + ` FROM lowrank_tensor WHERE owner = ?`
-	args := []any{owner}
-	if p.Cursor != "" {
-		q += ` AND id < ?`
-		args = append(args, p.Cursor)
-	}
-	q += ` ORDER BY id DESC LIMIT ?`
-	args = append(args, limit+1)
-	out, err := queryAll(ctx, s.reads, "list tensors", scanTensor, q, args...)
-	if err != nil {
-		return nil, "", err
-	}
-	next := ""
-	if len(out) > limit {
-		out = out[:limit]
-		next = out[limit-1].ID
-	}
-	return out, next, nil
+	return listPage(ctx, s.reads, func(q string) string { return q }, "list tensors", scanTensor, func(t *Tensor) string { return t.ID },
+		p, `SELECT `+tensorCols+` FROM lowrank_tensor WHERE owner = ?`, owner)
 }
 
 func (s *SQLiteMeta) DeleteTensor(ctx context.Context, owner, id string) error {
