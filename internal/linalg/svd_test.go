@@ -626,6 +626,12 @@ func TestKrylovShape(t *testing.T) {
 			t.Errorf("%d×%d k=%d: l=%d q=%d, want l=%d q=%d", c.m, c.n, c.k, l, q, c.l, c.q)
 		}
 	}
+	// No power iterations asked for (q = 0): one half block cannot hold
+	// k = 256, so the block is the full w.
+	s := &svdRun[float32]{m: 4096, n: 4096, opts: SVDOptions{PowerIterations: -1}}
+	if l, q := s.krylovShape(256); l != 266 || q != 0 {
+		t.Errorf("q = 0 at k = 256: l=%d q=%d, want l=266 q=0", l, q)
+	}
 }
 
 // TestBlockKrylovHalfBlocks: at k = 128 the default shape takes half
