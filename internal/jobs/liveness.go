@@ -189,6 +189,9 @@ func (s *Service) SweepReplicas(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	s.metrics.takeovers.WithLabelValues("requeued").Add(float64(res.requeued))
+	s.metrics.takeovers.WithLabelValues("given_up").Add(float64(res.discarded))
+	s.metrics.takeovers.WithLabelValues("canceled").Add(float64(res.canceled))
 	if res.requeued+res.discarded+res.canceled > 0 {
 		s.log.Warn("took over the jobs of replicas that stopped heartbeating",
 			zap.Int64("requeued", res.requeued), zap.Int64("given_up", res.discarded), zap.Int64("canceled", res.canceled))

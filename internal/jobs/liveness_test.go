@@ -2,6 +2,7 @@ package jobs_test
 
 import (
 	"context"
+	"github.com/prometheus/client_golang/prometheus"
 	"strings"
 	"sync"
 	"testing"
@@ -221,6 +222,14 @@ func TestConcurrentSweepsHandBackOnce(t *testing.T) {
 	if total != want {
 		t.Errorf("sweeps handed back %v = %d jobs, want %d", counts, total, want)
 	}
+	// Each replica counts what it took over; together, every lost job once.
+	var counted float64
+	for _, b := range bs {
+		counted += counterValue(t, b.metrics, "lowrank_job_takeovers_total", "action", "requeued")
+	}
+	if counted != float64(want) {
+		t.Errorf("lowrank_job_takeovers_total{action=\"requeued\"} summed over replicas = %g, want %d", counted, want)
+	}
 	// A silent replica's row is forgotten after an hour, not before.
 	var left string
 	if err := bs[0].db.QueryRowContext(ctx, `SELECT string_agg(id, ',' ORDER BY id) FROM lowrank_replica
@@ -290,4 +299,27 @@ func TestLostEndHandedBack(t *testing.T) {
 	if r := readRiver(t, b, j.RiverID); r.attempt != 2 {
 		t.Errorf("river row %+v: want a second attempt", r)
 	}
+}
+
+// counterValue is the value of the counter name{label="value"} in g (0 if
+// the series is absent).
+func counterValue(t *testing.T, g prometheus.Gatherer, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }

@@ -14,6 +14,7 @@ type metrics struct {
 	duration  *prometheus.HistogramVec
 	queueWait *prometheus.HistogramVec
 	expired   *prometheus.CounterVec
+	takeovers *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, meta store.MetaStore) (*metrics, error) {
@@ -35,6 +36,14 @@ func newMetrics(reg prometheus.Registerer, meta store.MetaStore) (*metrics, erro
 		expired: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lowrank_expired_total", Help: "Records removed by retention, by kind (tensor, job, compression).",
 		}, []string{"kind"}),
+		takeovers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lowrank_job_takeovers_total",
+			Help: "Running jobs of replicas that stopped heartbeating that this replica took over, by action (requeued, given_up, canceled).",
+		}, []string{"action"}),
+	}
+	// Zero until the first takeover, so rate() and alerts see the series.
+	for _, a := range []string{"requeued", "given_up", "canceled"} {
+		m.takeovers.WithLabelValues(a)
 	}
 	// Queue depth is counted from metadata at scrape time, so it is right
 	// after a restart and across replicas.
@@ -50,7 +59,7 @@ func newMetrics(reg prometheus.Registerer, meta store.MetaStore) (*metrics, erro
 		}
 	}
 	for _, c := range []prometheus.Collector{
-		m.jobs, m.duration, m.queueWait, m.expired,
+		m.jobs, m.duration, m.queueWait, m.expired, m.takeovers,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "lowrank_jobs_queued", Help: "Jobs waiting in the queue."}, count(store.JobQueued)),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "lowrank_jobs_running", Help: "Jobs running now."}, count(store.JobRunning)),
 	} {

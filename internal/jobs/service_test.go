@@ -26,6 +26,9 @@ type bundle struct {
 	blobs store.BlobStore
 	codec jobs.Codec
 	db    *sql.DB // the metadata and queue's database, for raw SQL
+	// metrics gathers what the Service registered (nil if a mod gave it a
+	// Registerer that cannot gather).
+	metrics prometheus.Gatherer
 }
 
 // The databases a Service may keep its metadata and queue in.
@@ -138,7 +141,8 @@ func build(t testing.TB, p place, mod func(*jobs.Config)) (*bundle, error) {
 		defer cancel()
 		_ = svc.Stop(ctx)
 	})
-	return &bundle{svc: svc, meta: meta, blobs: blobs, codec: cfg.Codec, db: db}, nil
+	g, _ := cfg.Metrics.(prometheus.Gatherer)
+	return &bundle{svc: svc, meta: meta, blobs: blobs, codec: cfg.Codec, db: db, metrics: g}, nil
 }
 
 func registry() jobs.Registry {
