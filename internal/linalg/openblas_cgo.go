@@ -9,6 +9,7 @@ package linalg
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#include <sys/mman.h>
 #include <cblas.h>
 #include <lapacke.h>
 
@@ -43,7 +44,47 @@ static lapack_int lr_lwork(double w) {
 
 // LR_NOMEM is returned as INFO when a workspace cannot be had.
 #define LR_NOMEM -1000
-#define LR_ALLOC(T, n) ((n) > 0 ? (T *)malloc(sizeof(T) * (size_t)(n)) : NULL)
+#define LR_ALLOC(T, n) ((n) > 0 ? (T *)lr_alloc(sizeof(T) * (size_t)(n)) : NULL)
+
+// lr_alloc allocates a LAPACK workspace. One of 2 MiB or more is aligned
+// to 2 MiB and advised into transparent huge pages (where the kernel's
+// THP mode is "madvise", as on Debian, nothing else gives them): the
+// BLAS-2 halves of xGESDD and xSYEVD stream through their workspace, and
+// 4 KiB pages cost them TLB misses. NumPy advises its large arrays the
+// same way. Measured on SGESDD 2048², 9 interleaved runs: 2.71 s median
+// with malloc'd workspace, 2.47 s with it in huge pages (2.39 s with A
+// too). Freed with free().
+static void *lr_alloc(size_t bytes) {
+	const size_t huge = (size_t)2 << 20;
+	if (bytes < huge) {
+		return malloc(bytes);
+	}
+	void *p = NULL;
+	if (posix_memalign(&p, huge, bytes) != 0) {
+		return NULL;
+	}
+	madvise(p, bytes, MADV_HUGEPAGE); // advice only: ignored where THP is off
+	return p;
+}
+
+// lr_huge_copy returns a copy of the first bytes of a in huge-page memory
+// when they span 2 MiB or more, else NULL (the caller then works on a
+// itself). For xGESDD, whose bidiagonal reduction streams A at BLAS-2
+// speed once per column: on 2048², A in huge pages too took the SVD from
+// 2.47 to 2.39 s (C, 9 runs), and the thin SVD benchmark from 1.01–1.10×
+// to 0.92–1.07× the faster of SciPy and PyTorch, whose NumPy arrays are
+// in huge pages. It costs a copy of A (a few ms, and A's size in memory
+// for the call).
+static void *lr_huge_copy(const void *a, size_t bytes) {
+	if (bytes < ((size_t)2 << 20)) {
+		return NULL;
+	}
+	void *c = lr_alloc(bytes);
+	if (c != NULL) {
+		memcpy(c, a, bytes);
+	}
+	return c;
+}
 
 static int lr_sgesdd(char jobz, int m, int n, float *a, int lda, float *s,
 		float *u, int ldu, float *vt, int ldvt) {
@@ -61,7 +102,9 @@ static int lr_sgesdd(char jobz, int m, int n, float *a, int lda, float *s,
 			free(iwork);
 			return LR_NOMEM;
 		}
-		info = LAPACKE_sgesdd_work(LAPACK_COL_MAJOR, jobz, m, n, a, lda, s, u, ldu, vt, ldvt, work, lwork, iwork);
+		float *ah = lr_huge_copy(a, sizeof(float) * ((size_t)(n - 1) * lda + m));
+		info = LAPACKE_sgesdd_work(LAPACK_COL_MAJOR, jobz, m, n, ah != NULL ? ah : a, lda, s, u, ldu, vt, ldvt, work, lwork, iwork);
+		free(ah);
 		free(work);
 	}
 	free(iwork);
@@ -84,7 +127,9 @@ static int lr_dgesdd(char jobz, int m, int n, double *a, int lda, double *s,
 			free(iwork);
 			return LR_NOMEM;
 		}
-		info = LAPACKE_dgesdd_work(LAPACK_COL_MAJOR, jobz, m, n, a, lda, s, u, ldu, vt, ldvt, work, lwork, iwork);
+		double *ah = lr_huge_copy(a, sizeof(double) * ((size_t)(n - 1) * lda + m));
+		info = LAPACKE_dgesdd_work(LAPACK_COL_MAJOR, jobz, m, n, ah != NULL ? ah : a, lda, s, u, ldu, vt, ldvt, work, lwork, iwork);
+		free(ah);
 		free(work);
 	}
 	free(iwork);

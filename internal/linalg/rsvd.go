@@ -121,7 +121,7 @@ func (s *svdRun[T]) blockKrylov(k int) (*SVDResult[T], error) {
 		ws.orthonormalize(b, n, l, z, 1)
 		Gemm(b, blas.NoTrans, blas.NoTrans, m, l, n, 1, a, lda, z, l, 0, y, l)
 		s.passes++
-		projectOut(b, m, l, K, y, qt, proj)
+		projectOut(b, m, l, K, y, qt, proj, 2*l)
 		ws.orthonormalize(b, m, l, y, 2)
 		s.report(Progress{Stage: "krylov", Iteration: it + 1, MaxIterations: q, RelError: math.NaN(), Fraction: float64(it+1) / float64(q+1)})
 	}
@@ -132,20 +132,36 @@ func (s *svdRun[T]) blockKrylov(k int) (*SVDResult[T], error) {
 }
 
 // projectOut replaces the m×l y by (I − QQᵀ)y for the K orthonormal rows of
-// qt (Qᵀ, K×m), repeating the projection once when it removed most of y:
-// one classical Gram–Schmidt pass leaves a component along Q of order
+// qt (Qᵀ, K×m), repeating the projection while it removes most of y: one
+// classical Gram–Schmidt pass leaves a component along Q of order
 // ε·‖y‖/‖(I − QQᵀ)y‖, and a second pass brings it to ε ("twice is
 // enough", Giraud et al. 2005). proj is K×l workspace.
-func projectOut[T Float](b Backend, m, l, K int, y, qt, proj []T) {
+//
+// With recent > 0 the first pass projects against the last recent rows
+// only: where y = (AAᵀ)·Qᵢ (block Krylov), all but rounding of its
+// component along Q lies in the last two blocks (the block Lanczos
+// recurrence), so a full pass after that one removes the rest at a
+// fraction of the cost of two full passes, and is repeated if it still
+// removed most of y.
+func projectOut[T Float](b Backend, m, l, K int, y, qt, proj []T, recent int) {
 	if K == 0 {
 		return
 	}
+	partial := recent > 0 && recent < K
+	passes := 2
+	if partial {
+		passes = 3
+	}
 	before := colNormsSq(m, l, y)
-	for pass := 0; pass < 2; pass++ {
-		Gemm(b, blas.NoTrans, blas.NoTrans, K, l, m, 1, qt, m, y, l, 0, proj, l)
-		Gemm(b, blas.Trans, blas.NoTrans, m, l, K, -1, qt, m, proj, l, 1, y, l)
+	for pass := range passes {
+		k0 := 0
+		if pass == 0 && partial {
+			k0 = K - recent
+		}
+		Gemm(b, blas.NoTrans, blas.NoTrans, K-k0, l, m, 1, qt[k0*m:], m, y, l, 0, proj, l)
+		Gemm(b, blas.Trans, blas.NoTrans, m, l, K-k0, -1, qt[k0*m:], m, proj, l, 1, y, l)
 		after := colNormsSq(m, l, y)
-		again := false
+		again := k0 > 0 // a partial pass is always followed by a full one
 		for j := range l {
 			if after[j] < 0.5*before[j] {
 				again = true
@@ -247,7 +263,7 @@ func (s *svdRun[T]) fixedPrecision(rankCap int) (*SVDResult[T], error) {
 			ws.orthonormalize(b, m, c, y, 1)
 			s.passes += 2
 		}
-		projectOut(b, m, c, K, y, qt, proj)
+		projectOut(b, m, c, K, y, qt, proj, 0)
 		ws.orthonormalize(b, m, c, y, 2)
 		qt = append(qt, make([]T, c*m)...)
 		transposeInto(m, c, y, c, qt[K*m:], m)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -658,5 +659,51 @@ func TestBlockKrylovHalfBlocks(t *testing.T) {
 		if opt := optimalError(flat, k); res > 1.01*opt {
 			t.Errorf("%s: error %.6g > 1.01 × optimal %.6g", b.Name(), res, opt)
 		}
+	}
+}
+
+// TestFullSVDLarge runs xGESDD on matrices past 2 MiB, where the OpenBLAS
+// backend factors a copy of A in huge-page memory: the factors must be
+// those of A (the leading ten checked: residual at the optimal error), and
+// A itself is left as it was. The pure-Go backend has no such path.
+func TestFullSVDLarge(t *testing.T) {
+	const m, n, k = 1000, 600, 10
+	sigma := make([]float64, n)
+	for i := range sigma {
+		sigma[i] = 1 / float64(i+1)
+	}
+	opt := optimalError(sigma, k)
+	ran := false
+	for _, b := range Backends(2) {
+		if b.Name() != "openblas" {
+			continue
+		}
+		ran = true
+		opts := SVDOptions{Rule: RankRule{Rank: k}, Algorithm: SVDFull}
+		a := testMatrix(b, 12, m, n, n, sigma)
+		a32 := toF32(a)
+		keep := slices.Clone(a32)
+		r, err := TruncatedSVD(context.Background(), b, m, n, a32, n, opts, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The truncation error is the optimal one, up to float32 rounding.
+		if res := checkSVD(t, r, m, n, a32, n, 2e-5); math.Abs(res-opt) > 1e-5 {
+			t.Errorf("f32: error %.7g, optimal %.7g", res, opt)
+		}
+		// Bit for bit: testMatrix pads A with NaN.
+		if !slices.EqualFunc(a32, keep, func(x, y float32) bool { return math.Float32bits(x) == math.Float32bits(y) }) {
+			t.Errorf("f32: A changed")
+		}
+		r64, err := TruncatedSVD(context.Background(), b, m, n, a, n, opts, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res := checkSVD(t, r64, m, n, a, n, 1e-10); math.Abs(res-opt) > 1e-10 {
+			t.Errorf("f64: error %.12g, optimal %.12g", res, opt)
+		}
+	}
+	if !ran {
+		t.Skip("the OpenBLAS backend is not compiled in (build tag openblas)")
 	}
 }
