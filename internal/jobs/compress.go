@@ -277,13 +277,23 @@ type CompressionInfo struct {
 	Progress CompressionProgress
 }
 
-// GetCompression returns the compression with its layers.
-func (s *Service) GetCompression(ctx context.Context, owner, id string) (*CompressionInfo, error) {
+// lookupCompression returns the compression store and the owner's
+// compression id (ENOTFOUND when it is not theirs or does not exist).
+func (s *Service) lookupCompression(ctx context.Context, owner, id string) (*compressions, *store.Compression, error) {
 	c, err := s.comp()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	rec, err := c.store.GetCompression(ctx, owner, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, rec, nil
+}
+
+// GetCompression returns the compression with its layers.
+func (s *Service) GetCompression(ctx context.Context, owner, id string) (*CompressionInfo, error) {
+	c, rec, err := s.lookupCompression(ctx, owner, id)
 	if err != nil {
 		return nil, err
 	}
@@ -376,11 +386,7 @@ func (s *Service) compressionInfo(ctx context.Context, c *compressions, rec *sto
 // status canceled, or deletes a finished one with its outputs, returning
 // nil.
 func (s *Service) DeleteCompression(ctx context.Context, owner, id string) (*CompressionInfo, error) {
-	c, err := s.comp()
-	if err != nil {
-		return nil, err
-	}
-	rec, err := c.store.GetCompression(ctx, owner, id)
+	c, rec, err := s.lookupCompression(ctx, owner, id)
 	if err != nil {
 		return nil, err
 	}
@@ -468,11 +474,7 @@ func outputKey(id, name string) string {
 // OpenCompressionOutput opens output name (OutputCheckpoint, …) of a
 // succeeded compression.
 func (s *Service) OpenCompressionOutput(ctx context.Context, owner, id, name string) (*store.Compression, store.Blob, error) {
-	c, err := s.comp()
-	if err != nil {
-		return nil, nil, err
-	}
-	rec, err := c.store.GetCompression(ctx, owner, id)
+	_, rec, err := s.lookupCompression(ctx, owner, id)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -504,11 +506,7 @@ type LayerSpectrum struct {
 // Tucker-2 conv's output channels; 1: a Tucker-2 conv's input channels) of
 // layer name, once analyzed.
 func (s *Service) CompressionSpectrum(ctx context.Context, owner, id, name string, mode int) (*LayerSpectrum, error) {
-	c, err := s.comp()
-	if err != nil {
-		return nil, err
-	}
-	rec, err := c.store.GetCompression(ctx, owner, id)
+	c, rec, err := s.lookupCompression(ctx, owner, id)
 	if err != nil {
 		return nil, err
 	}
