@@ -54,6 +54,13 @@ type Backend interface {
 	Ssyrk(ul blas.Uplo, t blas.Transpose, n, k int, alpha float32, a []float32, lda int, beta float32, c []float32, ldc int)
 	Dsyrk(ul blas.Uplo, t blas.Transpose, n, k int, alpha float64, a []float64, lda int, beta float64, c []float64, ldc int)
 
+	// Strsm and Dtrsm solve op(A) * X = alpha * B (side blas.Left) or
+	// X * op(A) = alpha * B (blas.Right) for the m×n B, overwritten by X,
+	// where A is triangular (the triangle ul; diag blas.Unit takes its
+	// diagonal as ones) and m×m or n×n by side.
+	Strsm(side blas.Side, ul blas.Uplo, t blas.Transpose, d blas.Diag, m, n int, alpha float32, a []float32, lda int, b []float32, ldb int)
+	Dtrsm(side blas.Side, ul blas.Uplo, t blas.Transpose, d blas.Diag, m, n int, alpha float64, a []float64, lda int, b []float64, ldb int)
+
 	// Sgesdd and Dgesdd compute the singular value decomposition
 	//  A = U * Σ * Vᵀ
 	// of the m×n matrix A, which is destroyed. With p = min(m, n), s receives

@@ -310,6 +310,92 @@ func testSyrk[T Float](t *testing.T, b Backend) {
 	}
 }
 
+func TestTrsm(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b Backend) {
+		bothTypes(t, b, testTrsm[float32], testTrsm[float64])
+	})
+}
+
+// testTrsm checks the residual of op(A)·X = αB or X·op(A) = αB entry by
+// entry, with A's other triangle NaN (and its diagonal 1000 when Unit) so a
+// solver that reads them fails, and B's padding untouched.
+func testTrsm[T Float](t *testing.T, b Backend) {
+	rng := rand.New(rand.NewPCG(3, 5))
+	for _, mn := range [][2]int{{0, 3}, {3, 0}, {1, 1}, {5, 2}, {2, 5}, {65, 3}, {10, 64}, {150, 65}} {
+		m, n := mn[0], mn[1]
+		for _, side := range []blas.Side{blas.Left, blas.Right} {
+			k := n
+			if side == blas.Left {
+				k = m
+			}
+			for _, ul := range []blas.Uplo{blas.Upper, blas.Lower} {
+				for _, tr := range transposes {
+					for _, d := range []blas.Diag{blas.NonUnit, blas.Unit} {
+						lda, ldb := k+2, n+3
+						// Off-diagonal entries of size 1/k and a diagonal of
+						// at least 2 keep A well conditioned (κ < 3), so the
+						// residual bound below is not swamped by κ.
+						a := newMat[T](rng, k, k, lda)
+						for i := range k {
+							for j := range k {
+								switch {
+								case i == j && d == blas.Unit:
+									a[i*lda+j] = 1000
+								case i == j:
+									a[i*lda+j] = T(2 + rng.Float64())
+								case (ul == blas.Upper) == (j > i):
+									a[i*lda+j] /= T(k)
+								default:
+									a[i*lda+j] = T(math.NaN())
+								}
+							}
+						}
+						x := newMat[T](rng, m, n, ldb)
+						b0 := slices.Clone(x)
+						alpha := T(1.5)
+						Trsm(b, side, ul, tr, d, m, n, alpha, a, lda, x, ldb)
+						name := fmt.Sprintf("m=%d n=%d side=%c uplo=%c t=%c diag=%c", m, n, side, ul, tr, d)
+						checkPadding(t, name, m, n, ldb, x)
+						tri := func(i, j int) float64 { // op(A)(i, j)
+							if tr != blas.NoTrans {
+								i, j = j, i
+							}
+							switch {
+							case i == j && d == blas.Unit:
+								return 1
+							case i == j || (ul == blas.Upper) == (j > i):
+								return float64(a[i*lda+j])
+							}
+							return 0
+						}
+						for i := range m {
+							for j := range n {
+								var ref, mag float64
+								for l := range k {
+									var p float64
+									if side == blas.Left {
+										p = tri(i, l) * float64(x[l*ldb+j])
+									} else {
+										p = float64(x[i*ldb+l]) * tri(l, j)
+									}
+									ref += p
+									mag += math.Abs(p)
+								}
+								want := float64(alpha) * float64(b0[i*ldb+j])
+								// Backward stable: a residual of a few k·u·|op(A)|·|X|.
+								tol := 4*float64(k+2)*eps[T]()*(mag+math.Abs(want)) + 1e-300
+								if !(math.Abs(ref-want) <= tol) {
+									t.Fatalf("%s: (op(A)·X)(%d, %d) = %v, want %v ± %g", name, i, j, ref, want, tol)
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
 // svdShapes are the SVD test inputs: tall, wide, square, at block edges,
 // and rank deficient (rank > 0 builds the matrix as a product of rank
 // factors).

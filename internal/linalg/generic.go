@@ -37,6 +37,18 @@ func Syrk[T Float](be Backend, ul blas.Uplo, t blas.Transpose, n, k int, alpha T
 	}
 }
 
+// Trsm solves a triangular system through b.Strsm or b.Dtrsm; see Backend.
+func Trsm[T Float](be Backend, side blas.Side, ul blas.Uplo, t blas.Transpose, d blas.Diag, m, n int, alpha T, a []T, lda int, b []T, ldb int) {
+	switch a := any(a).(type) {
+	case []float32:
+		be.Strsm(side, ul, t, d, m, n, float32(alpha), a, lda, any(b).([]float32), ldb)
+	case []float64:
+		be.Dtrsm(side, ul, t, d, m, n, float64(alpha), a, lda, any(b).([]float64), ldb)
+	default:
+		panic(errElemType)
+	}
+}
+
 // Gesdd computes the SVD A = U * Σ * Vᵀ through b.Sgesdd or b.Dgesdd; see
 // Backend for the shapes each job needs.
 func Gesdd[T Float](be Backend, job lapack.SVDJob, m, n int, a []T, lda int, s, u []T, ldu int, vt []T, ldvt int) (ok bool) {

@@ -57,6 +57,14 @@ func (Gonum) Dsyrk(ul blas.Uplo, t blas.Transpose, n, k int, alpha float64, a []
 	goBLAS.Dsyrk(ul, t, n, k, alpha, a, lda, beta, c, ldc)
 }
 
+func (Gonum) Strsm(side blas.Side, ul blas.Uplo, t blas.Transpose, d blas.Diag, m, n int, alpha float32, a []float32, lda int, b []float32, ldb int) {
+	goBLAS.Strsm(side, ul, t, d, m, n, alpha, a, lda, b, ldb)
+}
+
+func (Gonum) Dtrsm(side blas.Side, ul blas.Uplo, t blas.Transpose, d blas.Diag, m, n int, alpha float64, a []float64, lda int, b []float64, ldb int) {
+	goBLAS.Dtrsm(side, ul, t, d, m, n, alpha, a, lda, b, ldb)
+}
+
 func (g Gonum) Dgesdd(job lapack.SVDJob, m, n int, a []float64, lda int, s, u []float64, ldu int, vt []float64, ldvt int) bool {
 	if m == 0 || n == 0 {
 		return true

@@ -170,3 +170,21 @@ func BenchmarkGateAfterExclusive(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkTruncated4096 runs the default block Krylov SVD at rank 256 of a
+// 4096×4096 Gaussian with 2 threads, alone, for profiling its stages
+// (bench/ compares it with the peers):
+//
+//	go test -tags openblas -run '^$' -bench Truncated4096 -benchtime 5x -cpuprofile cpu.out ./internal/linalg
+func BenchmarkTruncated4096(b *testing.B) {
+	const n, k = 4096, 256
+	rng := rand.New(rand.NewPCG(2, 2))
+	a := newMat[float32](rng, n, n, n)
+	be := Default(2)
+	opts := SVDOptions{Algorithm: SVDBlockKrylov, Rule: RankRule{Rank: k}, Seed: 1}
+	for b.Loop() {
+		if _, err := TruncatedSVD(b.Context(), be, n, n, a, n, opts, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

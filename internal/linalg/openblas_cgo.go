@@ -492,6 +492,62 @@ func (o OpenBLAS) Dsyrk(ul blas.Uplo, t blas.Transpose, n, k int, alpha float64,
 	})
 }
 
+// checkTrsm checks the operands of a triangular solve and returns the order
+// of A.
+func checkTrsm(side blas.Side, ul blas.Uplo, t blas.Transpose, d blas.Diag, m, n, lda, la, ldb, lb int) int {
+	cblasUplo(ul)
+	opShape(t, 0, 0)
+	k := n
+	switch side {
+	case blas.Left:
+		k = m
+	case blas.Right:
+	default:
+		panic(errBadSide)
+	}
+	if d != blas.Unit && d != blas.NonUnit {
+		panic(errBadDiag)
+	}
+	checkMat(k, k, lda, la)
+	checkMat(m, n, ldb, lb)
+	return k
+}
+
+func cblasTrsmFlags(side blas.Side, ul blas.Uplo, d blas.Diag) (C.enum_CBLAS_SIDE, C.enum_CBLAS_DIAG) {
+	cs, cd := C.enum_CBLAS_SIDE(C.CblasLeft), C.enum_CBLAS_DIAG(C.CblasNonUnit)
+	if side == blas.Right {
+		cs = C.CblasRight
+	}
+	if d == blas.Unit {
+		cd = C.CblasUnit
+	}
+	return cs, cd
+}
+
+func (o OpenBLAS) Strsm(side blas.Side, ul blas.Uplo, t blas.Transpose, d blas.Diag, m, n int, alpha float32, a []float32, lda int, b []float32, ldb int) {
+	k := checkTrsm(side, ul, t, d, m, n, lda, len(a), ldb, len(b))
+	if m == 0 || n == 0 {
+		return
+	}
+	cs, cd := cblasTrsmFlags(side, ul, d)
+	o.run(float64(m)*float64(n)*float64(k)/2, func() {
+		C.cblas_strsm(C.CblasRowMajor, cs, cblasUplo(ul), cblasTrans(t), cd, C.int(m), C.int(n),
+			C.float(alpha), f32(a), C.int(lda), f32(b), C.int(ldb))
+	})
+}
+
+func (o OpenBLAS) Dtrsm(side blas.Side, ul blas.Uplo, t blas.Transpose, d blas.Diag, m, n int, alpha float64, a []float64, lda int, b []float64, ldb int) {
+	k := checkTrsm(side, ul, t, d, m, n, lda, len(a), ldb, len(b))
+	if m == 0 || n == 0 {
+		return
+	}
+	cs, cd := cblasTrsmFlags(side, ul, d)
+	o.run(float64(m)*float64(n)*float64(k)/2, func() {
+		C.cblas_dtrsm(C.CblasRowMajor, cs, cblasUplo(ul), cblasTrans(t), cd, C.int(m), C.int(n),
+			C.double(alpha), f64(a), C.int(lda), f64(b), C.int(ldb))
+	})
+}
+
 // checkGesdd checks the operands of an SVD and returns LAPACK's JOBZ.
 func checkGesdd(job lapack.SVDJob, m, n, lda, la, ls, ldu, lu, ldvt, lvt int) C.char {
 	checkMat(m, n, lda, la)

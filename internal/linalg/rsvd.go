@@ -45,7 +45,7 @@ func (s *svdRun[T]) randomized(k int) (*SVDResult[T], error) {
 	q := s.power(DefaultPowerIterations)
 	rng := rand.New(rand.NewPCG(s.opts.Seed, pcgStream))
 	omega := gaussian[T](rng, n, l)
-	ws := newOrthWork[T](max(m, n), l)
+	ws := newOrthWork[T](l)
 	y := make([]T, m*l)
 	z := make([]T, n*l)
 	Gemm(b, blas.NoTrans, blas.NoTrans, m, l, n, 1, a, lda, omega, l, 0, y, l)
@@ -93,7 +93,7 @@ func (s *svdRun[T]) blockKrylov(k int) (*SVDResult[T], error) {
 	L := (q + 1) * l
 	rng := rand.New(rand.NewPCG(s.opts.Seed, pcgStream))
 	omega := gaussian[T](rng, n, l)
-	ws := newOrthWork[T](max(m, n), l)
+	ws := newOrthWork[T](l)
 	qt := make([]T, 0, L*m) // Qᵀ, one basis vector per row
 	bm := make([]T, 0, L*n) // B = QᵀA
 	y := make([]T, m*l)
@@ -236,7 +236,7 @@ func (s *svdRun[T]) fixedPrecision(rankCap int) (*SVDResult[T], error) {
 	maxBlock := min(max(bs, qbMaxBlock), rankCap)
 	P := s.power(DefaultQBPower)
 	rng := rand.New(rand.NewPCG(s.opts.Seed, pcgStream))
-	ws := newOrthWork[T](max(m, n), maxBlock)
+	ws := newOrthWork[T](maxBlock)
 	var qt, bm []T // Qᵀ (K×m) and B (K×n)
 	y := make([]T, m*maxBlock)
 	z := make([]T, n*maxBlock)
@@ -410,22 +410,19 @@ func sketchSVD[T Float](b Backend, L, n int, bm []T, k int, choose func(sv []T) 
 }
 
 // orthWork is the workspace of orthonormalize, sized once per call of a
-// randomized algorithm for matrices of at most rows×cols.
+// randomized algorithm for blocks of at most cols columns.
 type orthWork[T Float] struct {
-	gt         []T
-	g, rinv    []float64
-	rinvT, out []T
-	tau        []T
+	gt, r []T
+	g     []float64
+	tau   []T
 }
 
-func newOrthWork[T Float](rows, cols int) *orthWork[T] {
+func newOrthWork[T Float](cols int) *orthWork[T] {
 	return &orthWork[T]{
-		gt:    make([]T, cols*cols),
-		g:     make([]float64, cols*cols),
-		rinv:  make([]float64, cols*cols),
-		rinvT: make([]T, cols*cols),
-		out:   make([]T, rows*cols),
-		tau:   make([]T, cols),
+		gt:  make([]T, cols*cols),
+		r:   make([]T, cols*cols),
+		g:   make([]float64, cols*cols),
+		tau: make([]T, cols),
 	}
 }
 
@@ -433,10 +430,10 @@ func newOrthWork[T Float](rows, cols int) *orthWork[T] {
 // basis of its column span.
 //
 // It uses Cholesky QR: G = YᵀY (xSYRK in T) = RᵀR (Cholesky in float64),
-// Y ← Y·R⁻¹, repeated passes times (CholeskyQR2 with passes = 2: the first
+// Y ← Y·R⁻¹ (xTRSM), repeated passes times (CholeskyQR2 with passes = 2: the first
 // pass leaves ‖QᵀQ − I‖ ≈ u·κ(Y)², u the unit round-off of T, the second
 // brings it to rounding; Yamamoto et al. 2015). That is one xSYRK and one
-// xGEMM per pass, several times cheaper than Householder QR for tall
+// xTRSM per pass, several times cheaper than Householder QR for tall
 // blocks. When Y is rank-deficient or too ill-conditioned for its Gram
 // matrix in T — a diagonal ratio of R below cholMinRatio, about 1/κ(Y) —
 // it falls back to Householder QR (xGEQRF, xORGQR), which is stable for
@@ -486,26 +483,16 @@ func (w *orthWork[T]) cholQR(b Backend, m, l int, y []T) bool {
 	if !(dmin > cholMinRatio[T]()*dmax) {
 		return false
 	}
-	// R⁻¹ of the upper triangular R by back substitution, column by column.
-	rinv := w.rinv[:l*l]
-	clear(rinv)
-	for j := range l {
-		rinv[j*l+j] = 1 / g[j*l+j]
-		for i := j - 1; i >= 0; i-- {
-			var sum float64
-			for t := i + 1; t <= j; t++ {
-				sum += g[i*l+t] * rinv[t*l+j]
-			}
-			rinv[i*l+j] = -sum / g[i*l+i]
+	// Y ← Y·R⁻¹ by a triangular solve with R rounded to T: backward
+	// stable, where multiplying by an explicit inverse would add an error
+	// of order u·κ(R).
+	r := w.r[:l*l]
+	for i := range l {
+		for j := i; j < l; j++ {
+			r[i*l+j] = T(g[i*l+j])
 		}
 	}
-	rt := w.rinvT[:l*l]
-	for i, v := range rinv {
-		rt[i] = T(v)
-	}
-	out := w.out[:m*l]
-	Gemm(b, blas.NoTrans, blas.NoTrans, m, l, l, 1, y, l, rt, l, 0, out, l)
-	copy(y, out)
+	Trsm(b, blas.Right, blas.Upper, blas.NoTrans, blas.NonUnit, m, l, 1, r, l, y, l)
 	return true
 }
 

@@ -17,6 +17,8 @@ const (
 	errShortVec  = "linalg: slice too short for the vector"
 	errBadTrans  = "linalg: bad transpose"
 	errBadUplo   = "linalg: bad uplo"
+	errBadSide   = "linalg: bad side"
+	errBadDiag   = "linalg: bad diag"
 	errBadSVDJob = "linalg: bad SVD job"
 	errBadRange  = "linalg: bad eigenvalue range"
 	errTooLarge  = "linalg: dimension does not fit a 32-bit LAPACK integer"
