@@ -87,29 +87,32 @@ func (s *svdRun[T]) randomized(k int) (*SVDResult[T], error) {
 // no further pass. Passes over A: 2q + 2, against 2q' + 2 for subspace
 // iteration that needs q' ≈ 2q for the same Frobenius error on a flat
 // spectrum.
+//
+// Every block is kept as rows (Qᵢᵀ l×m, Bᵢ l×n), so each product with A is
+// a GEMM whose long operand is A as stored and whose result is already in
+// place: Qᵢᵀ lands in its rows of Qᵀ, and Bᵢᵀ needs no transpose to become
+// the next right-hand side. On OpenBLAS 0.3.21 (2 threads, m = n = 4096,
+// l = 128) Zᵀ·Aᵀ ran at 107–111 GFLOP/s against 94–96 for A·Z, and
+// Yᵀ·A at 115–122.
 func (s *svdRun[T]) blockKrylov(k int) (*SVDResult[T], error) {
 	b, m, n, a, lda := s.b, s.m, s.n, s.a, s.lda
 	l, q := s.krylovShape(k)
 	L := (q + 1) * l
 	rng := rand.New(rand.NewPCG(s.opts.Seed, pcgStream))
-	omega := gaussian[T](rng, n, l)
+	omegaT := gaussian[T](rng, l, n)
 	ws := newOrthWork[T](l)
-	qt := make([]T, 0, L*m) // Qᵀ, one basis vector per row
-	bm := make([]T, 0, L*n) // B = QᵀA
-	y := make([]T, m*l)
-	z := make([]T, n*l)
+	qt := make([]T, L*m) // Qᵀ, one basis vector per row
+	bm := make([]T, L*n) // B = QᵀA
+	zt := make([]T, l*n)
 	proj := make([]T, L*l)
-	Gemm(b, blas.NoTrans, blas.NoTrans, m, l, n, 1, a, lda, omega, l, 0, y, l)
+	Gemm(b, blas.NoTrans, blas.Trans, l, m, n, 1, omegaT, n, a, lda, 0, qt, m)
 	s.passes++
-	ws.orthonormalize(b, m, l, y, 2)
+	ws.orthonormalizeRows(b, l, m, qt, 2)
 	for it := 0; ; it++ {
-		// Bᵢ = QᵢᵀA, appended to B; Qᵢᵀ appended to Qᵀ.
-		K := len(qt) / m
-		bm = bm[:(K+l)*n]
-		Gemm(b, blas.Trans, blas.NoTrans, l, n, m, 1, y, l, a, lda, 0, bm[K*n:], n)
+		// Bᵢ = QᵢᵀA, in its rows of B.
+		K := it * l
+		Gemm(b, blas.NoTrans, blas.NoTrans, l, n, m, 1, qt[K*m:], m, a, lda, 0, bm[K*n:], n)
 		s.passes++
-		qt = qt[:(K+l)*m]
-		transposeInto(m, l, y, l, qt[K*m:], m)
 		if it == q {
 			break
 		}
@@ -117,12 +120,18 @@ func (s *svdRun[T]) blockKrylov(k int) (*SVDResult[T], error) {
 			return nil, canceled(err)
 		}
 		K += l
-		transposeInto(l, n, bm[(K-l)*n:], n, z, l)
-		ws.orthonormalize(b, n, l, z, 1)
-		Gemm(b, blas.NoTrans, blas.NoTrans, m, l, n, 1, a, lda, z, l, 0, y, l)
+		copy(zt, bm[(K-l)*n:K*n])
+		ws.orthonormalizeRows(b, l, n, zt, 1)
+		yt := qt[K*m : (K+l)*m]
+		Gemm(b, blas.NoTrans, blas.Trans, l, m, n, 1, zt, n, a, lda, 0, yt, m)
 		s.passes++
-		projectOut(b, m, l, K, y, qt, proj, 2*l)
-		ws.orthonormalize(b, m, l, y, 2)
+		if projectOut(b, m, l, K, yt, qt, proj, 2*l, true) > reorthShrink {
+			// Orthonormalizing scaled the component left along Q up
+			// with the columns: project once more.
+			ws.orthonormalizeRows(b, l, m, yt, 1)
+			projectOut(b, m, l, K, yt, qt, proj, 0, true)
+		}
+		ws.orthonormalizeRows(b, l, m, yt, 2)
 		s.report(Progress{Stage: "krylov", Iteration: it + 1, MaxIterations: q, RelError: math.NaN(), Fraction: float64(it+1) / float64(q+1)})
 	}
 	if err := s.ctx.Err(); err != nil {
@@ -131,8 +140,9 @@ func (s *svdRun[T]) blockKrylov(k int) (*SVDResult[T], error) {
 	return s.fromQB(SVDBlockKrylov, k, qt, m, true, L, bm)
 }
 
-// projectOut replaces the m×l y by (I − QQᵀ)y for the K orthonormal rows of
-// qt (Qᵀ, K×m), repeating the projection while it removes most of y: one
+// projectOut replaces the m×l y by (I − QQᵀ)y for the K orthonormal rows
+// of qt (Qᵀ, K×m) or, with rows, y given as its l×m transpose by
+// yᵀ(I − QQᵀ), repeating the projection while it removes most of y: one
 // classical Gram–Schmidt pass leaves a component along Q of order
 // ε·‖y‖/‖(I − QQᵀ)y‖, and a second pass brings it to ε ("twice is
 // enough", Giraud et al. 2005). proj is K×l workspace.
@@ -143,24 +153,42 @@ func (s *svdRun[T]) blockKrylov(k int) (*SVDResult[T], error) {
 // recurrence), so a full pass after that one removes the rest at a
 // fraction of the cost of two full passes, and is repeated if it still
 // removed most of y.
-func projectOut[T Float](b Backend, m, l, K int, y, qt, proj []T, recent int) {
+func projectOut[T Float](b Backend, m, l, K int, y, qt, proj []T, recent int, rows bool) (shrink float64) {
 	if K == 0 {
-		return
+		return 1
 	}
 	partial := recent > 0 && recent < K
 	passes := 2
 	if partial {
 		passes = 3
 	}
-	before := colNormsSq(m, l, y)
+	norms := func() []float64 {
+		if rows {
+			return rowNormsSq(l, m, y)
+		}
+		return colNormsSq(m, l, y)
+	}
+	before := norms()
+	first := before
+	defer func() {
+		for j, v := range first {
+			shrink = max(shrink, math.Sqrt(v/before[j]))
+		}
+	}()
 	for pass := range passes {
 		k0 := 0
 		if pass == 0 && partial {
 			k0 = K - recent
 		}
-		Gemm(b, blas.NoTrans, blas.NoTrans, K-k0, l, m, 1, qt[k0*m:], m, y, l, 0, proj, l)
-		Gemm(b, blas.Trans, blas.NoTrans, m, l, K-k0, -1, qt[k0*m:], m, proj, l, 1, y, l)
-		after := colNormsSq(m, l, y)
+		kq, qk := K-k0, qt[k0*m:]
+		if rows { // y·Q (l×kq), then y −= (y·Q)·Qᵀ
+			Gemm(b, blas.NoTrans, blas.Trans, l, kq, m, 1, y, m, qk, m, 0, proj, kq)
+			Gemm(b, blas.NoTrans, blas.NoTrans, l, m, kq, -1, proj, kq, qk, m, 1, y, m)
+		} else { // Qᵀ·y (kq×l), then y −= Q·(Qᵀ·y)
+			Gemm(b, blas.NoTrans, blas.NoTrans, kq, l, m, 1, qk, m, y, l, 0, proj, l)
+			Gemm(b, blas.Trans, blas.NoTrans, m, l, kq, -1, qk, m, proj, l, 1, y, l)
+		}
+		after := norms()
 		again := k0 > 0 // a partial pass is always followed by a full one
 		for j := range l {
 			if after[j] < 0.5*before[j] {
@@ -168,11 +196,32 @@ func projectOut[T Float](b Backend, m, l, K int, y, qt, proj []T, recent int) {
 				break
 			}
 		}
+		before = after
 		if !again {
 			return
 		}
-		before = after
 	}
+	return
+}
+
+// reorthShrink bounds how much projectOut may shrink a column before block
+// Krylov projects the block again after orthonormalizing it. A column cut
+// by a factor s keeps a component along Q of about u·s of its new norm, and
+// orthonormalizing leaves it there; past s = 100 that loses more than two
+// digits, which happens when a block lies in span(Q) to rounding (a matrix
+// of rank below L).
+const reorthShrink = 100
+
+func rowNormsSq[T Float](l, m int, yt []T) []float64 {
+	ns := make([]float64, l)
+	for j := range l {
+		var sum float64
+		for _, v := range yt[j*m : (j+1)*m] {
+			sum += float64(v) * float64(v)
+		}
+		ns[j] = sum
+	}
+	return ns
 }
 
 func colNormsSq[T Float](m, l int, y []T) []float64 {
@@ -263,7 +312,7 @@ func (s *svdRun[T]) fixedPrecision(rankCap int) (*SVDResult[T], error) {
 			ws.orthonormalize(b, m, c, y, 1)
 			s.passes += 2
 		}
-		projectOut(b, m, c, K, y, qt, proj, 0)
+		projectOut(b, m, c, K, y, qt, proj, 0, false)
 		ws.orthonormalize(b, m, c, y, 2)
 		qt = append(qt, make([]T, c*m)...)
 		transposeInto(m, c, y, c, qt[K*m:], m)
@@ -443,9 +492,28 @@ func (w *orthWork[T]) orthonormalize(b Backend, m, l int, y []T, passes int) {
 		return
 	}
 	for range passes {
-		if !w.cholQR(b, m, l, y) {
+		if !w.cholQR(b, m, l, y, false) {
 			Geqrf(b, m, l, y, l, w.tau)
 			Orgqr(b, m, l, l, y, l, w.tau)
+			return
+		}
+	}
+}
+
+// orthonormalizeRows is orthonormalize for Y given as its transpose: the
+// l×m yt (stride m, l ≤ m) is replaced by Qᵀ, with Y = QR as there
+// (Qᵀ = R⁻ᵀ·Yᵀ). The Householder fallback runs on a transposed copy.
+func (w *orthWork[T]) orthonormalizeRows(b Backend, l, m int, yt []T, passes int) {
+	if l == 0 || m == 0 {
+		return
+	}
+	for range passes {
+		if !w.cholQR(b, m, l, yt, true) {
+			y := make([]T, m*l)
+			transposeInto(l, m, yt, m, y, l)
+			Geqrf(b, m, l, y, l, w.tau)
+			Orgqr(b, m, l, l, y, l, w.tau)
+			transposeInto(m, l, y, l, yt, m)
 			return
 		}
 	}
@@ -463,9 +531,16 @@ func cholMinRatio[T Float]() float64 {
 	return 1e-5
 }
 
-func (w *orthWork[T]) cholQR(b Backend, m, l int, y []T) bool {
+// cholQR runs one Cholesky QR pass on the m×l Y, given as y (stride l) or,
+// with rows, as its transpose (l×m, stride m). It reports false, leaving y
+// as it was, when R's diagonal ratio is below cholMinRatio.
+func (w *orthWork[T]) cholQR(b Backend, m, l int, y []T, rows bool) bool {
 	gt := w.gt[:l*l]
-	Syrk(b, blas.Upper, blas.Trans, l, m, 1, y, l, 0, gt, l)
+	if rows {
+		Syrk(b, blas.Upper, blas.NoTrans, l, m, 1, y, m, 0, gt, l)
+	} else {
+		Syrk(b, blas.Upper, blas.Trans, l, m, 1, y, l, 0, gt, l)
+	}
 	g := w.g[:l*l]
 	for i := range l {
 		for j := i; j < l; j++ {
@@ -492,7 +567,11 @@ func (w *orthWork[T]) cholQR(b Backend, m, l int, y []T) bool {
 			r[i*l+j] = T(g[i*l+j])
 		}
 	}
-	Trsm(b, blas.Right, blas.Upper, blas.NoTrans, blas.NonUnit, m, l, 1, r, l, y, l)
+	if rows {
+		Trsm(b, blas.Left, blas.Upper, blas.Trans, blas.NonUnit, l, m, 1, r, l, y, m)
+	} else {
+		Trsm(b, blas.Right, blas.Upper, blas.NoTrans, blas.NonUnit, m, l, 1, r, l, y, l)
+	}
 	return true
 }
 

@@ -290,18 +290,23 @@ func TestRandomizedExactLowRank(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, alg := range []SVDAlgorithm{SVDRandomized, SVDBlockKrylov} {
-			r, err := TruncatedSVD(context.Background(), b, m, n, a, n, SVDOptions{Rule: RankRule{Rank: 5}, Algorithm: alg, Seed: 3}, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			// Exact rank 5: the sketch captures A to rounding, amplified
-			// by the Gram step's selection at most by (σ₁/σ₅)² = 25.
-			if res := checkSVD(t, r, m, n, a, n, 1e-10); res > 1e-10 {
-				t.Errorf("%s %s: residual %.3g on an exact rank-5 matrix", b.Name(), alg, res)
-			}
-			for i := range r.U {
-				if math.Abs(r.U[i]-full.U[i]) > 1e-9 {
-					t.Fatalf("%s %s: U differs from the full SVD at %d: %g vs %g", b.Name(), alg, i, r.U[i], full.U[i])
+			for seed := uint64(1); seed <= 5; seed++ {
+				r, err := TruncatedSVD(context.Background(), b, m, n, a, n, SVDOptions{Rule: RankRule{Rank: 5}, Algorithm: alg, Seed: seed}, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Exact rank 5: the sketch captures A to rounding, amplified
+				// by the Gram step's selection at most by (σ₁/σ₅)² = 25. Block
+				// Krylov's later blocks lie in span(Q) to rounding here; without
+				// the second projection (reorthShrink) their leftover along Q
+				// reached 1e-11–3e-9 of ‖A‖ on the gonum backend.
+				if res := checkSVD(t, r, m, n, a, n, 1e-12); res > 1e-12 {
+					t.Errorf("%s %s seed %d: residual %.3g on an exact rank-5 matrix", b.Name(), alg, seed, res)
+				}
+				for i := range r.U {
+					if math.Abs(r.U[i]-full.U[i]) > 1e-9 {
+						t.Fatalf("%s %s: U differs from the full SVD at %d: %g vs %g", b.Name(), alg, i, r.U[i], full.U[i])
+					}
 				}
 			}
 		}
