@@ -178,59 +178,128 @@ static int lr_dsyevd(char uplo, int n, double *a, int lda, double *w) {
 	return info;
 }
 
-// LR_SYEVSEL defines lr_ssyevsel and lr_dsyevsel: the eigenpairs il..iu
-// of the symmetric A (lower triangle, column-major) by xSYTRD, xSTEDC with
-// COMPZ 'I' (every eigenvector of the tridiagonal T, divide and conquer)
-// and xORMTR on the m = iu - il + 1 selected columns only. z (n×m, stride n)
-// receives the eigenvectors and w the m eigenvalues.
-#define LR_SYEVSEL(NAME, T, P)                                                         \
-static int NAME(int n, int il, int iu, T *a, int lda, T *w, T *z) {                  \
-	int m = iu - il + 1;                                                             \
-	T *d = LR_ALLOC(T, n), *e = LR_ALLOC(T, n), *tau = LR_ALLOC(T, n);               \
-	T *zt = LR_ALLOC(T, (size_t)n * n);                                              \
+// The selected eigenpairs of a symmetric matrix (Syevr) in three steps,
+// so that Go can run the third on several threads.
+//
+// LR_TRIDIAG defines lr_stridiag and lr_dtridiag: xSYTRD reduces the lower
+// triangle of the column-major n×n a to T = QᵀAQ (diagonal d, off-diagonal
+// e, Q as reflectors in a and tau), and xSTERF puts all eigenvalues of T in
+// wall, ascending. d and e are kept.
+#define LR_TRIDIAG(NAME, T, P)                                                         \
+static int NAME(int n, T *a, int lda, T *d, T *e, T *tau, T *wall) {                  \
+	T q;                                                                             \
+	lapack_int info = LAPACKE_##P##sytrd_work(LAPACK_COL_MAJOR, 'L', n, a, lda, d, e, tau, &q, -1); \
+	if (info != 0) {                                                                 \
+		return info;                                                                 \
+	}                                                                                \
+	lapack_int lwork = lr_lwork(q);                                                  \
+	T *work = LR_ALLOC(T, lwork), *e2 = LR_ALLOC(T, n);                              \
+	info = LR_NOMEM;                                                                 \
+	if (work != NULL && e2 != NULL) {                                                \
+		info = LAPACKE_##P##sytrd_work(LAPACK_COL_MAJOR, 'L', n, a, lda, d, e, tau, work, lwork); \
+	}                                                                                \
+	if (info == 0) {                                                                 \
+		memcpy(wall, d, sizeof(T) * (size_t)n);                                      \
+		memcpy(e2, e, sizeof(T) * (size_t)(n - 1));                                  \
+		info = LAPACKE_##P##sterf_work(n, wall, e2);                                 \
+	}                                                                                \
+	free(work); free(e2);                                                            \
+	return info;                                                                     \
+}
+
+LR_TRIDIAG(lr_stridiag, float, s)
+LR_TRIDIAG(lr_dtridiag, double, d)
+
+// LR_ORMTR defines lr_sormtr_cols and lr_dormtr_cols: z (n×m, column-major,
+// stride n) ← Q·z for the Q of LR_TRIDIAG.
+#define LR_ORMTR(NAME, T, P)                                                           \
+static int NAME(int n, int m, T *a, int lda, const T *tau, T *z) {                    \
+	T q;                                                                             \
+	lapack_int info = LAPACKE_##P##ormtr_work(LAPACK_COL_MAJOR, 'L', 'L', 'N', n, m, a, lda, tau, z, n, &q, -1); \
+	if (info != 0) {                                                                 \
+		return info;                                                                 \
+	}                                                                                \
+	lapack_int lwork = lr_lwork(q);                                                  \
+	T *work = LR_ALLOC(T, lwork);                                                    \
+	if (work == NULL) {                                                              \
+		return LR_NOMEM;                                                             \
+	}                                                                                \
+	info = LAPACKE_##P##ormtr_work(LAPACK_COL_MAJOR, 'L', 'L', 'N', n, m, a, lda, tau, z, n, work, lwork); \
+	free(work);                                                                      \
+	return info;                                                                     \
+}
+
+LR_ORMTR(lr_sormtr_cols, float, s)
+LR_ORMTR(lr_dormtr_cols, double, d)
+
+// LR_STEIN defines lr_sstein_q and lr_dstein_q: the eigenvectors of T for
+// the m ascending eigenvalues w by inverse iteration (xSTEIN, with T one
+// unreduced block), then z ← Q·z. a and tau are only read here: xORMTR
+// writes into a and restores it, so each concurrent caller passes its own
+// copy.
+#define LR_STEIN(NAME, T, P, ORMTR)                                                    \
+static int NAME(int n, const T *d, const T *e, int m, const T *w, T *a, int lda, const T *tau, T *z) { \
+	lapack_int *iblock = LR_ALLOC(lapack_int, m), *ifail = LR_ALLOC(lapack_int, m);  \
+	lapack_int *iwork = LR_ALLOC(lapack_int, n);                                      \
+	T *work = LR_ALLOC(T, 5 * n);                                                    \
+	lapack_int info = LR_NOMEM;                                                      \
+	if (iblock != NULL && ifail != NULL && iwork != NULL && work != NULL) {          \
+		lapack_int isplit = n;                                                       \
+		for (int i = 0; i < m; i++) {                                                \
+			iblock[i] = 1;                                                           \
+		}                                                                            \
+		info = LAPACKE_##P##stein_work(LAPACK_COL_MAJOR, n, d, e, m, w, iblock, &isplit, z, n, work, iwork, ifail); \
+	}                                                                                \
+	free(iblock); free(ifail); free(iwork); free(work);                              \
+	if (info != 0) {                                                                 \
+		return info;                                                                 \
+	}                                                                                \
+	return ORMTR(n, m, a, lda, tau, z);                                              \
+}
+
+LR_STEIN(lr_sstein_q, float, s, lr_sormtr_cols)
+LR_STEIN(lr_dstein_q, double, d, lr_dormtr_cols)
+
+// LR_STEDC defines lr_sstedc_q and lr_dstedc_q: every eigenpair of T by
+// divide and conquer (xSTEDC on copies of d and e), then z ← Q·z for the m
+// vectors il..il+m-1 and their eigenvalues in w.
+#define LR_STEDC(NAME, T, P, ORMTR)                                                    \
+static int NAME(int n, const T *d, const T *e, int il, int m, T *a, int lda, const T *tau, T *w, T *z) { \
+	T *dc = LR_ALLOC(T, n), *ec = LR_ALLOC(T, n), *zt = LR_ALLOC(T, (size_t)n * n);  \
 	T *work = NULL;                                                                  \
 	lapack_int *iwork = NULL;                                                        \
 	lapack_int info = LR_NOMEM;                                                      \
-	if (d == NULL || e == NULL || tau == NULL || zt == NULL) {                       \
+	T q;                                                                             \
+	lapack_int iq;                                                                   \
+	if (dc == NULL || ec == NULL || zt == NULL) {                                    \
 		goto out;                                                                    \
 	}                                                                                \
-	T q1, q2, q3;                                                                    \
-	lapack_int iq;                                                                   \
-	info = LAPACKE_##P##sytrd_work(LAPACK_COL_MAJOR, 'L', n, a, lda, d, e, tau, &q1, -1); \
-	if (info == 0) {                                                                 \
-		info = LAPACKE_##P##stedc_work(LAPACK_COL_MAJOR, 'I', n, d, e, zt, n, &q2, -1, &iq, -1); \
-	}                                                                                \
-	if (info == 0) {                                                                 \
-		info = LAPACKE_##P##ormtr_work(LAPACK_COL_MAJOR, 'L', 'L', 'N', n, m, a, lda, tau, zt, n, &q3, -1); \
-	}                                                                                \
+	memcpy(dc, d, sizeof(T) * (size_t)n);                                            \
+	memcpy(ec, e, sizeof(T) * (size_t)(n - 1));                                      \
+	info = LAPACKE_##P##stedc_work(LAPACK_COL_MAJOR, 'I', n, dc, ec, zt, n, &q, -1, &iq, -1); \
 	if (info != 0) {                                                                 \
 		goto out;                                                                    \
 	}                                                                                \
-	lapack_int lwork = lr_lwork(q1);                                                 \
-	if (lr_lwork(q2) > lwork) lwork = lr_lwork(q2);                                  \
-	if (lr_lwork(q3) > lwork) lwork = lr_lwork(q3);                                  \
+	lapack_int lwork = lr_lwork(q);                                                  \
 	work = LR_ALLOC(T, lwork);                                                       \
 	iwork = LR_ALLOC(lapack_int, iq);                                                \
 	info = LR_NOMEM;                                                                 \
 	if (work == NULL || iwork == NULL) {                                             \
 		goto out;                                                                    \
 	}                                                                                \
-	info = LAPACKE_##P##sytrd_work(LAPACK_COL_MAJOR, 'L', n, a, lda, d, e, tau, work, lwork); \
-	if (info == 0) {                                                                 \
-		info = LAPACKE_##P##stedc_work(LAPACK_COL_MAJOR, 'I', n, d, e, zt, n, work, lwork, iwork, iq); \
-	}                                                                                \
+	info = LAPACKE_##P##stedc_work(LAPACK_COL_MAJOR, 'I', n, dc, ec, zt, n, work, lwork, iwork, iq); \
 	if (info == 0) {                                                                 \
 		memcpy(z, zt + (size_t)(il - 1) * n, sizeof(T) * (size_t)n * m);             \
-		memcpy(w, d + il - 1, sizeof(T) * (size_t)m);                                \
-		info = LAPACKE_##P##ormtr_work(LAPACK_COL_MAJOR, 'L', 'L', 'N', n, m, a, lda, tau, z, n, work, lwork); \
+		memcpy(w, dc + il - 1, sizeof(T) * (size_t)m);                               \
+		info = ORMTR(n, m, a, lda, tau, z);                                          \
 	}                                                                                \
 out:                                                                                 \
-	free(d); free(e); free(tau); free(zt); free(work); free(iwork);                  \
+	free(dc); free(ec); free(zt); free(work); free(iwork);                           \
 	return info;                                                                     \
 }
 
-LR_SYEVSEL(lr_ssyevsel, float, s)
-LR_SYEVSEL(lr_dsyevsel, double, d)
+LR_STEDC(lr_sstedc_q, float, s, lr_sormtr_cols)
+LR_STEDC(lr_dstedc_q, double, d, lr_dormtr_cols)
 
 // The QR wrappers run the LQ routines: see OpenBLAS.Dgeqrf.
 static int lr_sgelqf(int m, int n, float *a, int lda, float *tau) {
@@ -313,6 +382,8 @@ import "C"
 
 import (
 	"fmt"
+	"math"
+	"slices"
 	"strings"
 	"unsafe"
 
@@ -665,30 +736,45 @@ func (o OpenBLAS) Ssyevr(n, il, iu int, a []float32, lda int, w, z []float32, ld
 	if n == 0 {
 		return true
 	}
-	wm := make([]float32, m)
-	zc := make([]float32, n*m)
-	var info C.int
-	o.run(float64(n)*float64(n)*float64(n), func() {
-		info = C.lr_ssyevsel(C.int(n), C.int(il), C.int(iu), f32(a), C.int(lda), f32(wm), f32(zc))
-	})
-	ok := lapackOK(info)
-	copy(w, wm)
-	placeColumns(n, m, z, ldz, zc)
-	return ok
+	return syevr(o, syevrSteps[float32]{
+		tridiag: func(a []float32, d, e, tau, wall []float32) C.int {
+			return C.lr_stridiag(C.int(n), f32(a), C.int(lda), f32(d), f32(e), f32(tau), f32(wall))
+		},
+		stein: func(d, e, w, a, tau, z []float32) C.int {
+			return C.lr_sstein_q(C.int(n), f32(d), f32(e), C.int(len(w)), f32(w), f32(a), C.int(lda), f32(tau), f32(z))
+		},
+		stedc: func(d, e []float32, il int, a, tau, w, z []float32) C.int {
+			return C.lr_sstedc_q(C.int(n), f32(d), f32(e), C.int(il), C.int(len(w)), f32(a), C.int(lda), f32(tau), f32(w), f32(z))
+		},
+	}, n, il, iu, a, lda, w, z, ldz)
 }
 
 // Dsyevr works on the lower triangle of the column-major view, which is our
-// upper triangle: DSYTRD reduces it to tridiagonal T = QᵀAQ, DSTEDC finds
-// every eigenpair of T by divide and conquer, and DORMTR multiplies only the
-// m selected eigenvectors by Q. DSYEVR itself would pick MRRR or bisection
-// and inverse iteration for the subset; on OpenBLAS 0.3.21 both took longer
-// than DSTEDC on all of T (n = 256, m = 64: SSTEMR 3.0 ms, SSTEBZ with
-// SSTEIN 3.1 ms, SSTEDC 1.9–2.3 ms, SSYTRD 1.0–1.3 ms, SORMTR 0.7–0.9 ms).
-// Forming Q (SORGTR) on a second thread while SSTEDC runs, then one SGEMM,
-// took 15 % off the solve alone but nothing off HOOI, whose threaded GEMMs
-// leave OpenBLAS's workers spinning on the cores that thread needs. The eigenvectors come back as the columns
-// of a column-major n×m matrix, i.e. the rows of a row-major m×n one, and
-// are transposed into the columns of z.
+// upper triangle, in three steps:
+//
+//   - DSYTRD reduces it to tridiagonal T = QᵀAQ and DSTERF finds all
+//     eigenvalues of T, on one thread: at these sizes the reduction is
+//     BLAS-2 work bound by memory and synchronisation.
+//   - DSTEIN finds the eigenvectors of T for the selected eigenvalues by
+//     inverse iteration, and DORMTR multiplies them by Q. When the selected
+//     eigenvalues have a gap wider than DSTEIN's reorthogonalisation
+//     threshold near their middle (steinSplit), the two halves are
+//     separate calls, which run at once on a budget of two threads or
+//     more. The split depends only on the eigenvalues, so the result is
+//     the same on any budget.
+//   - When T nearly splits into blocks, or DSTERF or DSTEIN fails, DSTEDC
+//     (divide and conquer on all of T) and DORMTR of the selected vectors
+//     take the second step's place.
+//
+// DSYEVR itself would take MRRR, or bisection (DSTEBZ) with inverse
+// iteration, for a subset. On OpenBLAS 0.3.21, n = 256, m = 64, one
+// thread: SSYTRD 1.0–1.3 ms, SSTEMR 2.9 ms, SSTEBZ 1.7 ms, SSTERF (all 256
+// eigenvalues) 0.8 ms, SSTEIN 1.1–1.4 ms, SSTEDC 1.9–2.3 ms, SORMTR of the
+// 64 vectors 0.6–0.9 ms; at n = 896, m = 256: SSYTRD 27–35, SSTEBZ 21,
+// SSTERF 8, SSTEIN 17, SORMTR 12–15 ms.
+//
+// The eigenvectors come back as the columns of a column-major n×m matrix
+// and are placed into the columns of z.
 func (o OpenBLAS) Dsyevr(n, il, iu int, a []float64, lda int, w, z []float64, ldz int) bool {
 	m := checkRange(n, il, iu)
 	checkMat(n, n, lda, len(a))
@@ -697,17 +783,129 @@ func (o OpenBLAS) Dsyevr(n, il, iu int, a []float64, lda int, w, z []float64, ld
 	if n == 0 {
 		return true
 	}
-	wm := make([]float64, m)
-	zc := make([]float64, n*m)
+	return syevr(o, syevrSteps[float64]{
+		tridiag: func(a []float64, d, e, tau, wall []float64) C.int {
+			return C.lr_dtridiag(C.int(n), f64(a), C.int(lda), f64(d), f64(e), f64(tau), f64(wall))
+		},
+		stein: func(d, e, w, a, tau, z []float64) C.int {
+			return C.lr_dstein_q(C.int(n), f64(d), f64(e), C.int(len(w)), f64(w), f64(a), C.int(lda), f64(tau), f64(z))
+		},
+		stedc: func(d, e []float64, il int, a, tau, w, z []float64) C.int {
+			return C.lr_dstedc_q(C.int(n), f64(d), f64(e), C.int(il), C.int(len(w)), f64(a), C.int(lda), f64(tau), f64(w), f64(z))
+		},
+	}, n, il, iu, a, lda, w, z, ldz)
+}
+
+// syevrSteps are the C steps of Syevr for one precision, bound to n and lda.
+type syevrSteps[T Float] struct {
+	tridiag func(a []T, d, e, tau, wall []T) C.int
+	stein   func(d, e, w, a, tau, z []T) C.int
+	stedc   func(d, e []T, il int, a, tau, w, z []T) C.int
+}
+
+// syevr runs Dsyevr's steps; see there.
+func syevr[T Float](o OpenBLAS, c syevrSteps[T], n, il, iu int, a []T, lda int, w, z []T, ldz int) bool {
+	one := OpenBLAS{threads: 1}
+	m := iu - il + 1
+	d, e, tau, wall := make([]T, n), make([]T, n), make([]T, n), make([]T, n)
 	var info C.int
-	o.run(float64(n)*float64(n)*float64(n), func() {
-		info = C.lr_dsyevsel(C.int(n), C.int(il), C.int(iu), f64(a), C.int(lda), f64(wm), f64(zc))
-	})
-	ok := lapackOK(info)
-	copy(w, wm)
+	one.run(0, func() { info = c.tridiag(a, d, e, tau, wall) })
+	if info < 0 {
+		return lapackOK(info)
+	}
+	zc := make([]T, n*m)
+	sel := wall[il-1 : iu]
+	split, ok := steinSplit(d, e[:n-1], sel)
+	if info == 0 && ok {
+		parts := [][2]int{{0, split}, {split, m}}
+		if split == 0 {
+			parts = parts[1:]
+		}
+		infos := make([]C.int, len(parts))
+		solve := func(i int, a []T) {
+			lo, hi := parts[i][0], parts[i][1]
+			one.run(0, func() { infos[i] = c.stein(d, e, sel[lo:hi], a, tau, zc[lo*n:hi*n]) })
+		}
+		if len(parts) == 2 && o.Threads() >= 2 {
+			// xORMTR writes into a while it runs (and restores it): the
+			// second half gets its own copy.
+			a2 := slices.Clone(a[:(n-1)*lda+n])
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				solve(1, a2)
+			}()
+			solve(0, a)
+			<-done
+		} else {
+			for i := range parts {
+				solve(i, a)
+			}
+		}
+		for _, inf := range infos {
+			if inf < 0 {
+				return lapackOK(inf)
+			}
+			ok = ok && inf == 0
+		}
+		if ok {
+			copy(w, sel)
+			placeColumns(n, m, z, ldz, zc)
+			return true
+		}
+	}
+	one.run(0, func() { info = c.stedc(d, e, il, a, tau, w[:m], zc) })
+	ok = lapackOK(info)
 	placeColumns(n, m, z, ldz, zc)
 	return ok
 }
+
+// steinSplit returns where Syevr splits the m ascending eigenvalues w of
+// the tridiagonal T (diagonal d, off-diagonal e) between two xSTEIN calls:
+// the gap nearest the middle, within the middle half, that is wider than
+// xSTEIN's reorthogonalisation threshold 10⁻³·‖T‖₁, so that no cluster of
+// eigenvalues whose vectors xSTEIN orthogonalises against each other is
+// cut. It returns 0 when there is no such gap or m < 2·steinMinPart, and
+// ok = false when an off-diagonal entry is negligible by xSTEBZ's test:
+// xSTEIN would then need T's blocks, which xSTERF does not give.
+func steinSplit[T Float](d, e, w []T) (split int, ok bool) {
+	var zero T
+	ulp := 0x1p-52
+	if _, f32 := any(zero).(float32); f32 {
+		ulp = 0x1p-23
+	}
+	var norm float64
+	for i, di := range d {
+		v := math.Abs(float64(di))
+		if i > 0 {
+			v += math.Abs(float64(e[i-1]))
+		}
+		if i < len(e) {
+			ei := float64(e[i])
+			v += math.Abs(ei)
+			if ei*ei <= math.Abs(float64(di)*float64(d[i+1]))*ulp*ulp+math.SmallestNonzeroFloat64 {
+				return 0, false
+			}
+		}
+		norm = max(norm, v)
+	}
+	m := len(w)
+	if m < 2*steinMinPart {
+		return 0, true
+	}
+	tol := 1e-3 * norm
+	for off := 0; off <= m/4; off++ {
+		for _, s := range [2]int{m/2 - off, m/2 + off} {
+			if float64(w[s])-float64(w[s-1]) > tol {
+				return s, true
+			}
+		}
+	}
+	return 0, true
+}
+
+// steinMinPart is the fewest eigenvectors worth an xSTEIN call of their own.
+const steinMinPart = 8
 
 // placeColumns writes the column-major n×m zc (stride n) into the
 // row-major n×m z (stride ldz).

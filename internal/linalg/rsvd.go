@@ -416,7 +416,7 @@ func sketchSVD[T Float](b Backend, L, n int, bm []T, k int, choose func(sv []T) 
 		}
 		w := make([]T, k)
 		z = make([]T, L*k)
-		if !Syevr(b.WithThreads(1), L, L-k+1, L, g, L, w, z, k) {
+		if !Syevr(b, L, L-k+1, L, g, L, w, z, k) {
 			return nil, nil, nil, 0, errSketchEig
 		}
 		for i := range L {

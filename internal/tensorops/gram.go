@@ -30,7 +30,27 @@ func modeGram[T Float](ctx context.Context, b linalg.Backend, x []T, shape []int
 	p, in, q := splitAt(shape, n)
 	switch {
 	case p == 1:
-		syrk(b, blas.NoTrans, in, q, 1, x, q, 0, g, in)
+		// G = Σ over column ranges of X: one single-threaded xSYRK per
+		// goroutine (splitThreads), summed.
+		threads, one := splitThreads(b, float64(in)*float64(in)*float64(q)/2)
+		threads = min(threads, q)
+		parts := make([][]T, threads)
+		parallelFor(threads, q, func(lo, hi int) {
+			part := g
+			if lo > 0 {
+				part = make([]T, in*in)
+				parts[lo*threads/q] = part
+			}
+			syrk(one, blas.NoTrans, in, hi-lo, 1, x[lo:], q, 0, part, in)
+		})
+		for _, part := range parts[1:] {
+			for i := range in {
+				row := g[i*in+i : (i+1)*in]
+				for j, v := range part[i*in+i : (i+1)*in] {
+					row[j] += v
+				}
+			}
+		}
 	case q == 1:
 		syrk(b, blas.Trans, in, p, 1, x, in, 0, g, in)
 	default:
@@ -104,9 +124,8 @@ func topEigvecs[T Float](b linalg.Backend, g []T, n, k int) ([]T, error) {
 		vecs, _, err := leadingEigvecs(b, g, n, k)
 		return vecs, err
 	}
-	if n < 2048 {
-		b = b.WithThreads(1) // as in leadingEigvecs
-	}
+	// Syevr runs its reduction on one thread and spends a larger budget
+	// only on the eigenvectors.
 	w := make([]T, k)
 	z := make([]T, n*k)
 	if !linalg.Syevr(b, n, n-k+1, n, g, n, w, z, k) {

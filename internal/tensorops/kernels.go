@@ -25,6 +25,29 @@ func syrk[T Float](b linalg.Backend, t blas.Transpose, n, k int, alpha T, a []T,
 	linalg.Syrk(b, blas.Upper, t, n, k, alpha, a, lda, beta, c, ldc)
 }
 
+// splitThreads returns how many goroutines should share a product of about
+// work multiply-adds, and the single-threaded backend each of them calls:
+// all of b's budget above splitMinWork, else 1 (and b itself).
+//
+// Tucker's products are mid-sized (a few ms) and alternate with
+// single-threaded eigensolvers. Run on OpenBLAS's own threads, they leave
+// its workers spinning for a while afterwards, and on this 2-core machine a
+// spinning worker slowed the eigensolver that followed from 3.8 to 5.2 ms
+// (n = 256, C, medians of 40); putting the workers to sleep at once
+// (OPENBLAS_THREAD_TIMEOUT=4) cost as much again in wake-ups. Go-level
+// splits of single-threaded calls leave no worker behind.
+func splitThreads(b linalg.Backend, work float64) (int, linalg.Backend) {
+	if b.Threads() < 2 || work < splitMinWork {
+		return 1, b
+	}
+	return b.Threads(), b.WithThreads(1)
+}
+
+// splitMinWork is the product size below which splitThreads keeps one
+// goroutine: 128³, the size below which the thread gate runs OpenBLAS
+// single-threaded too.
+const splitMinWork = 128 * 128 * 128
+
 // parallelFor runs fn over [0, n) split into at most threads contiguous
 // chunks, one goroutine each, and waits. Chunks never overlap, so callers
 // that write only to indices of their own chunk get the same result for any
@@ -39,7 +62,7 @@ func parallelFor(threads, n int, fn func(lo, hi int)) {
 	}
 	var wg sync.WaitGroup
 	chunk := (n + threads - 1) / threads
-	for lo := 0; lo < n; lo += chunk {
+	for lo := chunk; lo < n; lo += chunk {
 		hi := min(n, lo+chunk)
 		wg.Add(1)
 		go func() {
@@ -47,6 +70,7 @@ func parallelFor(threads, n int, fn func(lo, hi int)) {
 			fn(lo, hi)
 		}()
 	}
+	fn(0, min(n, chunk)) // the caller takes the first chunk
 	wg.Wait()
 }
 

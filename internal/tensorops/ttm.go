@@ -83,8 +83,9 @@ func MultiModeProduct[T Float](b linalg.Backend, x *Dense[T], us []*Matrix[T], t
 
 // ttm writes X ×ₙ op(U) into y, where x has the given shape and op(U) is U
 // (J × I_n) or, with trans, Uᵀ (U is I_n × J). x is viewed as P × I_n × Q:
-// one GEMM when P == 1 or Q == 1, otherwise one GEMM per slab p,
-// Y[p] = op(U)·X[p], run in parallel across slabs.
+// one GEMM when P == 1 or Q == 1 (split into column or row ranges run in
+// parallel), otherwise one GEMM per slab p, Y[p] = op(U)·X[p], run in
+// parallel across slabs.
 func ttm[T Float](b linalg.Backend, x []T, shape []int, n int, u *Matrix[T], trans bool, y []T) {
 	p, in, q := splitAt(shape, n)
 	tU, j, ldu := blas.NoTrans, u.Rows, u.Cols
@@ -98,14 +99,22 @@ func ttm[T Float](b linalg.Backend, x []T, shape []int, n int, u *Matrix[T], tra
 	}
 	switch {
 	case p == 1:
-		gemm(b, tU, blas.NoTrans, j, q, in, 1, u.Data, ldu, x, q, 0, y, q)
+		// Column ranges of Y = op(U)·X on single-threaded calls
+		// (splitThreads).
+		threads, one := splitThreads(b, float64(j)*float64(q)*float64(in))
+		parallelFor(threads, q, func(lo, hi int) {
+			gemm(one, tU, blas.NoTrans, j, hi-lo, in, 1, u.Data, ldu, x[lo:], q, 0, y[lo:], q)
+		})
 	case q == 1:
-		// Y (P×J) = X (P×I) · op(U)ᵀ.
+		// Row ranges of Y (P×J) = X (P×I) · op(U)ᵀ.
 		tB := blas.Trans
 		if trans {
 			tB = blas.NoTrans
 		}
-		gemm(b, blas.NoTrans, tB, p, j, in, 1, x, in, u.Data, ldu, 0, y, j)
+		threads, one := splitThreads(b, float64(p)*float64(j)*float64(in))
+		parallelFor(threads, p, func(lo, hi int) {
+			gemm(one, blas.NoTrans, tB, hi-lo, j, in, 1, x[lo*in:], in, u.Data, ldu, 0, y[lo*j:], j)
+		})
 	default:
 		threads := b.Threads()
 		one := b

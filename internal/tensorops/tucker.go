@@ -529,13 +529,18 @@ func (s *tuckerState[T]) projectLast(ctx context.Context, n, m int) ([]T, []int,
 	im, rm := x.Shape[m], s.ranks[m]
 	rows := x.Len() / im
 	y := make([]T, rows*rm)
+	// Single-threaded products on row ranges run by goroutines: see
+	// splitThreads.
 	rb := max(1, min(rows, 4*blockElems/max(rm, im)))
-	for r0 := 0; r0 < rows; r0 += rb {
-		if err := ctx.Err(); err != nil {
-			return nil, nil, nil, err
+	threads, one := splitThreads(s.b, float64(rows)*float64(rm)*float64(im))
+	parallelFor(threads, rows, func(lo, hi int) {
+		for r0 := lo; r0 < hi && ctx.Err() == nil; r0 += rb {
+			r1 := min(hi, r0+rb)
+			gemm(one, blas.NoTrans, blas.NoTrans, r1-r0, rm, im, 1, xp[r0*im:], im, s.factors[m].Data, rm, 0, y[r0*rm:], rm)
 		}
-		r1 := min(rows, r0+rb)
-		gemm(s.b, blas.NoTrans, blas.NoTrans, r1-r0, rm, im, 1, xp[r0*im:], im, s.factors[m].Data, rm, 0, y[r0*rm:], rm)
+	})
+	if err := ctx.Err(); err != nil {
+		return nil, nil, nil, err
 	}
 	shape[len(shape)-1] = rm
 	return y, shape, perm, nil
