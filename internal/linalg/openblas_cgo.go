@@ -753,8 +753,8 @@ func (o OpenBLAS) Ssyevr(n, il, iu int, a []float32, lda int, w, z []float32, ld
 // upper triangle, in three steps:
 //
 //   - DSYTRD reduces it to tridiagonal T = QᵀAQ and DSTERF finds all
-//     eigenvalues of T, on one thread: at these sizes the reduction is
-//     BLAS-2 work bound by memory and synchronisation.
+//     eigenvalues of T, on one thread below threadedReductionMin: the
+//     reduction is BLAS-2 work bound by memory and synchronisation.
 //   - DSTEIN finds the eigenvectors of T for the selected eigenvalues by
 //     inverse iteration, and DORMTR multiplies them by Q. When the selected
 //     eigenvalues have a gap wider than DSTEIN's reorthogonalisation
@@ -809,7 +809,11 @@ func syevr[T Float](o OpenBLAS, c syevrSteps[T], n, il, iu int, a []T, lda int, 
 	m := iu - il + 1
 	d, e, tau, wall := make([]T, n), make([]T, n), make([]T, n), make([]T, n)
 	var info C.int
-	one.run(0, func() { info = c.tridiag(a, d, e, tau, wall) })
+	reduce := one
+	if n >= threadedReductionMin {
+		reduce = o
+	}
+	reduce.run(float64(n)*float64(n)*float64(n), func() { info = c.tridiag(a, d, e, tau, wall) })
 	if info < 0 {
 		return lapackOK(info)
 	}
@@ -903,6 +907,14 @@ func steinSplit[T Float](d, e, w []T) (split int, ok bool) {
 	}
 	return 0, true
 }
+
+// threadedReductionMin is the order from which Syevr's tridiagonal
+// reduction takes the whole budget. SSYTRD on OpenBLAS 0.3.21, 2 cores,
+// just after a threaded call (medians of 9): n = 256 1.5 ms on one thread
+// or two; 512: 8.7 and 6.7 ms; 896: 35–37 and 26 ms; 1064: 61 and 40 ms.
+// Below this order the gain does not pay for waking OpenBLAS's workers,
+// which then spin beside the single-threaded steps that follow.
+const threadedReductionMin = 768
 
 // steinMinPart is the fewest eigenvectors worth an xSTEIN call of their own.
 const steinMinPart = 8

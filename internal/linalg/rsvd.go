@@ -447,16 +447,63 @@ func sketchSVD[T Float](b Backend, L, n int, bm []T, k int, choose func(sv []T) 
 	}
 	wm := make([]T, k*n)
 	Gemm(b, blas.Trans, blas.NoTrans, k, n, L, 1, z, k, bm, n, 0, wm, n)
-	uw := make([]T, k*k)
-	sv = make([]T, k)
-	vt = make([]T, k*n)
-	if !Gesdd(b, lapack.SVDStore, k, n, wm, n, sv, uw, k, vt, n) {
-		return nil, nil, nil, 0, &lowrank.Error{Code: lowrank.EINTERNAL, Field: "tensor", Message: "the SVD of the sketch did not converge"}
+	uw, sv, vt, ok := gramSVD(b, k, n, wm)
+	if !ok {
+		uw = make([]T, k*k)
+		sv = make([]T, k)
+		vt = make([]T, k*n)
+		if !Gesdd(b, lapack.SVDStore, k, n, wm, n, sv, uw, k, vt, n) {
+			return nil, nil, nil, 0, &lowrank.Error{Code: lowrank.EINTERNAL, Field: "tensor", Message: "the SVD of the sketch did not converge"}
+		}
 	}
 	ub = make([]T, L*k)
 	Gemm(b, blas.NoTrans, blas.NoTrans, L, k, k, 1, z, k, uw, k, 0, ub, k)
 	return ub, sv, vt, k, nil
 }
+
+// gramSVD computes the SVD W = U_W·Σ·Vᵀ of the k×n W (k ≤ n) through its
+// Gram matrix in float64: WWᵀ = E·diag(μ)·Eᵀ (xSYRK, xSYEVD), σ = √μ,
+// U_W = E and Vᵀ = Σ⁻¹·Eᵀ·W, all in float64 and rounded to T at the end.
+// In float64, μ carries errors of about u₆₄·σ₁², so σⱼ and the
+// orthogonality of Vᵀ are good to about u₆₄·(σ₁/σⱼ)², below float32's
+// rounding while σ_k/σ₁ ≥ gramSVDMinRatio; below that ok is false and the
+// caller takes xGESDD. For k = 256, n = 4096 on OpenBLAS this took about
+// half the time of SGESDD.
+func gramSVD[T Float](b Backend, k, n int, wm []T) (uw, sv, vt []T, ok bool) {
+	w64 := make([]float64, k*n)
+	for i, v := range wm {
+		w64[i] = float64(v)
+	}
+	h := make([]float64, k*k)
+	b.Dsyrk(blas.Upper, blas.NoTrans, k, n, 1, w64, n, 0, h, k)
+	mu := make([]float64, k)
+	if !b.WithThreads(1).Dsyevd(k, h, k, mu) || !(mu[0] >= gramSVDMinRatio*gramSVDMinRatio*mu[k-1]) || !(mu[k-1] > 0) {
+		return nil, nil, nil, false
+	}
+	// Columns of h in decreasing order of μ.
+	for i := range k {
+		slices.Reverse(h[i*k : (i+1)*k])
+	}
+	slices.Reverse(mu)
+	v64 := make([]float64, k*n)
+	b.Dgemm(blas.Trans, blas.NoTrans, k, n, k, 1, h, k, w64, n, 0, v64, n)
+	uw, sv, vt = make([]T, k*k), make([]T, k), make([]T, k*n)
+	for j := range k {
+		s := math.Sqrt(mu[j])
+		sv[j] = T(s)
+		for i, v := range v64[j*n : (j+1)*n] {
+			vt[j*n+i] = T(v / s)
+		}
+	}
+	for i, v := range h {
+		uw[i] = T(v)
+	}
+	return uw, sv, vt, true
+}
+
+// gramSVDMinRatio is the smallest σ_k/σ₁ gramSVD accepts: there
+// u₆₄·(σ₁/σ_k)² ≈ 10⁻⁸.
+const gramSVDMinRatio = 1e-4
 
 // orthWork is the workspace of orthonormalize, sized once per call of a
 // randomized algorithm for blocks of at most cols columns.

@@ -712,3 +712,72 @@ func TestFullSVDLarge(t *testing.T) {
 		t.Skip("the OpenBLAS backend is not compiled in (build tag openblas)")
 	}
 }
+
+// TestGramSVD checks the sketch's float64 Gram SVD on a float32 k×n W with
+// σ from 1 down to 10⁻³ against its construction — reconstruction,
+// orthonormal rows of Vᵀ and columns of U_W, σ — each within a small
+// multiple of float32's u, and that it declines W with σ_k/σ₁ below
+// gramSVDMinRatio.
+func TestGramSVD(t *testing.T) {
+	const k, n = 40, 300
+	for _, b := range Backends(2) {
+		for _, c := range []struct {
+			low    float64
+			wantOK bool
+		}{{1e-3, true}, {1e-6, false}} {
+			sigma := make([]float64, k)
+			for j := range sigma {
+				sigma[j] = math.Pow(c.low, float64(j)/float64(k-1))
+			}
+			a := testMatrix(b, 5, k, n, n, sigma)
+			w := make([]float32, k*n)
+			for i := range w {
+				w[i] = float32(a[i])
+			}
+			uw, sv, vt, ok := gramSVD(b, k, n, w)
+			if ok != c.wantOK {
+				t.Fatalf("%s σ_k = %g: ok = %v, want %v", b.Name(), c.low, ok, c.wantOK)
+			}
+			if !ok {
+				continue
+			}
+			u := 0x1p-24
+			for j := range k {
+				if e := math.Abs(float64(sv[j]) - sigma[j]); e > 10*u {
+					t.Errorf("%s: σ[%d] = %v, want %v", b.Name(), j, sv[j], sigma[j])
+				}
+			}
+			v64 := make([]float64, k*n)
+			for i, x := range vt {
+				v64[i] = float64(x)
+			}
+			u64 := make([]float64, k*k)
+			for i, x := range uw {
+				u64[i] = float64(x)
+			}
+			// ‖VᵀV − I‖ and ‖U_WᵀU_W − I‖: rounding the float64 results
+			// to float32 leaves about √n·u.
+			if e := orthoErr(k, n, v64, true); e > 50*u {
+				t.Errorf("%s: ‖VᵀV − I‖ = %g", b.Name(), e)
+			}
+			if e := orthoErr(k, k, u64, false); e > 50*u {
+				t.Errorf("%s: ‖U_WᵀU_W − I‖ = %g", b.Name(), e)
+			}
+			var res, norm float64
+			for i := range k {
+				for l := range n {
+					var x float64
+					for j := range k {
+						x += u64[i*k+j] * float64(sv[j]) * v64[j*n+l]
+					}
+					d := x - float64(w[i*n+l])
+					res += d * d
+					norm += float64(w[i*n+l]) * float64(w[i*n+l])
+				}
+			}
+			if r := math.Sqrt(res / norm); r > 50*u {
+				t.Errorf("%s: ‖W − U_WΣVᵀ‖/‖W‖ = %g", b.Name(), r)
+			}
+		}
+	}
+}
