@@ -1,6 +1,7 @@
 package linalg
 
 import (
+	"math"
 	"testing"
 
 	"gonum.org/v1/gonum/blas"
@@ -41,6 +42,26 @@ func TestDescribe(t *testing.T) {
 		d := Describe(b)
 		if len(d) < len(b.Name()) || d[:len(b.Name())] != b.Name() || d[len(d)-len("threads=3"):] != "threads=3" {
 			t.Errorf("Describe(%s) = %q, want the name first and threads=3 last", b.Name(), d)
+		}
+	}
+}
+
+func TestSumSquares(t *testing.T) {
+	for n := range 10 {
+		x := make([]float32, n)
+		var want float64
+		for i := range x {
+			x[i] = float32(i) - 2.5
+			want += float64(x[i]) * float64(x[i])
+		}
+		if got := SumSquares(x); got != want {
+			t.Errorf("n=%d: SumSquares = %v, want %v", n, got, want)
+		}
+		if n > 0 {
+			x[n-1] = float32(math.NaN())
+			if got := SumSquares(x); !math.IsNaN(got) {
+				t.Errorf("n=%d: SumSquares with a NaN = %v", n, got)
+			}
 		}
 	}
 }

@@ -223,11 +223,7 @@ const reorthShrink = 100
 func rowNormsSq[T Float](l, m int, yt []T) []float64 {
 	ns := make([]float64, l)
 	for j := range l {
-		var sum float64
-		for _, v := range yt[j*m : (j+1)*m] {
-			sum += float64(v) * float64(v)
-		}
-		ns[j] = sum
+		ns[j] = SumSquares(yt[j*m : (j+1)*m])
 	}
 	return ns
 }
@@ -328,9 +324,7 @@ func (s *svdRun[T]) fixedPrecision(rankCap int) (*SVDResult[T], error) {
 		bi := bm[K*n:]
 		Gemm(b, blas.Trans, blas.NoTrans, c, n, m, 1, y, c, a, lda, 0, bi, n)
 		s.passes++
-		for _, v := range bi {
-			E -= float64(v) * float64(v)
-		}
+		E -= SumSquares(bi)
 		K += c
 		rel := math.Sqrt(max(E, 0) / max(s.normSq, math.SmallestNonzeroFloat64))
 		frac := float64(K) / float64(rankCap)

@@ -430,10 +430,7 @@ func checkMatrix[T Float](b Backend, m, n int, a []T, lda int) (float64, error) 
 			defer wg.Done()
 			var sum float64
 			for i := w * m / workers; i < (w+1)*m/workers; i++ {
-				for _, v := range a[i*lda : i*lda+n] {
-					x := float64(v)
-					sum += x * x
-				}
+				sum += SumSquares(a[i*lda : i*lda+n])
 			}
 			// Inf or NaN anywhere makes the sum non-finite, so one check
 			// at the end covers every entry.

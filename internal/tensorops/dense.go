@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/lowrank/lowrank"
+	"github.com/lowrank/lowrank/internal/linalg"
 )
 
 // Float is the element type of tensors: float32 or float64.
@@ -193,22 +194,7 @@ func sameShape(a, b []int) bool {
 	return true
 }
 
-func sumSq[T Float](a []T) float64 {
-	var s0, s1, s2, s3 float64
-	i := 0
-	for ; i+4 <= len(a); i += 4 {
-		v0, v1, v2, v3 := float64(a[i]), float64(a[i+1]), float64(a[i+2]), float64(a[i+3])
-		s0 += v0 * v0
-		s1 += v1 * v1
-		s2 += v2 * v2
-		s3 += v3 * v3
-	}
-	for ; i < len(a); i++ {
-		v := float64(a[i])
-		s0 += v * v
-	}
-	return (s0 + s1) + (s2 + s3)
-}
+func sumSq[T Float](a []T) float64 { return linalg.SumSquares(a) }
 
 func dot[T Float](a, b []T) float64 {
 	b = b[:len(a)]
