@@ -135,14 +135,22 @@ func (r RankRule) Choose(sigma []float64, normSq float64, maxRank int, paramsOf 
 	if r.Multiple > 1 && k%r.Multiple != 0 {
 		k = min(maxRank, (k/r.Multiple+1)*r.Multiple)
 	}
-	var kept float64
-	for i := 0; i < k && i < len(sigma); i++ {
-		kept += sigma[i] * sigma[i]
+	// The discarded energy is the σ beyond k, summed directly, plus what
+	// normSq holds beyond all of sigma: no cancellation when sigma is
+	// complete and normSq is its sum in this order.
+	var kept, tail, all float64
+	for i, v := range sigma {
+		all += v * v
+		if i < k {
+			kept += v * v
+		} else {
+			tail += v * v
+		}
 	}
 	ch := RankChoice{Rank: k, ParamsOriginal: original, ParamsFactors: paramsOf(k)}
 	if normSq > 0 {
 		ch.RetainedEnergy = min(1, kept/normSq)
-		ch.RelError = math.Sqrt(max(0, normSq-kept) / normSq)
+		ch.RelError = math.Sqrt(min(1, (tail+max(0, normSq-all))/normSq))
 	}
 	return ch, nil
 }

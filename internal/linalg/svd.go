@@ -328,8 +328,10 @@ func (s *svdRun[T]) finish(alg SVDAlgorithm, k int, u []T, ldu int, sv []T, vt [
 		r.Vt = append([]T(nil), vt[:k*n]...)
 	}
 	fixSigns(m, n, k, r.U, r.Vt)
-	sig := make([]float64, k)
-	for i, v := range r.S {
+	// Every σ the algorithm found, so that the discarded ones count as
+	// such rather than as ‖A‖_F² less the kept ones.
+	sig := make([]float64, len(sv))
+	for i, v := range sv {
 		sig[i] = float64(v)
 	}
 	ch, _ := RankRule{Rank: max(k, 1)}.Choose(sig, s.normSq, max(k, 1), s.paramsOf, int64(m)*int64(n))
@@ -347,6 +349,14 @@ func (s *svdRun[T]) full() (*SVDResult[T], error) {
 		return nil, err
 	}
 	s.passes = 1
+	// With every σ known, ‖A‖_F² is taken as Σσᵢ², summed as Choose sums
+	// them: then nothing is left beyond the σ for round-off to report as
+	// error (‖A‖_F² − Σσᵢ² of order u·‖A‖_F² would read as an error of
+	// order √u at full rank).
+	s.normSq = 0
+	for _, v := range sv {
+		s.normSq += float64(v) * float64(v)
+	}
 	ch, err := s.choose(sv, p)
 	if err != nil {
 		return nil, err

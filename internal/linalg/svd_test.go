@@ -781,3 +781,31 @@ func TestGramSVD(t *testing.T) {
 		}
 	}
 }
+
+// TestFullSVDErrorNoCancellation: with every σ known, the reported error is
+// the σ tail itself. ‖A‖_F² − Σ kept σ² would leave round-off of order
+// u·‖A‖_F² and report an error of order √u (1e-8 in float64) at full rank
+// or on an exactly rank-deficient matrix.
+func TestFullSVDErrorNoCancellation(t *testing.T) {
+	for _, b := range Backends(1) {
+		for seed := uint64(1); seed <= 20; seed++ {
+			a := testMatrix(b, seed, 6, 5, 5, []float64{3, 2, 1.5, 1, 0.5})
+			r, err := TruncatedSVD(context.Background(), b, 6, 5, a, 5, SVDOptions{Rule: RankRule{Rank: 5}, Algorithm: SVDFull}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.EstimatedError != 0 || r.Choice.RelError != 0 {
+				t.Errorf("%s seed %d: full rank reports error %g", b.Name(), seed, r.EstimatedError)
+			}
+			d := testMatrix(b, seed, 6, 5, 5, []float64{3, 2, 1})
+			r, err = TruncatedSVD(context.Background(), b, 6, 5, d, 5, SVDOptions{Rule: RankRule{Rank: 3}, Algorithm: SVDFull}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// σ₄, σ₅ are round-off, about u·σ₁.
+			if r.EstimatedError > 1e-14 {
+				t.Errorf("%s seed %d: rank 3 of an exact rank-3 matrix reports error %g", b.Name(), seed, r.EstimatedError)
+			}
+		}
+	}
+}
