@@ -50,24 +50,39 @@ func TestConcurrentUploadLimit(t *testing.T) {
 	s := startServer(t, "", "--max-concurrent-uploads", "1")
 	c := s.client("")
 	data := npyBytes(t, randTensor("", []int{64, 64}, 3, false))
-	// The first upload stalls half-way, holding the only slot.
-	pr, pw := io.Pipe()
-	first := make(chan *client.CreateTensorResponse, 1)
-	go func() {
-		r, err := c.CreateTensorWithBodyWithResponse(ctx, &client.CreateTensorParams{}, "application/octet-stream", pr)
-		if err != nil {
-			t.Error(err)
-		}
-		first <- r
-	}()
-	if _, err := pw.Write(data[:len(data)/2]); err != nil {
-		t.Fatal(err)
-	}
-	// The server has the first upload once the write above returned, but
-	// its handler may not have taken the slot yet: try until refused.
 	small := npyBytes(t, randTensor("", []int{2, 2}, 4, false))
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	type result struct {
+		r   *client.CreateTensorResponse
+		err error
+	}
+	// stall starts an upload that sends half of data and waits, meant to
+	// hold the only slot.
+	stall := func() (*io.PipeWriter, chan result) {
+		pr, pw := io.Pipe()
+		done := make(chan result, 1)
+		go func() {
+			r, err := c.CreateTensorWithBodyWithResponse(ctx, &client.CreateTensorParams{}, "application/octet-stream", pr)
+			done <- result{r, err}
+		}()
+		if _, err := pw.Write(data[:len(data)/2]); err != nil {
+			t.Fatal(err)
+		}
+		return pw, done
+	}
+	// The server has the stalled upload once the write above returned, but
+	// its handler may not have taken the slot yet, so a small upload sent
+	// at once may pass, or take the slot first and get the stalled one
+	// refused (whose 429 then waits behind its unread body: net/http reads
+	// what is left of a body before it replies). So each attempt waits a
+	// little longer before the small upload, and a stall that did not hold
+	// the slot is ended and started again.
+	var (
+		pw    *io.PipeWriter
+		first chan result
+	)
+	for attempt := 1; ; attempt++ {
+		pw, first = stall()
+		time.Sleep(time.Duration(attempt) * 50 * time.Millisecond)
 		r := upload(t, c, small, nil)
 		if r.StatusCode() == http.StatusTooManyRequests {
 			wantProblem(t, "upload beyond the limit", r.StatusCode(), r.HTTPResponse.Header, r.Body, "overloaded", "")
@@ -76,17 +91,21 @@ func TestConcurrentUploadLimit(t *testing.T) {
 			}
 			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("a second upload was never refused: last %d", r.StatusCode())
+		if r.StatusCode() != http.StatusCreated {
+			t.Fatalf("small upload: %d %s", r.StatusCode(), r.Body)
 		}
-		time.Sleep(5 * time.Millisecond)
+		pw.CloseWithError(io.ErrUnexpectedEOF)
+		<-first
+		if attempt == 10 {
+			t.Fatal("a second upload was never refused")
+		}
 	}
 	if _, err := pw.Write(data[len(data)/2:]); err != nil {
 		t.Fatal(err)
 	}
 	pw.Close()
-	if r := <-first; r == nil || r.StatusCode() != http.StatusCreated {
-		t.Fatalf("stalled upload: %v", r)
+	if res := <-first; res.err != nil || res.r.StatusCode() != http.StatusCreated {
+		t.Fatalf("stalled upload: %v %v", res.r, res.err)
 	}
 	// The slot is free again.
 	mustUpload(t, c, small, nil)
