@@ -1,6 +1,6 @@
 #!/bin/sh
-# Runs every fuzz target of internal/tensorio in turn for a duration each
-# (default 10s), e.g. scripts/fuzz.sh 10m. Extra arguments go to go test
+# Runs every fuzz target of internal/tensorio in turn for a duration or a
+# count of inputs each (default 10s), e.g. scripts/fuzz.sh 10m or 100000x. Extra arguments go to go test
 # (e.g. -parallel 1; for 10m or more also -timeout 0, since go test's default
 # 10m timeout would cut the run short). A crasher is saved under
 # internal/tensorio/testdata/fuzz and fails the run.
