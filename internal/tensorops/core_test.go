@@ -382,3 +382,36 @@ func assertClose[T Float](t *testing.T, what string, got, want []T, tol float64)
 		}
 	}
 }
+
+// TestModeGramSplit: the mode-0 Gram summed over column ranges on any
+// number of threads, including counts where the ranges number fewer than
+// the threads (q = 5 on 4 threads: ranges of 2, 2, 1), matches the
+// single-threaded one to rounding.
+func TestModeGramSplit(t *testing.T) {
+	const in = 1024 // in²·q/2 above splitMinWork, so the split happens
+	for _, q := range []int{1, 5, 7} {
+		rng := rand.New(rand.NewPCG(8, uint64(q)))
+		x := make([]float64, in*q)
+		for i := range x {
+			x[i] = rng.NormFloat64()
+		}
+		want := make([]float64, in*in)
+		if err := modeGram(context.Background(), linalg.NewGonum(1), x, []int{in, q}, 0, want); err != nil {
+			t.Fatal(err)
+		}
+		for _, threads := range []int{2, 3, 4, 8} {
+			got := make([]float64, in*in)
+			if err := modeGram(context.Background(), linalg.NewGonum(threads), x, []int{in, q}, 0, got); err != nil {
+				t.Fatal(err)
+			}
+			for i := range in {
+				for j := i; j < in; j++ {
+					// q products summed in another grouping: a few u·Σ|x_ik x_jk|.
+					if d := math.Abs(got[i*in+j] - want[i*in+j]); d > 1e-13*float64(q) {
+						t.Fatalf("q=%d threads=%d: G(%d, %d) = %v, want %v", q, threads, i, j, got[i*in+j], want[i*in+j])
+					}
+				}
+			}
+		}
+	}
+}

@@ -33,14 +33,14 @@ func modeGram[T Float](ctx context.Context, b linalg.Backend, x []T, shape []int
 		// G = Σ over column ranges of X: one single-threaded xSYRK per
 		// goroutine (splitThreads), summed.
 		threads, one := splitThreads(b, float64(in)*float64(in)*float64(q)/2)
-		threads = min(threads, q)
-		parts := make([][]T, threads)
+		chunk := (q + threads - 1) / threads // as parallelFor splits [0, q)
+		parts := make([][]T, (q+chunk-1)/chunk)
 		parallelFor(threads, q, func(lo, hi int) {
 			part := g
 			if lo > 0 {
 				part = make([]T, in*in)
-				parts[lo*threads/q] = part
 			}
+			parts[lo/chunk] = part
 			syrk(one, blas.NoTrans, in, hi-lo, 1, x[lo:], q, 0, part, in)
 		})
 		for _, part := range parts[1:] {
