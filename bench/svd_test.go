@@ -126,7 +126,7 @@ func benchThin(b *testing.B, be linalg.Backend, n int) {
 	a := gaussianF32(1, n, n)
 	path := writeNpyF32(b, n, n, a)
 	rows := runRounds(b, []svdMethod{
-		ours(be, "SVD (gesdd, thin)", n, n, a, func() (*linalg.SVDResult[float32], error) { return linalg.SVD(be, n, n, a, n) }),
+		ours(be, "SVD (thin, gesddSplit)", n, n, a, func() (*linalg.SVDResult[float32], error) { return linalg.SVD(be, n, n, a, n) }),
 		peer(path, "scipy_gesdd", 0),
 		peer(path, "numpy_svd", 0),
 		peer(path, "torch_svd", 0),

@@ -46,6 +46,28 @@ static lapack_int lr_lwork(double w) {
 #define LR_NOMEM -1000
 #define LR_ALLOC(T, n) ((n) > 0 ? (T *)lr_alloc(sizeof(T) * (size_t)(n)) : NULL)
 
+// LR_WORKSPACE returns the INFO of the LAPACKE call CALL, an expression in
+// work and lwork, run first as a workspace query (lwork = -1) and then with
+// a workspace of the size asked for.
+#define LR_WORKSPACE(T, CALL)                                                          \
+	do {                                                                             \
+		T q_;                                                                        \
+		T *work = &q_;                                                               \
+		lapack_int lwork = -1;                                                       \
+		lapack_int info_ = (CALL);                                                   \
+		if (info_ != 0) {                                                            \
+			return info_;                                                            \
+		}                                                                            \
+		lwork = lr_lwork(q_);                                                        \
+		work = LR_ALLOC(T, lwork);                                                   \
+		if (work == NULL) {                                                          \
+			return LR_NOMEM;                                                         \
+		}                                                                            \
+		info_ = (CALL);                                                              \
+		free(work);                                                                  \
+		return info_;                                                                \
+	} while (0)
+
 // lr_alloc allocates a LAPACK workspace. One of 2 MiB or more is aligned
 // to 2 MiB and advised into transparent huge pages (where the kernel's
 // THP mode is "madvise", as on Debian, nothing else gives them): the
@@ -136,6 +158,49 @@ static int lr_dgesdd(char jobz, int m, int n, double *a, int lda, double *s,
 	return info;
 }
 
+// The thin SVD of a column-major m×n A with min(m, n) = k in steps
+// (gesddSplit), so that Go can run the middle two at once.
+//
+// LR_GEBRD defines lr_sgebrd and lr_dgebrd: xGEBRD reduces a to the
+// bidiagonal B = QᵀAP (upper when m ≥ n, lower otherwise; diagonal d,
+// off-diagonal e), leaving Q's and P's reflectors in a, tauq and taup.
+#define LR_GEBRD(NAME, T, P)                                                           \
+static int NAME(int m, int n, T *a, int lda, T *d, T *e, T *tauq, T *taup) { \
+	LR_WORKSPACE(T, LAPACKE_##P##gebrd_work(LAPACK_COL_MAJOR, m, n, a, lda, d, e, tauq, taup, work, lwork)); \
+}
+
+LR_GEBRD(lr_sgebrd, float, s)
+LR_GEBRD(lr_dgebrd, double, d)
+
+// LR_BDSDC defines lr_sbdsdc and lr_dbdsdc: the SVD B = U Σ Vᵀ of the k×k
+// bidiagonal B (upper when upper is nonzero) by divide and conquer; σ
+// replaces d in decreasing order, e is destroyed, U and Vᵀ are k×k.
+#define LR_BDSDC(NAME, T, P)                                                           \
+static int NAME(int upper, int k, T *d, T *e, T *u, int ldu, T *vt, int ldvt) {       \
+	T *work = LR_ALLOC(T, 3 * (size_t)k * k + 4 * (size_t)k);                        \
+	lapack_int *iwork = LR_ALLOC(lapack_int, 8 * (size_t)k);                         \
+	lapack_int info = LR_NOMEM;                                                      \
+	if (work != NULL && iwork != NULL) {                                             \
+		info = LAPACKE_##P##bdsdc_work(LAPACK_COL_MAJOR, upper ? 'U' : 'L', 'I', k, d, e, u, ldu, vt, ldvt, NULL, NULL, work, iwork); \
+	}                                                                                \
+	free(work); free(iwork);                                                         \
+	return info;                                                                     \
+}
+
+LR_BDSDC(lr_sbdsdc, float, s)
+LR_BDSDC(lr_dbdsdc, double, d)
+
+// LR_ORGBR defines lr_sorgbr and lr_dorgbr: xORGBR forms Q (vect 'Q') or Pᵀ
+// (vect 'P') of LR_GEBRD in place of its reflectors: m×n from the
+// reflectors of a matrix with k columns (Q) or rows (Pᵀ).
+#define LR_ORGBR(NAME, T, P)                                                           \
+static int NAME(char vect, int m, int n, int k, T *a, int lda, const T *tau) { \
+	LR_WORKSPACE(T, LAPACKE_##P##orgbr_work(LAPACK_COL_MAJOR, vect, m, n, k, a, lda, tau, work, lwork)); \
+}
+
+LR_ORGBR(lr_sorgbr, float, s)
+LR_ORGBR(lr_dorgbr, double, d)
+
 static int lr_ssyevd(char uplo, int n, float *a, int lda, float *w) {
 	float q;
 	lapack_int iq;
@@ -213,20 +278,8 @@ LR_TRIDIAG(lr_dtridiag, double, d)
 // LR_ORMTR defines lr_sormtr_cols and lr_dormtr_cols: z (n×m, column-major,
 // stride n) ← Q·z for the Q of LR_TRIDIAG.
 #define LR_ORMTR(NAME, T, P)                                                           \
-static int NAME(int n, int m, T *a, int lda, const T *tau, T *z) {                    \
-	T q;                                                                             \
-	lapack_int info = LAPACKE_##P##ormtr_work(LAPACK_COL_MAJOR, 'L', 'L', 'N', n, m, a, lda, tau, z, n, &q, -1); \
-	if (info != 0) {                                                                 \
-		return info;                                                                 \
-	}                                                                                \
-	lapack_int lwork = lr_lwork(q);                                                  \
-	T *work = LR_ALLOC(T, lwork);                                                    \
-	if (work == NULL) {                                                              \
-		return LR_NOMEM;                                                             \
-	}                                                                                \
-	info = LAPACKE_##P##ormtr_work(LAPACK_COL_MAJOR, 'L', 'L', 'N', n, m, a, lda, tau, z, n, work, lwork); \
-	free(work);                                                                      \
-	return info;                                                                     \
+static int NAME(int n, int m, T *a, int lda, const T *tau, T *z) { \
+	LR_WORKSPACE(T, LAPACKE_##P##ormtr_work(LAPACK_COL_MAJOR, 'L', 'L', 'N', n, m, a, lda, tau, z, n, work, lwork)); \
 }
 
 LR_ORMTR(lr_sormtr_cols, float, s)
@@ -660,6 +713,19 @@ func (o OpenBLAS) Sgesdd(job lapack.SVDJob, m, n int, a []float32, lda int, s, u
 	if jobz == 'N' {
 		u, vt, ldu, ldvt = nil, nil, 1, 1
 	}
+	if jobz == 'S' && o.splitSVD(n, m) {
+		return gesddSplit(o, gesddSteps[float32]{
+			gebrd: func(m, n int, a, d, e, tauq, taup []float32) C.int {
+				return C.lr_sgebrd(C.int(m), C.int(n), f32(a), C.int(m), f32(d), f32(e), f32(tauq), f32(taup))
+			},
+			bdsdc: func(upper C.int, k int, d, e, u, vt []float32) C.int {
+				return C.lr_sbdsdc(upper, C.int(k), f32(d), f32(e), f32(u), C.int(k), f32(vt), C.int(k))
+			},
+			orgbr: func(vect C.char, m, n, k int, a []float32, lda int, tau []float32) C.int {
+				return C.lr_sorgbr(vect, C.int(m), C.int(n), C.int(k), f32(a), C.int(lda), f32(tau))
+			},
+		}, n, m, a, lda, s, vt, ldvt, u, ldu)
+	}
 	var info C.int
 	o.run(float64(m)*float64(n)*float64(min(m, n)), func() {
 		info = C.lr_sgesdd(jobz, C.int(n), C.int(m), f32(a), C.int(lda), f32(s), f32(vt), C.int(ldvt), f32(u), C.int(ldu))
@@ -677,11 +743,147 @@ func (o OpenBLAS) Dgesdd(job lapack.SVDJob, m, n int, a []float64, lda int, s, u
 	if jobz == 'N' {
 		u, vt, ldu, ldvt = nil, nil, 1, 1
 	}
+	if jobz == 'S' && o.splitSVD(n, m) {
+		return gesddSplit(o, gesddSteps[float64]{
+			gebrd: func(m, n int, a, d, e, tauq, taup []float64) C.int {
+				return C.lr_dgebrd(C.int(m), C.int(n), f64(a), C.int(m), f64(d), f64(e), f64(tauq), f64(taup))
+			},
+			bdsdc: func(upper C.int, k int, d, e, u, vt []float64) C.int {
+				return C.lr_dbdsdc(upper, C.int(k), f64(d), f64(e), f64(u), C.int(k), f64(vt), C.int(k))
+			},
+			orgbr: func(vect C.char, m, n, k int, a []float64, lda int, tau []float64) C.int {
+				return C.lr_dorgbr(vect, C.int(m), C.int(n), C.int(k), f64(a), C.int(lda), f64(tau))
+			},
+		}, n, m, a, lda, s, vt, ldvt, u, ldu)
+	}
 	var info C.int
 	o.run(float64(m)*float64(n)*float64(min(m, n)), func() {
 		info = C.lr_dgesdd(jobz, C.int(n), C.int(m), f64(a), C.int(lda), f64(s), f64(vt), C.int(ldvt), f64(u), C.int(ldu))
 	})
 	return lapackOK(info)
+}
+
+// splitSVDMin and splitSVDMax bound the min(m, n) for which a thin SVD on
+// two threads or more goes through gesddSplit rather than xGESDD. Median
+// ratios of their times on square f32 matrices (OpenBLAS 0.3.21, 2 cores,
+// 7 alternating runs; 3 from 2560): 1024 1.02, 1280 1.02, 1536 0.89, 2048
+// 0.86–0.92, 2560 0.96; 4096 1.06–1.13. Below the range xBDSDC and xORMBR
+// take too little time for the overlap to pay for forming Q and Pᵀ; above
+// it xBDSDC's own GEMMs gain from the second thread (4096 in C: 2.4 s on
+// two threads, 3.2 s on one beside xORGBR) and xORGBR on one thread takes
+// longer than xBDSDC.
+var splitSVDMin, splitSVDMax = 1536, 2560
+
+// splitSVD reports whether the thin SVD of the column-major m×n view goes
+// through gesddSplit: on two threads or more, min(m, n) in [splitSVDMin,
+// splitSVDMax], and where xGESDD itself would bidiagonalise A directly,
+// without a QR or LQ factorisation first (max(m, n) below its crossover
+// 11/6·min(m, n)).
+func (o OpenBLAS) splitSVD(m, n int) bool {
+	k := min(m, n)
+	work := float64(m) * float64(n) * float64(k)
+	return k >= splitSVDMin && k <= splitSVDMax && max(m, n) < k*11/6 && gate.threadsFor(o.Threads(), work) >= 2
+}
+
+// gesddSteps are the C steps of gesddSplit for one precision.
+type gesddSteps[T Float] struct {
+	gebrd func(m, n int, a, d, e, tauq, taup []T) C.int   // lda = m
+	bdsdc func(upper C.int, k int, d, e, u, vt []T) C.int // ldu = ldvt = k
+	orgbr func(vect C.char, m, n, k int, a []T, lda int, tau []T) C.int
+}
+
+// gesddSplit computes what xGESDD with JOBZ = 'S' does on the column-major
+// m×n a (stride lda, destroyed), A = U Σ Vᵀ with k = min(m, n), U m×k
+// (stride ldu) and Vᵀ k×n (stride ldvt), in the same three stages, but
+// with the third arranged to use two cores:
+//
+//  1. xGEBRD: A = Q B Pᵀ with B bidiagonal, on the whole budget.
+//  2. xBDSDC: B = U_B Σ V_Bᵀ, and at the same time on a second thread
+//     xORGBR forms Q and Pᵀ explicitly.
+//  3. U = Q·U_B and Vᵀ = V_Bᵀ·Pᵀ by GEMM on the whole budget.
+//
+// xGESDD instead applies Q and Pᵀ to U_B and V_Bᵀ as reflectors (xORMBR)
+// after xBDSDC, which runs on one core whatever the thread count. Forming
+// Q and Pᵀ costs 8/3·k³ more multiply-adds, but on a core that xGESDD
+// leaves idle, and a GEMM runs faster than xORMBR. On OpenBLAS 0.3.21, 2
+// cores, k = 2048 in C: xBDSDC 0.45–0.58 s with xORMBR 0.47–0.68 s after
+// it, against xBDSDC beside xORGBR 0.62–0.66 s and two GEMMs 0.23–0.26 s.
+// Scratch: A's copy, three k×k matrices.
+//
+// References:
+//
+//	E. Anderson et al., LAPACK Users' Guide, 3rd ed., SIAM, 1999 (xGESDD,
+//	xGEBRD, xBDSDC, xORGBR).
+func gesddSplit[T Float](o OpenBLAS, c gesddSteps[T], m, n int, a []T, lda int, s, u []T, ldu int, vt []T, ldvt int) bool {
+	k := min(m, n)
+	one := OpenBLAS{threads: 1}
+	// In huge pages, as xGESDD's copy of A in lr_sgesdd, and compact.
+	ac, free := cScratch[T](m*n + 3*k*k)
+	defer free()
+	other, ub, vtb := ac[m*n:m*n+k*k], ac[m*n+k*k:m*n+2*k*k], ac[m*n+2*k*k:]
+	ac = ac[:m*n]
+	for j := range n {
+		copy(ac[j*m:j*m+m], a[j*lda:j*lda+m])
+	}
+	d, e, tauq, taup := make([]T, k), make([]T, k), make([]T, k), make([]T, k)
+	var info C.int
+	o.run(float64(m)*float64(n)*float64(k), func() { info = c.gebrd(m, n, ac, d, e, tauq, taup) })
+	if info != 0 {
+		return lapackOK(info)
+	}
+	upper := C.int(0)
+	if m >= n {
+		upper = 1
+	}
+	var binfo, oinfo C.int
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		one.run(0, func() { binfo = c.bdsdc(upper, k, d, e, ub, vtb) })
+	}()
+	// Q is m×k and Pᵀ is k×n; the k×k one of the two is formed in other
+	// from a copy of its reflectors, the other in place.
+	q, ldq, pt, ldp := ac, m, other, k
+	if upper == 0 {
+		q, ldq, pt, ldp = other, k, ac, m
+	}
+	one.run(0, func() {
+		if upper != 0 {
+			for j := range k {
+				copy(other[j*k:j*k+k], ac[j*m:j*m+k])
+			}
+			oinfo = c.orgbr('P', k, k, m, other, k, taup)
+			if oinfo == 0 {
+				oinfo = c.orgbr('Q', m, k, k, ac, m, tauq)
+			}
+			return
+		}
+		copy(other, ac[:k*k])
+		oinfo = c.orgbr('Q', k, k, n, other, k, tauq)
+		if oinfo == 0 {
+			oinfo = c.orgbr('P', k, n, k, ac, m, taup)
+		}
+	})
+	<-done
+	if !lapackOK(oinfo) || !lapackOK(binfo) {
+		return false
+	}
+	// Column-major U = Q·U_B is row-major Uᵀ = U_Bᵀ·Qᵀ, and likewise Vᵀ.
+	Gemm(o, blas.NoTrans, blas.NoTrans, k, m, k, 1, ub, k, q, ldq, 0, u, ldu)
+	Gemm(o, blas.NoTrans, blas.NoTrans, n, k, k, 1, pt, ldp, vtb, k, 0, vt, ldvt)
+	copy(s, d)
+	return true
+}
+
+// cScratch returns n elements of C memory (lr_alloc: huge pages from
+// 2 MiB) and the function that frees them.
+func cScratch[T Float](n int) ([]T, func()) {
+	var zero T
+	p := C.lr_alloc(C.size_t(n) * C.size_t(unsafe.Sizeof(zero)))
+	if p == nil {
+		panic(errNoWorkspace)
+	}
+	return unsafe.Slice((*T)(p), n), func() { C.free(p) }
 }
 
 // transposeSquare transposes the n×n matrix a (stride lda) in place.
