@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/lowrank/lowrank/internal/linalg"
@@ -413,5 +414,34 @@ func TestModeGramSplit(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestDenseValidateValues: a NaN or ±Inf anywhere is named by its index;
+// finite entries whose squares overflow float64 are valid.
+func TestDenseValidateValues(t *testing.T) {
+	for _, bad := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+		for _, at := range []int{0, 6, 10} {
+			x := NewDense[float64](11)
+			x.Data[at] = bad
+			err := x.Validate()
+			assertInvalid(t, err, "tensor.data")
+			if want := fmt.Sprintf("element %d is", at); !strings.Contains(err.Error(), want) {
+				t.Errorf("%v at %d: %q does not say %q", bad, at, err, want)
+			}
+			y := NewDense[float32](11)
+			y.Data[at] = float32(bad)
+			assertInvalid(t, y.Validate(), "tensor.data")
+		}
+	}
+	x := NewDense[float64](3)
+	x.Data[0], x.Data[2] = 1e200, -1e200
+	if err := x.Validate(); err != nil {
+		t.Errorf("finite entries with overflowing squares: %v", err)
+	}
+	y := NewDense[float32](2)
+	y.Data[0], y.Data[1] = math.MaxFloat32, -math.MaxFloat32
+	if err := y.Validate(); err != nil {
+		t.Errorf("±MaxFloat32: %v", err)
 	}
 }

@@ -72,6 +72,12 @@ func (x *Dense[T]) Validate() error {
 	if len(x.Data) != n {
 		return lowrank.Errorf(lowrank.EINVALID, "tensor.data", "has %d elements, shape %v needs %d", len(x.Data), x.Shape, n)
 	}
+	// A NaN or ±Inf makes the sum of squares NaN or +Inf, and SumSquares
+	// runs several times faster than a test per element; the scan then
+	// finds which (or nothing, where large float64 entries overflowed).
+	if s := sumSq(x.Data); !math.IsNaN(s) && !math.IsInf(s, 0) {
+		return nil
+	}
 	for i, v := range x.Data {
 		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
 			return lowrank.Errorf(lowrank.EINVALID, "tensor.data", "element %d is %v", i, v)

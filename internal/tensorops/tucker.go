@@ -339,38 +339,47 @@ func (s *tuckerState[T]) hosvd(ctx context.Context, opts TuckerOptions, sequenti
 	}
 	hooiNext := !sequential && opts.MaxIter > 0 && len(compressed) > 0
 	cur, shape := x.Data, slices.Clone(x.Shape)
+	type task struct {
+		k, m, axis int
+		src        []T
+		srcShape   []int
+		srcNorm2   float64
+	}
+	var tasks []task
 	for k, m := range s.modes {
-		in := shape[m]
 		if hooiNext && !slices.Contains(compressed, m) {
-			s.ranks[m], s.factors[m] = in, nil
+			s.ranks[m], s.factors[m] = x.Shape[m], nil
 			continue
 		}
-		src, srcShape, srcNorm2, axis := x.Data, x.Shape, s.normX2, m
-		switch {
-		case sequential:
-			src, srcShape, srcNorm2 = cur, shape, sumSq(cur)
-		case hooiNext && len(compressed) == 2 && m != 0:
+		t := task{k: k, m: m, axis: m, src: x.Data, srcShape: x.Shape, srcNorm2: s.normX2}
+		if hooiNext && len(compressed) == 2 && m != 0 {
 			other := compressed[0]
 			if other == m {
 				other = compressed[1]
 			}
-			src, srcShape, _ = s.arrange(m, other)
-			axis = 0
+			t.src, t.srcShape, _ = s.arrange(m, other)
+			t.axis = 0
 		}
+		tasks = append(tasks, t)
+	}
+	// factor sets the rank and factor of one mode from the Gram of its
+	// unfolding of src.
+	factor := func(b linalg.Backend, t task) error {
+		in := t.srcShape[t.axis]
 		g := make([]T, in*in)
-		if err := modeGram(ctx, s.b, src, srcShape, axis, g); err != nil {
-			return nil, err
+		if err := modeGram(ctx, b, t.src, t.srcShape, t.axis, g); err != nil {
+			return err
 		}
-		r := fixedRank(opts, k)
+		r := fixedRank(opts, t.k)
 		var vecs []T
 		var err error
 		if r > 0 {
-			vecs, err = topEigvecs(s.b, g, in, r)
+			vecs, err = topEigvecs(b, g, in, r)
 		} else {
 			// A rank rule needs the whole spectrum.
 			var vals []float64
-			if vecs, vals, err = leadingEigvecs(s.b, g, in, in); err == nil {
-				r, err = s.chooseRank(opts.Rule, vals, srcNorm2, srcShape, m)
+			if vecs, vals, err = leadingEigvecs(b, g, in, in); err == nil {
+				r, err = s.chooseRank(opts.Rule, vals, t.srcNorm2, t.srcShape, t.m)
 			}
 			if err == nil && r < in {
 				for i := range in {
@@ -380,20 +389,41 @@ func (s *tuckerState[T]) hosvd(ctx context.Context, opts TuckerOptions, sequenti
 			}
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
-		s.ranks[m], s.factors[m] = r, &Matrix[T]{Rows: in, Cols: r, Data: vecs}
-		if !sequential {
-			continue
-		}
-		next := slices.Clone(shape)
-		next[m] = r
-		out := make([]T, sizeOf(next))
-		ttm(s.b, cur, shape, m, s.factors[m], true, out)
-		cur, shape = out, next
+		s.ranks[t.m], s.factors[t.m] = r, &Matrix[T]{Rows: in, Cols: r, Data: vecs}
+		return nil
 	}
 	if !sequential {
+		// Every Gram is of X itself, so the modes are independent: they
+		// run side by side, each on its share of the budget. Each one's
+		// eigensolver is mostly serial (the tridiagonal reduction), so
+		// one mode per core beats two-thread calls one mode at a time.
+		threads := max(1, min(len(tasks), s.b.Threads()))
+		b := s.b.WithThreads(max(1, s.b.Threads()/threads))
+		errs := make([]error, len(tasks))
+		parallelFor(threads, len(tasks), func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				errs[i] = factor(b, tasks[i])
+			}
+		})
+		for _, err := range errs {
+			if err != nil {
+				return nil, err
+			}
+		}
 		return MultiModeProduct(s.b, x, s.factors, true), nil
+	}
+	for _, t := range tasks {
+		t.src, t.srcShape, t.srcNorm2 = cur, shape, sumSq(cur)
+		if err := factor(s.b, t); err != nil {
+			return nil, err
+		}
+		next := slices.Clone(shape)
+		next[t.m] = s.ranks[t.m]
+		out := make([]T, sizeOf(next))
+		ttm(s.b, cur, shape, t.m, s.factors[t.m], true, out)
+		cur, shape = out, next
 	}
 	return &Dense[T]{Shape: shape, Data: cur}, nil
 }

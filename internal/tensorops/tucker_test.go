@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/lowrank/lowrank"
@@ -459,6 +460,48 @@ func TestTuckerMatchesReferenceHOOI(t *testing.T) {
 				}
 				checkOrthonormal(t, u, 1e-12)
 			}
+		}
+	}
+}
+
+// TestPermuteAxesShapes checks permuteAxes against the element-by-element
+// definition on shapes with modes of size 1 and of one element, and
+// permuteToModeOrder as its inverse.
+func TestPermuteAxesShapes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(193, 194))
+	for _, c := range []struct{ shape, perm []int }{
+		{[]int{70, 40, 3, 3}, []int{1, 2, 3, 0}},
+		{[]int{70, 40, 3, 3}, []int{0, 2, 3, 1}},
+		{[]int{33, 1, 65}, []int{2, 1, 0}},
+		{[]int{1, 1, 1}, []int{2, 0, 1}},
+		{[]int{5, 1}, []int{1, 0}},
+		{[]int{1, 40}, []int{1, 0}},
+		{[]int{9, 34, 2, 31, 1}, []int{3, 0, 4, 2, 1}},
+		{[]int{64}, []int{0}},
+	} {
+		x := randDense[float64](rng, c.shape...)
+		got := permuteAxes(x, c.perm)
+		idx := make([]int, len(c.shape))
+		for src, v := range x.Data {
+			rem := src
+			for k := len(c.shape) - 1; k >= 0; k-- {
+				idx[k], rem = rem%c.shape[k], rem/c.shape[k]
+			}
+			dst := 0
+			for _, k := range c.perm {
+				dst = dst*c.shape[k] + idx[k]
+			}
+			if got[dst] != v {
+				t.Fatalf("shape %v perm %v: element %v = %v, want %v", c.shape, c.perm, idx, got[dst], v)
+			}
+		}
+		shape := make([]int, len(c.perm))
+		for a, k := range c.perm {
+			shape[a] = c.shape[k]
+		}
+		back := permuteToModeOrder(got, shape, c.perm)
+		if !slices.Equal(back.Shape, c.shape) || !slices.Equal(back.Data, x.Data) {
+			t.Fatalf("shape %v perm %v: permuteToModeOrder does not invert permuteAxes", c.shape, c.perm)
 		}
 	}
 }
