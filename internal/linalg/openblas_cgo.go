@@ -808,7 +808,9 @@ type gesddSteps[T Float] struct {
 // leaves idle, and a GEMM runs faster than xORMBR. On OpenBLAS 0.3.21, 2
 // cores, k = 2048 in C: xBDSDC 0.45–0.58 s with xORMBR 0.47–0.68 s after
 // it, against xBDSDC beside xORGBR 0.62–0.66 s and two GEMMs 0.23–0.26 s.
-// Scratch: A's copy, three k×k matrices.
+// Scratch: A's copy, three k×k matrices. The factors differ from xGESDD's
+// by rounding, so a thin SVD in this range on one thread and on two agree
+// to rounding, not bit for bit.
 //
 // References:
 //
