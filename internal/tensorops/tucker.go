@@ -379,7 +379,7 @@ func (s *tuckerState[T]) hosvd(ctx context.Context, opts TuckerOptions, sequenti
 			// A rank rule needs the whole spectrum.
 			var vals []float64
 			if vecs, vals, err = leadingEigvecs(b, g, in, in); err == nil {
-				r, err = s.chooseRank(opts.Rule, vals, t.srcNorm2, t.srcShape, t.m)
+				r, err = s.chooseRank(opts.Rule, vals, t.srcNorm2, t.srcShape, t.axis)
 			}
 			if err == nil && r < in {
 				for i := range in {
@@ -428,16 +428,18 @@ func (s *tuckerState[T]) hosvd(ctx context.Context, opts TuckerOptions, sequenti
 	return &Dense[T]{Shape: shape, Data: cur}, nil
 }
 
-// chooseRank picks the rank of mode m from the eigenvalues vals of the
-// current (partly projected) tensor's mode-m Gram, whose squared norm is
-// curNorm2, so that this mode discards at most ε²‖X‖²/N' (N' compressed
-// modes), ε = rule.RelError or sqrt(1 − rule.Energy).
-func (s *tuckerState[T]) chooseRank(rule *linalg.RankRule, vals []float64, curNorm2 float64, shape []int, m int) (int, error) {
+// chooseRank picks the rank of a mode from the eigenvalues vals of the
+// Gram of the current (partly projected) tensor's unfolding along axis of
+// shape (the mode's place in that tensor's axis order, which HOOI's start
+// may have rearranged), whose squared norm is curNorm2, so that this mode
+// discards at most ε²‖X‖²/N' (N' compressed modes), ε = rule.RelError or
+// sqrt(1 − rule.Energy).
+func (s *tuckerState[T]) chooseRank(rule *linalg.RankRule, vals []float64, curNorm2 float64, shape []int, axis int) (int, error) {
 	eps := rule.RelError
 	if rule.Energy > 0 {
 		eps = math.Sqrt(1 - rule.Energy)
 	}
-	in := shape[m]
+	in := shape[axis]
 	if eps == 0 {
 		return in, nil
 	}

@@ -207,6 +207,32 @@ func TestTuckerRankRule(t *testing.T) {
 	}
 }
 
+// TestTuckerRankRuleHOOITwoModes: a rank rule before HOOI on exactly two
+// compressed modes, where HOSVD takes the second mode's Gram from a copy of
+// X with that mode first. The rank is chosen along that copy's first axis
+// (it was once read from another axis: rank ≤ 3 here, error 0.86).
+func TestTuckerRankRuleHOOITwoModes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(123, 124))
+	for _, c := range []struct {
+		shape, ranks, modes []int
+	}{
+		{[]int{14, 12, 3, 3}, []int{5, 4, 3, 3}, []int{0, 1}},
+		{[]int{9, 14, 12, 3}, []int{9, 5, 4, 3}, []int{1, 2}},
+	} {
+		x := lowRankTucker[float64](rng, c.shape, c.ranks)
+		addNoise(rng, x, 0.02)
+		res, err := Tucker(context.Background(), linalg.Default(2), x, TuckerOptions{Rule: &linalg.RankRule{RelError: 0.1}, Modes: c.modes, MaxIter: 3}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The noise is 2% of ‖X‖, so the true ranks meet a 10% target.
+		want := fmt.Sprint([]int{c.ranks[c.modes[0]], c.ranks[c.modes[1]]})
+		if fmt.Sprint(res.Ranks) != want || res.RelError > 0.1 {
+			t.Errorf("shape %v modes %v: ranks %v, rel error %.3g; want %s within 0.1", c.shape, c.modes, res.Ranks, res.RelError, want)
+		}
+	}
+}
+
 func TestTuckerRandomInitAndSeeds(t *testing.T) {
 	rng := rand.New(rand.NewPCG(131, 132))
 	x := lowRankTucker[float32](rng, []int{10, 9, 3, 3}, []int{3, 3, 3, 3})
