@@ -356,67 +356,19 @@ LR_STEDC(lr_dstedc_q, double, d, lr_dormtr_cols)
 
 // The QR wrappers run the LQ routines: see OpenBLAS.Dgeqrf.
 static int lr_sgelqf(int m, int n, float *a, int lda, float *tau) {
-	float q;
-	lapack_int info = LAPACKE_sgelqf_work(LAPACK_COL_MAJOR, m, n, a, lda, tau, &q, -1);
-	if (info != 0) {
-		return info;
-	}
-	lapack_int lwork = lr_lwork(q);
-	float *work = LR_ALLOC(float, lwork);
-	if (work == NULL) {
-		return LR_NOMEM;
-	}
-	info = LAPACKE_sgelqf_work(LAPACK_COL_MAJOR, m, n, a, lda, tau, work, lwork);
-	free(work);
-	return info;
+	LR_WORKSPACE(float, LAPACKE_sgelqf_work(LAPACK_COL_MAJOR, m, n, a, lda, tau, work, lwork));
 }
 
 static int lr_dgelqf(int m, int n, double *a, int lda, double *tau) {
-	double q;
-	lapack_int info = LAPACKE_dgelqf_work(LAPACK_COL_MAJOR, m, n, a, lda, tau, &q, -1);
-	if (info != 0) {
-		return info;
-	}
-	lapack_int lwork = lr_lwork(q);
-	double *work = LR_ALLOC(double, lwork);
-	if (work == NULL) {
-		return LR_NOMEM;
-	}
-	info = LAPACKE_dgelqf_work(LAPACK_COL_MAJOR, m, n, a, lda, tau, work, lwork);
-	free(work);
-	return info;
+	LR_WORKSPACE(double, LAPACKE_dgelqf_work(LAPACK_COL_MAJOR, m, n, a, lda, tau, work, lwork));
 }
 
 static int lr_sorglq(int m, int n, int k, float *a, int lda, const float *tau) {
-	float q;
-	lapack_int info = LAPACKE_sorglq_work(LAPACK_COL_MAJOR, m, n, k, a, lda, tau, &q, -1);
-	if (info != 0) {
-		return info;
-	}
-	lapack_int lwork = lr_lwork(q);
-	float *work = LR_ALLOC(float, lwork);
-	if (work == NULL) {
-		return LR_NOMEM;
-	}
-	info = LAPACKE_sorglq_work(LAPACK_COL_MAJOR, m, n, k, a, lda, tau, work, lwork);
-	free(work);
-	return info;
+	LR_WORKSPACE(float, LAPACKE_sorglq_work(LAPACK_COL_MAJOR, m, n, k, a, lda, tau, work, lwork));
 }
 
 static int lr_dorglq(int m, int n, int k, double *a, int lda, const double *tau) {
-	double q;
-	lapack_int info = LAPACKE_dorglq_work(LAPACK_COL_MAJOR, m, n, k, a, lda, tau, &q, -1);
-	if (info != 0) {
-		return info;
-	}
-	lapack_int lwork = lr_lwork(q);
-	double *work = LR_ALLOC(double, lwork);
-	if (work == NULL) {
-		return LR_NOMEM;
-	}
-	info = LAPACKE_dorglq_work(LAPACK_COL_MAJOR, m, n, k, a, lda, tau, work, lwork);
-	free(work);
-	return info;
+	LR_WORKSPACE(double, LAPACKE_dorglq_work(LAPACK_COL_MAJOR, m, n, k, a, lda, tau, work, lwork));
 }
 
 static int lr_dpotrf(int n, double *a, int lda) {
