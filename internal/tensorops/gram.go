@@ -115,26 +115,36 @@ func leadingEigvecs[T Float](b linalg.Backend, g []T, n, k int) (vecs []T, vals 
 
 // topEigvecs returns the k eigenvectors of the n×n symmetric g (upper
 // triangle read, stride n; destroyed) with the largest eigenvalues, as the
-// columns of an n×k row-major matrix in decreasing order of eigenvalue. For
-// k < n only those k are computed (xSYEVR: a tridiagonal reduction, then k
-// eigenvectors of the tridiagonal and their back-transformation, instead of
-// all n); the subspace is the one leadingEigvecs gives, to rounding.
-func topEigvecs[T Float](b linalg.Backend, g []T, n, k int) ([]T, error) {
+// columns of an n×k row-major matrix in decreasing order of eigenvalue, and
+// the sum of those k eigenvalues (negative ones, rounding of a PSD g, taken
+// as 0). For k < n only those k are computed (xSYEVR: a tridiagonal
+// reduction, then k eigenvectors of the tridiagonal and their
+// back-transformation, instead of all n); the subspace is the one
+// leadingEigvecs gives, to rounding.
+func topEigvecs[T Float](b linalg.Backend, g []T, n, k int) ([]T, float64, error) {
 	if k >= n {
-		vecs, _, err := leadingEigvecs(b, g, n, k)
-		return vecs, err
+		vecs, vals, err := leadingEigvecs(b, g, n, k)
+		var sum float64
+		for _, v := range vals[:min(k, len(vals))] {
+			sum += v
+		}
+		return vecs, sum, err
 	}
 	// Syevr runs its reduction on one thread and spends a larger budget
 	// only on the eigenvectors.
 	w := make([]T, k)
 	z := make([]T, n*k)
 	if !linalg.Syevr(b, n, n-k+1, n, g, n, w, z, k) {
-		return nil, lowrank.Errorf(lowrank.EINTERNAL, "", "symmetric eigensolver did not converge (n=%d)", n)
+		return nil, 0, lowrank.Errorf(lowrank.EINTERNAL, "", "symmetric eigensolver did not converge (n=%d)", n)
 	}
 	for i := range n {
 		slices.Reverse(z[i*k : (i+1)*k])
 	}
-	return z, nil
+	var sum float64
+	for _, v := range w {
+		sum += max(0, float64(v))
+	}
+	return z, sum, nil
 }
 
 // gaussianColumns fills columns [c0, k) of the rows×k matrix m with

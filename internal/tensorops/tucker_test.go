@@ -490,6 +490,64 @@ func TestTuckerMatchesReferenceHOOI(t *testing.T) {
 	}
 }
 
+// TestTuckerSweepErrors: a sweep's error comes from the eigenvalues of its
+// last mode (hooiSweep) unless it is the last, whose core is formed. Each
+// entry of RelErrors must equal the final error of a run stopped there,
+// which forms that core; both run the same iterates. With a tolerance the
+// converged run's error is its factors' error too.
+func TestTuckerSweepErrors(t *testing.T) {
+	for _, b := range linalg.Backends(2) {
+		rng := rand.New(rand.NewPCG(183, 184))
+		x64 := randDense[float64](rng, 20, 16, 3, 3)
+		x32 := NewDense[float32](x64.Shape...)
+		for i, v := range x64.Data {
+			x32.Data[i] = float32(v)
+		}
+		for _, ranks := range [][]int{{6, 5, 3, 3}, {6, 5, 2, 3}, {6, 16, 3, 3}} {
+			const iters = 5
+			opts := TuckerOptions{Ranks: ranks, MaxIter: iters}
+			// float64: the eigenvalue sum and ‖G‖² differ by rounding;
+			// float32: by float32 rounding of each, relative to ‖X‖², on
+			// an error near 0.8.
+			checkSweepErrors(t, b, x64, opts, 1e-12)
+			checkSweepErrors(t, b, x32, opts, 2e-6)
+			opts.Tol = 1e-3
+			res, err := Tucker(context.Background(), b, x64, opts, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res.Converged || res.Iterations >= iters {
+				t.Fatalf("%s %v: tolerance 1e-3 not reached in %d sweeps: %v", b.Name(), ranks, iters, res.RelErrors)
+			}
+			if d := relDiff(x64, tuckerReconstruct(res, 4)); math.Abs(d-res.RelError) > 1e-12 {
+				t.Fatalf("%s %v: converged after %d: reconstruction error %.14f, reported %.14f", b.Name(), ranks, res.Iterations, d, res.RelError)
+			}
+		}
+	}
+}
+
+func checkSweepErrors[T Float](t *testing.T, b linalg.Backend, x *Dense[T], opts TuckerOptions, tol float64) {
+	t.Helper()
+	full, err := Tucker(context.Background(), b, x, opts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(full.RelErrors) != opts.MaxIter+1 {
+		t.Fatalf("%s %v: %d errors for %d sweeps", b.Name(), opts.Ranks, len(full.RelErrors), opts.MaxIter)
+	}
+	for it := 1; it < opts.MaxIter; it++ {
+		o := opts
+		o.MaxIter = it
+		res, err := Tucker(context.Background(), b, x, o, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := math.Abs(full.RelErrors[it] - res.RelError); d > tol {
+			t.Fatalf("%s %v %T: sweep %d error %.12f from the eigenvalues, %.12f from the core", b.Name(), opts.Ranks, x.Data[0], it, full.RelErrors[it], res.RelError)
+		}
+	}
+}
+
 // TestPermuteAxesShapes checks permuteAxes against the element-by-element
 // definition on shapes with modes of size 1 and of one element, and
 // permuteToModeOrder as its inverse.
