@@ -763,20 +763,84 @@ func TestGramSVD(t *testing.T) {
 			if e := orthoErr(k, k, u64, false); e > 50*u {
 				t.Errorf("%s: ‖U_WᵀU_W − I‖ = %g", b.Name(), e)
 			}
-			var res, norm float64
-			for i := range k {
-				for l := range n {
-					var x float64
-					for j := range k {
-						x += u64[i*k+j] * float64(sv[j]) * v64[j*n+l]
-					}
-					d := x - float64(w[i*n+l])
-					res += d * d
-					norm += float64(w[i*n+l]) * float64(w[i*n+l])
-				}
-			}
+			res, norm := factorResidual(k, n, k, u64, sv, v64, w)
 			if r := math.Sqrt(res / norm); r > 50*u {
 				t.Errorf("%s: ‖W − U_WΣVᵀ‖/‖W‖ = %g", b.Name(), r)
+			}
+		}
+	}
+}
+
+// factorResidual returns ‖W − U·diag(σ)·Vᵀ‖_F² and ‖W‖_F² for the m×n W,
+// U m×k and Vᵀ k×n, in float64.
+func factorResidual(m, n, k int, u []float64, sv []float32, vt []float64, w []float32) (res, norm float64) {
+	for i := range m {
+		for l := range n {
+			var x float64
+			for j := range k {
+				x += u[i*k+j] * float64(sv[j]) * vt[j*n+l]
+			}
+			d := x - float64(w[i*n+l])
+			res += d * d
+			norm += float64(w[i*n+l]) * float64(w[i*n+l])
+		}
+	}
+	return res, norm
+}
+
+// TestSketchSVDPaths: sketchSVD's leading k triplets of a float32 L×n B
+// with known σ, once with σ₁/σ_k below sketchDirectMaxCond (the eigenpairs
+// of BBᵀ taken as they are) and once above it (W's float64 SVD). Either way
+// σ, the orthonormality of Ũ and Vᵀ and the rank-k error of B come out to a
+// small multiple of float32's u.
+func TestSketchSVDPaths(t *testing.T) {
+	const L, n, k = 60, 300, 20
+	for _, b := range Backends(2) {
+		for _, low := range []float64{1.0 / 8, 1.0 / 100} {
+			sigma := make([]float64, L)
+			for j := range sigma {
+				sigma[j] = math.Pow(low, float64(j)/float64(L-1))
+			}
+			cond := sigma[0] / sigma[k-1] // 1.95 and 4.4
+			if (cond < sketchDirectMaxCond) != (low == 1.0/8) {
+				t.Fatalf("σ₁/σ_k = %.3g is on the wrong side of %v", cond, sketchDirectMaxCond)
+			}
+			a := testMatrix(b, 9, L, n, n, sigma)
+			bm := make([]float32, L*n)
+			for i := range bm {
+				bm[i] = float32(a[i])
+			}
+			ub, sv, vt, kk, err := sketchSVD(b, L, n, slices.Clone(bm), 0, k, nil)
+			if err != nil || kk != k || len(ub) != L*k || len(sv) != k || len(vt) != k*n {
+				t.Fatalf("%s: k = %d, %d×%d Ũ, %d σ, %d Vᵀ, err %v", b.Name(), kk, len(ub)/k, k, len(sv), len(vt), err)
+			}
+			u := 0x1p-24
+			for j := range k {
+				if e := math.Abs(float64(sv[j])-sigma[j]) / sigma[j]; e > 20*u*cond*cond {
+					t.Errorf("%s σ₁/σ_k %.3g: σ[%d] = %v, want %v", b.Name(), cond, j, sv[j], sigma[j])
+				}
+			}
+			v64, u64 := make([]float64, k*n), make([]float64, L*k)
+			for i, x := range vt {
+				v64[i] = float64(x)
+			}
+			for i, x := range ub {
+				u64[i] = float64(x)
+			}
+			if e := orthoErr(k, n, v64, true); e > 50*u {
+				t.Errorf("%s σ₁/σ_k %.3g: ‖VᵀV − I‖ = %g", b.Name(), cond, e)
+			}
+			if e := orthoErr(L, k, u64, false); e > 50*u {
+				t.Errorf("%s σ₁/σ_k %.3g: ‖ŨᵀŨ − I‖ = %g", b.Name(), cond, e)
+			}
+			// ‖B − ŨΣVᵀ‖² against Σ_{j>k} σⱼ², relative to ‖B‖².
+			res, norm := factorResidual(L, n, k, u64, sv, v64, bm)
+			var tail float64
+			for _, s := range sigma[k:] {
+				tail += s * s
+			}
+			if e := math.Abs(res-tail) / norm; e > 100*u {
+				t.Errorf("%s σ₁/σ_k %.3g: rank-%d error² %.9g, optimal %.9g", b.Name(), cond, k, res/norm, tail/norm)
 			}
 		}
 	}
