@@ -771,6 +771,78 @@ func TestGramSVD(t *testing.T) {
 	}
 }
 
+// TestProjectOutOldRows: block Krylov's projection of a block y (rows)
+// against K orthonormal rows of Qᵀ, first against the last 2l. Components
+// along the older rows of 2u (rounding, as on a flat spectrum) or 10⁻³ (a
+// Lanczos basis losing orthogonality) must both end at rounding: the first
+// may be left out (oldRowsNegligible), the second must be subtracted.
+func TestProjectOutOldRows(t *testing.T) {
+	const m, l, K = 400, 8, 40
+	b := Default(1)
+	for _, old := range []float64{2, 1e-3 / 0x1p-24} {
+		rng := rand.New(rand.NewPCG(31, 32))
+		q := make([]float64, m*K) // m×K, orthonormal columns
+		for i := range q {
+			q[i] = rng.NormFloat64()
+		}
+		tau := make([]float64, K)
+		b.Dgeqrf(m, K, q, K, tau)
+		b.Dorgqr(m, K, K, q, K, tau)
+		qt := make([]float32, K*m)
+		transposeInto(m, K, toF32(q), K, qt, m)
+		// y's rows: a part outside span(Q), a large part along the last
+		// 2l rows and old·u along the older ones.
+		y := make([]float32, l*m)
+		for j := range l {
+			row := make([]float64, m)
+			for i := range row {
+				row[i] = rng.NormFloat64()
+			}
+			for c := range K { // (I − QQᵀ)·row
+				var d float64
+				for i := range m {
+					d += row[i] * q[i*K+c]
+				}
+				for i := range m {
+					row[i] -= d * q[i*K+c]
+				}
+			}
+			for c := range K {
+				coef := 30 * rng.NormFloat64()
+				if c < K-2*l {
+					coef = old * 0x1p-24 * 19 // ‖(I − QQᵀ)·row‖ ≈ √(m − K) = 19
+				}
+				for i := range row {
+					row[i] += coef * q[i*K+c]
+				}
+			}
+			for i, v := range row {
+				y[j*m+i] = float32(v)
+			}
+		}
+		wantSkip := old < oldRowsTol
+		proj := make([]float32, K*l)
+		projectOut(b, m, l, K, y, qt, proj, 2*l, true)
+		// What is left along Q, relative to each row's norm.
+		var worst float64
+		norms := rowNormsSq(l, m, y)
+		for j := range l {
+			for c := range K {
+				var d float64
+				for i := range m {
+					d += float64(y[j*m+i]) * float64(qt[c*m+i])
+				}
+				worst = max(worst, math.Abs(d)/math.Sqrt(norms[j]))
+			}
+		}
+		// Two float32 passes leave a few u; the skipped coefficients were
+		// 2u themselves.
+		if worst > 8*0x1p-24 {
+			t.Errorf("old components %g·u (skip %v): %g·u left along Q", old, wantSkip, worst/0x1p-24)
+		}
+	}
+}
+
 // factorResidual returns ‖W − U·diag(σ)·Vᵀ‖_F² and ‖W‖_F² for the m×n W,
 // U m×k and Vᵀ k×n, in float64.
 func factorResidual(m, n, k int, u []float64, sv []float32, vt []float64, w []float32) (res, norm float64) {
