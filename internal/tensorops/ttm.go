@@ -85,7 +85,8 @@ func MultiModeProduct[T Float](b linalg.Backend, x *Dense[T], us []*Matrix[T], t
 // (J × I_n) or, with trans, Uᵀ (U is I_n × J). x is viewed as P × I_n × Q:
 // one GEMM when P == 1 or Q == 1 (split into column or row ranges run in
 // parallel), otherwise one GEMM per slab p, Y[p] = op(U)·X[p], run in
-// parallel across slabs.
+// parallel across slabs; slabs of at most ttmTinySlab multiply-adds are
+// multiplied in Go (ttmTiny).
 func ttm[T Float](b linalg.Backend, x []T, shape []int, n int, u *Matrix[T], trans bool, y []T) {
 	p, in, q := splitAt(shape, n)
 	tU, j, ldu := blas.NoTrans, u.Rows, u.Cols
@@ -115,6 +116,8 @@ func ttm[T Float](b linalg.Backend, x []T, shape []int, n int, u *Matrix[T], tra
 		parallelFor(threads, p, func(lo, hi int) {
 			gemm(one, blas.NoTrans, tB, hi-lo, j, in, 1, x[lo*in:], in, u.Data, ldu, 0, y[lo*j:], j)
 		})
+	case j*in*q <= ttmTinySlab:
+		ttmTiny(x, p, in, q, j, u.Data, ldu, trans, y)
 	default:
 		threads := b.Threads()
 		one := b
@@ -128,5 +131,36 @@ func ttm[T Float](b linalg.Backend, x []T, shape []int, n int, u *Matrix[T], tra
 				gemm(one, tU, blas.NoTrans, j, q, in, 1, u.Data, ldu, x[pi*in*q:], q, 0, y[pi*j*q:], q)
 			}
 		})
+	}
+}
+
+// ttmTinySlab is the largest slab product, in multiply-adds, that ttm
+// computes in Go: below it a cgo GEMM call costs more than its arithmetic.
+// Rotating the 3 × 3 kernel modes of a (64, 64, 3, 3) Tucker core (4096
+// slabs of 3·3·3) took 2.8 ms as GEMM calls.
+const ttmTinySlab = 1024
+
+// ttmTiny is ttm's slab loop in plain Go: Y[p] (j × q) = op(U)·X[p]
+// (in × q) for each of the p slabs, op(U) = U (j × in, stride ldu) or, with
+// trans, Uᵀ (U in × j).
+func ttmTiny[T Float](x []T, p, in, q, j int, u []T, ldu int, trans bool, y []T) {
+	for pi := range p {
+		xs := x[pi*in*q : (pi+1)*in*q]
+		ys := y[pi*j*q : (pi+1)*j*q]
+		for a := range j {
+			yr := ys[a*q : (a+1)*q]
+			clear(yr)
+			for c := range in {
+				var w T
+				if trans {
+					w = u[c*ldu+a]
+				} else {
+					w = u[a*ldu+c]
+				}
+				for t, v := range xs[c*q : (c+1)*q] {
+					yr[t] += w * v
+				}
+			}
+		}
 	}
 }
