@@ -434,9 +434,11 @@ func (s *svdRun[T]) fromQB(alg SVDAlgorithm, k int, q []T, band int, qTransposed
 // subspace. Then W = ZᵀB (k×n) gets an SVD of its own, W = U_W·Σ·Vᵀ, and
 // Ũₖ = Z·U_W. Squaring in G only affects which subspace is selected, whose
 // error enters the approximation at second order; the returned σ and the
-// orthogonality of Vᵀ come from the backward-stable xGESDD of W. Cost:
-// nL² (xSYRK) + the eigensolver + 2nLk + xGESDD of k×n, against
-// ≈ 4nL² + 8L³ for xGESDD of B itself, half of it at BLAS-2 speed.
+// orthogonality of Vᵀ come from W's SVD (gramSVD in float64, or xGESDD).
+// Cost: nL² (xSYRK) + the eigensolver + 2nLk + the SVD of k×n, against
+// ≈ 4nL² + 8L³ for xGESDD of B itself, half of it at BLAS-2 speed. When
+// σ₁/σ_k ≤ sketchDirectMaxCond, W's rows are orthogonal to T's accuracy
+// already and its SVD is skipped.
 //
 // With band > 0, G is taken as block tridiagonal with band×band blocks
 // (block Krylov) and only those blocks are formed.
