@@ -243,40 +243,91 @@ static int lr_dsyevd(char uplo, int n, double *a, int lda, double *w) {
 	return info;
 }
 
-// The selected eigenpairs of a symmetric matrix (Syevr) in three steps,
-// so that Go can run the third on several threads.
+// The selected eigenpairs of a symmetric matrix (Syevr) in steps, so that
+// Go can run some of them side by side.
 //
-// LR_TRIDIAG defines lr_stridiag and lr_dtridiag: xSYTRD reduces the lower
+// LR_SYTRD defines lr_ssytrd and lr_dsytrd: xSYTRD reduces the lower
 // triangle of the column-major n×n a to T = QᵀAQ (diagonal d, off-diagonal
-// e, Q as reflectors in a and tau), and xSTERF puts all eigenvalues of T in
-// wall, ascending. d and e are kept.
-#define LR_TRIDIAG(NAME, T, P)                                                         \
-static int NAME(int n, T *a, int lda, T *d, T *e, T *tau, T *wall) {                  \
-	T q;                                                                             \
-	lapack_int info = LAPACKE_##P##sytrd_work(LAPACK_COL_MAJOR, 'L', n, a, lda, d, e, tau, &q, -1); \
-	if (info != 0) {                                                                 \
-		return info;                                                                 \
+// e, Q as reflectors in a and tau).
+#define LR_SYTRD(NAME, T, P)                                                           \
+static int NAME(int n, T *a, int lda, T *d, T *e, T *tau) {                           \
+	LR_WORKSPACE(T, 0, LAPACKE_##P##sytrd_work(LAPACK_COL_MAJOR, 'L', n, a, lda, d, e, tau, work, lwork)); \
+}
+
+LR_SYTRD(lr_ssytrd, float, s)
+LR_SYTRD(lr_dsytrd, double, d)
+
+// LR_STERF defines lr_ssterf and lr_dsterf: all eigenvalues of T (d, e
+// kept) in wall, ascending, by xSTERF.
+#define LR_STERF(NAME, T, P)                                                           \
+static int NAME(int n, const T *d, const T *e, T *wall) {                             \
+	T *e2 = LR_ALLOC(T, n);                                                          \
+	if (e2 == NULL) {                                                                \
+		return LR_NOMEM;                                                             \
 	}                                                                                \
-	lapack_int lwork = lr_lwork(q);                                                  \
-	T *work = LR_ALLOC(T, lwork), *e2 = LR_ALLOC(T, n);                              \
-	info = LR_NOMEM;                                                                 \
-	if (work != NULL && e2 != NULL) {                                                \
-		info = LAPACKE_##P##sytrd_work(LAPACK_COL_MAJOR, 'L', n, a, lda, d, e, tau, work, lwork); \
-	}                                                                                \
-	if (info == 0) {                                                                 \
-		memcpy(wall, d, sizeof(T) * (size_t)n);                                      \
-		memcpy(e2, e, sizeof(T) * (size_t)(n - 1));                                  \
-		info = LAPACKE_##P##sterf_work(n, wall, e2);                                 \
-	}                                                                                \
-	free(work); free(e2);                                                            \
+	memcpy(wall, d, sizeof(T) * (size_t)n);                                          \
+	memcpy(e2, e, sizeof(T) * (size_t)(n - 1));                                      \
+	lapack_int info = LAPACKE_##P##sterf_work(n, wall, e2);                          \
+	free(e2);                                                                        \
 	return info;                                                                     \
 }
 
-LR_TRIDIAG(lr_stridiag, float, s)
-LR_TRIDIAG(lr_dtridiag, double, d)
+LR_STERF(lr_ssterf, float, s)
+LR_STERF(lr_dsterf, double, d)
+
+// LR_QBLOCKS defines lr_sqblocks and lr_dqblocks: the triangular factors of
+// Q's n − 1 reflectors (LR_SYTRD's, which xORMTR hands to xORMQR as the QR
+// factor of a's rows 2…n) in blocks of LR_QNB, xLARFT on each, into t (one
+// LR_QNB × LR_QNB factor per block). Formed once, they serve every
+// concurrent LR_APPLYQ, where each xORMTR call would form them again (at
+// n = 256 and 32 columns, half of its time).
+#define LR_QNB 32
+#define LR_QBLOCKS(NAME, T, P)                                                         \
+static int NAME(int n, const T *a, int lda, const T *tau, T *t) {                     \
+	int k = n - 1;                                                                   \
+	for (int i = 0; i < k; i += LR_QNB) {                                            \
+		int ib = k - i < LR_QNB ? k - i : LR_QNB;                                    \
+		lapack_int info = LAPACKE_##P##larft_work(LAPACK_COL_MAJOR, 'F', 'C', k - i, ib, \
+			a + 1 + i + (size_t)i * lda, lda, tau + i, t + (size_t)(i / LR_QNB) * LR_QNB * LR_QNB, LR_QNB); \
+		if (info != 0) {                                                             \
+			return info;                                                             \
+		}                                                                            \
+	}                                                                                \
+	return 0;                                                                        \
+}
+
+LR_QBLOCKS(lr_sqblocks, float, s)
+LR_QBLOCKS(lr_dqblocks, double, d)
+
+// LR_APPLYQ defines lr_sapplyq and lr_dapplyq: z (n×m, column-major, stride
+// n) ← Q·z, block by block from the last (xLARFB with LR_QBLOCKS's t), as
+// xORMQR does. a and t are only read.
+#define LR_APPLYQ(NAME, T, P)                                                          \
+static int NAME(int n, int m, const T *a, int lda, const T *t, T *z) {                \
+	int k = n - 1;                                                                   \
+	if (k <= 0 || m == 0) {                                                          \
+		return 0;                                                                    \
+	}                                                                                \
+	T *work = LR_ALLOC(T, (size_t)m * LR_QNB);                                       \
+	if (work == NULL) {                                                              \
+		return LR_NOMEM;                                                             \
+	}                                                                                \
+	lapack_int info = 0;                                                             \
+	for (int i = (k - 1) / LR_QNB * LR_QNB; i >= 0 && info == 0; i -= LR_QNB) {     \
+		int ib = k - i < LR_QNB ? k - i : LR_QNB;                                    \
+		info = LAPACKE_##P##larfb_work(LAPACK_COL_MAJOR, 'L', 'N', 'F', 'C', k - i, m, ib, \
+			a + 1 + i + (size_t)i * lda, lda, t + (size_t)(i / LR_QNB) * LR_QNB * LR_QNB, LR_QNB, \
+			z + 1 + i, n, work, m);                                                  \
+	}                                                                                \
+	free(work);                                                                      \
+	return info;                                                                     \
+}
+
+LR_APPLYQ(lr_sapplyq, float, s)
+LR_APPLYQ(lr_dapplyq, double, d)
 
 // LR_ORMTR defines lr_sormtr_cols and lr_dormtr_cols: z (n×m, column-major,
-// stride n) ← Q·z for the Q of LR_TRIDIAG.
+// stride n) ← Q·z for the Q of LR_SYTRD.
 //
 // xORMTR's workspace query answers m·NB, without the 65×64 block of
 // reflector coefficients (LR_ORMQR_TSIZE) that the blocked xORMQL/xORMQR it
@@ -295,11 +346,10 @@ LR_ORMTR(lr_dormtr_cols, double, d)
 
 // LR_STEIN defines lr_sstein_q and lr_dstein_q: the eigenvectors of T for
 // the m ascending eigenvalues w by inverse iteration (xSTEIN, with T one
-// unreduced block), then z ← Q·z. a and tau are only read here: xORMTR
-// writes into a and restores it, so each concurrent caller passes its own
-// copy.
-#define LR_STEIN(NAME, T, P, ORMTR)                                                    \
-static int NAME(int n, const T *d, const T *e, int m, const T *w, T *a, int lda, const T *tau, T *z) { \
+// unreduced block), then z ← Q·z (APPLYQ, with LR_QBLOCKS's t). Everything
+// but z is only read, so concurrent callers share it.
+#define LR_STEIN(NAME, T, P, APPLYQ)                                                   \
+static int NAME(int n, const T *d, const T *e, int m, const T *w, const T *a, int lda, const T *t, T *z) { \
 	lapack_int *iblock = LR_ALLOC(lapack_int, m), *ifail = LR_ALLOC(lapack_int, m);  \
 	lapack_int *iwork = LR_ALLOC(lapack_int, n);                                      \
 	T *work = LR_ALLOC(T, 5 * n);                                                    \
@@ -315,11 +365,11 @@ static int NAME(int n, const T *d, const T *e, int m, const T *w, T *a, int lda,
 	if (info != 0) {                                                                 \
 		return info;                                                                 \
 	}                                                                                \
-	return ORMTR(n, m, a, lda, tau, z);                                              \
+	return APPLYQ(n, m, a, lda, t, z);                                               \
 }
 
-LR_STEIN(lr_sstein_q, float, s, lr_sormtr_cols)
-LR_STEIN(lr_dstein_q, double, d, lr_dormtr_cols)
+LR_STEIN(lr_sstein_q, float, s, lr_sapplyq)
+LR_STEIN(lr_dstein_q, double, d, lr_dapplyq)
 
 // LR_STEDC defines lr_sstedc_q and lr_dstedc_q: every eigenpair of T by
 // divide and conquer (xSTEDC on copies of d and e), then z ← Q·z for the m
@@ -396,7 +446,6 @@ import "C"
 import (
 	"fmt"
 	"math"
-	"slices"
 	"strings"
 	"unsafe"
 
@@ -901,11 +950,17 @@ func (o OpenBLAS) Ssyevr(n, il, iu int, a []float32, lda int, w, z []float32, ld
 		return true
 	}
 	return syevr(o, syevrSteps[float32]{
-		tridiag: func(a []float32, d, e, tau, wall []float32) C.int {
-			return C.lr_stridiag(C.int(n), f32(a), C.int(lda), f32(d), f32(e), f32(tau), f32(wall))
+		sytrd: func(a []float32, d, e, tau []float32) C.int {
+			return C.lr_ssytrd(C.int(n), f32(a), C.int(lda), f32(d), f32(e), f32(tau))
 		},
-		stein: func(d, e, w, a, tau, z []float32) C.int {
-			return C.lr_sstein_q(C.int(n), f32(d), f32(e), C.int(len(w)), f32(w), f32(a), C.int(lda), f32(tau), f32(z))
+		sterf: func(d, e, wall []float32) C.int {
+			return C.lr_ssterf(C.int(n), f32(d), f32(e), f32(wall))
+		},
+		qblocks: func(a, tau, t []float32) C.int {
+			return C.lr_sqblocks(C.int(n), f32(a), C.int(lda), f32(tau), f32(t))
+		},
+		stein: func(d, e, w, a, t, z []float32) C.int {
+			return C.lr_sstein_q(C.int(n), f32(d), f32(e), C.int(len(w)), f32(w), f32(a), C.int(lda), f32(t), f32(z))
 		},
 		stedc: func(d, e []float32, il int, a, tau, w, z []float32) C.int {
 			return C.lr_sstedc_q(C.int(n), f32(d), f32(e), C.int(il), C.int(len(w)), f32(a), C.int(lda), f32(tau), f32(w), f32(z))
@@ -916,16 +971,19 @@ func (o OpenBLAS) Ssyevr(n, il, iu int, a []float32, lda int, w, z []float32, ld
 // Dsyevr works on the lower triangle of the column-major view, which is our
 // upper triangle, in three steps:
 //
-//   - DSYTRD reduces it to tridiagonal T = QᵀAQ and DSTERF finds all
-//     eigenvalues of T, on one thread below threadedReductionMin: the
-//     reduction is BLAS-2 work bound by memory and synchronisation.
+//   - DSYTRD reduces it to tridiagonal T = QᵀAQ, on one thread below
+//     threadedReductionMin (BLAS-2 work bound by memory and
+//     synchronisation), and DSTERF finds all eigenvalues of T while DLARFT
+//     forms the triangular factors of Q's blocks of reflectors beside it.
 //   - DSTEIN finds the eigenvectors of T for the selected eigenvalues by
-//     inverse iteration, and DORMTR multiplies them by Q. When the selected
-//     eigenvalues have a gap wider than DSTEIN's reorthogonalisation
-//     threshold near their middle (steinSplit), the two halves are
-//     separate calls, which run at once on a budget of two threads or
-//     more. The split depends only on the eigenvalues, so the result is
-//     the same on any budget.
+//     inverse iteration, and DLARFB applies Q's blocks to them, as DORMTR
+//     would but without forming the factors again for each call. When the
+//     selected eigenvalues have a gap wider than DSTEIN's
+//     reorthogonalisation threshold near their middle (steinSplit), the
+//     two halves are separate calls, which run at once on a budget of two
+//     threads or more and share A and the factors, which they only read.
+//     The split depends only on the eigenvalues, so the result is the same
+//     on any budget.
 //   - When T nearly splits into blocks, or DSTERF or DSTEIN fails, DSTEDC
 //     (divide and conquer on all of T) and DORMTR of the selected vectors
 //     take the second step's place.
@@ -935,7 +993,11 @@ func (o OpenBLAS) Ssyevr(n, il, iu int, a []float32, lda int, w, z []float32, ld
 // thread: SSYTRD 1.0–1.3 ms, SSTEMR 2.9 ms, SSTEBZ 1.7 ms, SSTERF (all 256
 // eigenvalues) 0.8 ms, SSTEIN 1.1–1.4 ms, SSTEDC 1.9–2.3 ms, SORMTR of the
 // 64 vectors 0.6–0.9 ms; at n = 896, m = 256: SSYTRD 27–35, SSTEBZ 21,
-// SSTERF 8, SSTEIN 17, SORMTR 12–15 ms.
+// SSTERF 8, SSTEIN 17, SORMTR 12–15 ms (SORMTR before it had the
+// workspace of its blocked path: see LR_ORMTR). With the factors formed
+// once, applying Q to 32 of the vectors at n = 256 took 0.12 ms against
+// 0.24 for SORMTR; in HOOI 256 → 64 (22 eigensolves) 131 against 137 ms,
+// medians of 4 alternating runs.
 //
 // The eigenvectors come back as the columns of a column-major n×m matrix
 // and are placed into the columns of z.
@@ -948,11 +1010,17 @@ func (o OpenBLAS) Dsyevr(n, il, iu int, a []float64, lda int, w, z []float64, ld
 		return true
 	}
 	return syevr(o, syevrSteps[float64]{
-		tridiag: func(a []float64, d, e, tau, wall []float64) C.int {
-			return C.lr_dtridiag(C.int(n), f64(a), C.int(lda), f64(d), f64(e), f64(tau), f64(wall))
+		sytrd: func(a []float64, d, e, tau []float64) C.int {
+			return C.lr_dsytrd(C.int(n), f64(a), C.int(lda), f64(d), f64(e), f64(tau))
 		},
-		stein: func(d, e, w, a, tau, z []float64) C.int {
-			return C.lr_dstein_q(C.int(n), f64(d), f64(e), C.int(len(w)), f64(w), f64(a), C.int(lda), f64(tau), f64(z))
+		sterf: func(d, e, wall []float64) C.int {
+			return C.lr_dsterf(C.int(n), f64(d), f64(e), f64(wall))
+		},
+		qblocks: func(a, tau, t []float64) C.int {
+			return C.lr_dqblocks(C.int(n), f64(a), C.int(lda), f64(tau), f64(t))
+		},
+		stein: func(d, e, w, a, t, z []float64) C.int {
+			return C.lr_dstein_q(C.int(n), f64(d), f64(e), C.int(len(w)), f64(w), f64(a), C.int(lda), f64(t), f64(z))
 		},
 		stedc: func(d, e []float64, il int, a, tau, w, z []float64) C.int {
 			return C.lr_dstedc_q(C.int(n), f64(d), f64(e), C.int(il), C.int(len(w)), f64(a), C.int(lda), f64(tau), f64(w), f64(z))
@@ -962,8 +1030,10 @@ func (o OpenBLAS) Dsyevr(n, il, iu int, a []float64, lda int, w, z []float64, ld
 
 // syevrSteps are the C steps of Syevr for one precision, bound to n and lda.
 type syevrSteps[T Float] struct {
-	tridiag func(a []T, d, e, tau, wall []T) C.int
-	stein   func(d, e, w, a, tau, z []T) C.int
+	sytrd   func(a []T, d, e, tau []T) C.int
+	sterf   func(d, e, wall []T) C.int
+	qblocks func(a, tau, t []T) C.int
+	stein   func(d, e, w, a, t, z []T) C.int
 	stedc   func(d, e []T, il int, a, tau, w, z []T) C.int
 }
 
@@ -977,9 +1047,31 @@ func syevr[T Float](o OpenBLAS, c syevrSteps[T], n, il, iu int, a []T, lda int, 
 	if n >= threadedReductionMin {
 		reduce = o
 	}
-	reduce.run(float64(n)*float64(n)*float64(n), func() { info = c.tridiag(a, d, e, tau, wall) })
-	if info < 0 {
+	reduce.run(float64(n)*float64(n)*float64(n), func() { info = c.sytrd(a, d, e, tau) })
+	if info != 0 {
 		return lapackOK(info)
+	}
+	// Q's block factors for the back-transformation, beside xSTERF on a
+	// budget of two threads or more, unless the reduction was threaded:
+	// OpenBLAS's workers then spin for a while and take that core.
+	t := make([]T, ((n-1+qnb-1)/qnb)*qnb*qnb)
+	var tinfo C.int
+	tdone := make(chan struct{})
+	qblocks := func() {
+		defer close(tdone)
+		one.run(0, func() { tinfo = c.qblocks(a, tau, t) })
+	}
+	beside := o.Threads() >= 2 && reduce.Threads() == 1
+	if beside {
+		go qblocks()
+	}
+	one.run(0, func() { info = c.sterf(d, e, wall) })
+	if !beside {
+		qblocks()
+	}
+	<-tdone
+	if info < 0 || tinfo != 0 {
+		return lapackOK(min(info, tinfo))
 	}
 	zc := make([]T, n*m)
 	sel := wall[il-1 : iu]
@@ -990,24 +1082,21 @@ func syevr[T Float](o OpenBLAS, c syevrSteps[T], n, il, iu int, a []T, lda int, 
 			parts = parts[1:]
 		}
 		infos := make([]C.int, len(parts))
-		solve := func(i int, a []T) {
+		solve := func(i int) {
 			lo, hi := parts[i][0], parts[i][1]
-			one.run(0, func() { infos[i] = c.stein(d, e, sel[lo:hi], a, tau, zc[lo*n:hi*n]) })
+			one.run(0, func() { infos[i] = c.stein(d, e, sel[lo:hi], a, t, zc[lo*n:hi*n]) })
 		}
 		if len(parts) == 2 && o.Threads() >= 2 {
-			// xORMTR writes into a while it runs (and restores it): the
-			// second half gets its own copy.
-			a2 := slices.Clone(a[:(n-1)*lda+n])
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
-				solve(1, a2)
+				solve(1)
 			}()
-			solve(0, a)
+			solve(0)
 			<-done
 		} else {
 			for i := range parts {
-				solve(i, a)
+				solve(i)
 			}
 		}
 		for _, inf := range infos {
@@ -1079,6 +1168,9 @@ func steinSplit[T Float](d, e, w []T) (split int, ok bool) {
 // Below this order the gain does not pay for waking OpenBLAS's workers,
 // which then spin beside the single-threaded steps that follow.
 const threadedReductionMin = 768
+
+// qnb is LR_QNB, the block size of Q's factors in Syevr.
+const qnb = C.LR_QNB
 
 // steinMinPart is the fewest eigenvectors worth an xSTEIN call of their own.
 const steinMinPart = 8
