@@ -112,6 +112,11 @@ func testTuckerRecovery[T Float](t *testing.T, b linalg.Backend, shape, ranks, m
 	if res.RelError > tol {
 		t.Fatalf("rel error %g, want ≤ %g", res.RelError, tol)
 	}
+	// The start (HOSVD) recovers the subspaces too; its error, near
+	// round-off, comes from an explicit reconstruction (startError).
+	if res.RelErrors[0] > tol {
+		t.Fatalf("start error %g, want ≤ %g", res.RelErrors[0], tol)
+	}
 	if d := relDiff(x, tuckerReconstruct(res, len(shape))); math.Abs(d-res.RelError) > tol {
 		t.Fatalf("reported error %g, reconstruction %g", res.RelError, d)
 	}
@@ -511,6 +516,15 @@ func TestTuckerSweepErrors(t *testing.T) {
 			// an error near 0.8.
 			checkSweepErrors(t, b, x64, opts, 1e-12)
 			checkSweepErrors(t, b, x32, opts, 2e-6)
+			// The start's error, taken from the first update's Gram (run),
+			// is the classic HOSVD's.
+			res0, err := Tucker(context.Background(), b, x64, opts, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := exactHOOI(b, x64, ranks, 0); math.Abs(res0.RelErrors[0]-want) > 1e-12 {
+				t.Fatalf("%s %v: start error %.14f, HOSVD's %.14f", b.Name(), ranks, res0.RelErrors[0], want)
+			}
 			opts.Tol = 1e-3
 			res, err := Tucker(context.Background(), b, x64, opts, nil)
 			if err != nil {
