@@ -333,7 +333,7 @@ func (s *tuckerState[T]) run(ctx context.Context, opts TuckerOptions, progress f
 			if s.ranks[m] < x.Shape[m] {
 				continue
 			}
-			vecs, _, err := s.eig(ctx, core.Data, core.Shape, m, x.Shape[m])
+			vecs, err := s.eig(ctx, core.Data, core.Shape, m, x.Shape[m])
 			if err != nil {
 				return nil, err
 			}
@@ -748,18 +748,18 @@ func (s *tuckerState[T]) permuted(m int) []T {
 }
 
 // eig returns the r leading eigenvectors of the Gram of the given axis's
-// unfolding of data, and the sum of their eigenvalues.
-func (s *tuckerState[T]) eig(ctx context.Context, data []T, shape []int, axis, r int) (*Matrix[T], float64, error) {
+// unfolding of data.
+func (s *tuckerState[T]) eig(ctx context.Context, data []T, shape []int, axis, r int) (*Matrix[T], error) {
 	in := shape[axis]
 	g := s.gramBuf(in)
 	if err := modeGram(ctx, s.b, data, shape, axis, g); err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	vecs, sum, err := topEigvecs(s.b, g, in, r)
+	vecs, _, err := topEigvecs(s.b, g, in, r)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	return &Matrix[T]{Rows: in, Cols: r, Data: vecs}, sum, nil
+	return &Matrix[T]{Rows: in, Cols: r, Data: vecs}, nil
 }
 
 // gramBuf returns the reused buffer for an in×in Gram matrix.
