@@ -51,7 +51,7 @@ const sentinel = 7777.5
 
 // eps is the machine epsilon of T (twice the unit roundoff: the bounds below
 // are then a factor 2 generous).
-func eps[T Float]() float64 { return 2 * roundoff[T]() }
+func eps[T Float]() float64 { return 2 * Roundoff[T]() }
 
 // newMat returns an r×c matrix with stride ld holding uniform values in
 // [-1, 1), and the sentinel in the padding after each row.

@@ -229,7 +229,7 @@ func projectOut[T Float](b Backend, m, l, K int, y, qt, proj []T, recent int, ro
 // saved 2·l·m·(K − 2l) multiply-adds per block, 1.3 GFLOP at rank 256 of
 // 4096².
 func oldRowsNegligible[T Float](l, kq, old int, proj []T, norms []float64) bool {
-	tol := oldRowsTol * roundoff[T]()
+	tol := oldRowsTol * Roundoff[T]()
 	for j := range l {
 		lim := tol * math.Sqrt(norms[j])
 		for _, v := range proj[j*kq : j*kq+old] {
@@ -244,8 +244,9 @@ func oldRowsNegligible[T Float](l, kq, old int, proj []T, norms []float64) bool 
 // oldRowsTol: see oldRowsNegligible.
 const oldRowsTol = 16
 
-// roundoff is the unit round-off u of T.
-func roundoff[T Float]() float64 {
+// Roundoff is the unit round-off u of T: 2⁻²⁴ for float32, 2⁻⁵³ for
+// float64.
+func Roundoff[T Float]() float64 {
 	var z T
 	if _, ok := any(z).(float32); ok {
 		return 0x1p-24

@@ -488,7 +488,7 @@ func (s *cpState[T]) fastRelError(ctx context.Context, mLast []T) (float64, erro
 	}
 	normHat2 := s.modelNorm2(s.grams, s.lambda)
 	rel := math.Sqrt(max(0, s.normX2+normHat2-2*inner) / s.normX2)
-	if rel < 10*math.Sqrt(roundoff[T]()) {
+	if rel < 10*math.Sqrt(linalg.Roundoff[T]()) {
 		return s.exactRelError(ctx, s.factors, s.lambda)
 	}
 	return rel, nil

@@ -172,15 +172,6 @@ func canceled(err error) error {
 	return err
 }
 
-// roundoff is the unit round-off of T.
-func roundoff[T Float]() float64 {
-	var z T
-	if _, ok := any(z).(float32); ok {
-		return 0x1p-24
-	}
-	return 0x1p-53
-}
-
 func finite(a []float64) bool {
 	for _, v := range a {
 		if math.IsNaN(v) || math.IsInf(v, 0) {

@@ -881,7 +881,7 @@ func (s *tuckerState[T]) relError(ctx context.Context, coreNorm2 float64, core f
 		return 0, nil
 	}
 	rel := math.Sqrt(max(0, s.normX2-coreNorm2) / s.normX2)
-	if rel >= 10*math.Sqrt(roundoff[T]()) {
+	if rel >= 10*math.Sqrt(linalg.Roundoff[T]()) {
 		return rel, nil
 	}
 	if err := ctx.Err(); err != nil {
