@@ -10,7 +10,7 @@ import (
 	"testing"
 )
 
-func TestSteinSplit(t *testing.T) {
+func TestInvitSplit(t *testing.T) {
 	ones := func(n int, v float64) []float64 {
 		s := make([]float64, n)
 		for i := range s {
@@ -35,24 +35,18 @@ func TestSteinSplit(t *testing.T) {
 	for i := range tight {
 		tight[i] = float64(i) * 1e-4
 	}
-	split := make([]float64, 39)
-	copy(split, e)
-	split[17] = 1e-30
 	for _, c := range []struct {
 		name    string
 		d, e, w []float64
 		want    int
-		wantOK  bool
 	}{
-		{"even gaps: the middle", d, e, evenly, 16, true},
-		{"the gap nearest the middle", d, e, clustered, 20, true},
-		{"no gap above the threshold", d, e, tight, 0, true},
-		{"too few to split", d, e, evenly[:15], 0, true},
-		{"T nearly splits", d, split, evenly, 0, false},
+		{"even gaps: the middle", d, e, evenly, 16},
+		{"the gap nearest the middle", d, e, clustered, 20},
+		{"no gap above the threshold", d, e, tight, 0},
+		{"too few to split", d, e, evenly[:15], 0},
 	} {
-		got, ok := steinSplit(c.d, c.e, c.w)
-		if got != c.want || ok != c.wantOK {
-			t.Errorf("%s: steinSplit = %d, %v; want %d, %v", c.name, got, ok, c.want, c.wantOK)
+		if got := invitSplit(c.d, c.e, c.w); got != c.want {
+			t.Errorf("%s: invitSplit = %d, want %d", c.name, got, c.want)
 		}
 	}
 }
@@ -116,8 +110,8 @@ func TestSyevrBudgets(t *testing.T) {
 }
 
 // TestSyevrSplitT: a tridiagonal form with zero off-diagonal entries (a
-// diagonal A) takes the divide-and-conquer step instead of inverse
-// iteration.
+// diagonal A), which inverse iteration takes as it is and the
+// divide-and-conquer fallback too.
 func TestSyevrSplitT(t *testing.T) {
 	const n, m = 50, 20
 	a := make([]float64, n*n)
@@ -125,26 +119,88 @@ func TestSyevrSplitT(t *testing.T) {
 	for i, p := range perm {
 		a[i*n+i] = float64(p)
 	}
-	d, e := make([]float64, n), make([]float64, n-1)
-	for i := range n {
-		d[i] = a[i*n+i]
-	}
-	if _, ok := steinSplit(d, e, d[:m]); ok {
-		t.Fatal("steinSplit accepts a split T")
-	}
-	w, z := make([]float64, m), make([]float64, n*m)
-	if !(OpenBLAS{threads: 2}).Dsyevr(n, n-m+1, n, a, n, w, z, m) {
-		t.Fatal("no convergence")
-	}
-	for j := range m {
-		want := float64(n - m + j)
-		if w[j] != want {
-			t.Fatalf("w[%d] = %v, want %v", j, w[j], want)
+	for _, fallback := range []bool{false, true} {
+		if fallback {
+			setTridiagTest(false, 0)
 		}
-		// The eigenvector of eigenvalue p is ±e_i with perm[i] = p.
-		i := slices.Index(perm, int(want))
-		if math.Abs(math.Abs(z[i*m+j])-1) > 1e-15 {
-			t.Fatalf("z column %d = ±e_%d expected, has %v there", j, i, z[i*m+j])
+		w, z := make([]float64, m), make([]float64, n*m)
+		ok := (OpenBLAS{threads: 2}).Dsyevr(n, n-m+1, n, slices.Clone(a), n, w, z, m)
+		setTridiagTest(false, 5)
+		if !ok {
+			t.Fatalf("fallback %v: no convergence", fallback)
+		}
+		for j := range m {
+			// Bisection stops within u·‖T‖ of the eigenvalue, plus the
+			// Sturm count's backward error of a few u·‖T‖; ‖T‖ = n − 1.
+			want := float64(n - m + j)
+			if math.Abs(w[j]-want) > 16*(n-1)*eps[float64]() {
+				t.Fatalf("fallback %v: w[%d] = %v, want %v", fallback, j, w[j], want)
+			}
+			// The eigenvector of eigenvalue p is ±e_i with perm[i] = p.
+			i := slices.Index(perm, int(want))
+			if math.Abs(math.Abs(z[i*m+j])-1) > 1e-15 {
+				t.Fatalf("fallback %v: z column %d = ±e_%d expected, has %v there", fallback, j, i, z[i*m+j])
+			}
+		}
+	}
+}
+
+// TestSyevrPaths runs testSyevr's checks on LR_TRI's 16-byte lanes, and
+// with inverse iteration made to fail at once, so that DSTEDC takes its
+// place.
+func TestSyevrPaths(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		narrow bool
+		maxits int
+	}{{"narrow lanes", true, 5}, {"fallback", false, 0}} {
+		t.Run(c.name, func(t *testing.T) {
+			setTridiagTest(c.narrow, c.maxits)
+			defer setTridiagTest(false, 5)
+			bothTypes(t, OpenBLAS{threads: 2}, testSyevr[float32], testSyevr[float64])
+		})
+	}
+}
+
+// TestSyevrLanes: LR_TRI's 32-byte and 16-byte lanes give the same bits,
+// on spread and on clustered eigenvalues.
+func TestSyevrLanes(t *testing.T) {
+	if !setTridiagTest(false, 5) {
+		t.Skip("no AVX2 here: LR_TRI has only its 16-byte lanes")
+	}
+	t.Run("float32", testSyevrLanes[float32])
+	t.Run("float64", testSyevrLanes[float64])
+}
+
+func testSyevrLanes[T Float](t *testing.T) {
+	const n, m = 120, 40
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, clustered := range []bool{false, true} {
+		a := make([]T, n*n)
+		for i := range n {
+			for j := i; j < n; j++ {
+				v := T(rng.NormFloat64())
+				if clustered {
+					v = T(rng.NormFloat64() * 1e-4)
+					if i == j {
+						v += T(i / 4) // multiplicity 4, split by 1e-4
+					}
+				}
+				a[i*n+j], a[j*n+i] = v, v
+			}
+		}
+		var ws, zs [2][]T
+		for k, narrow := range []bool{false, true} {
+			setTridiagTest(narrow, 5)
+			ws[k], zs[k] = make([]T, m), make([]T, n*m)
+			ok := Syevr(OpenBLAS{threads: 1}, n, n-m+1, n, slices.Clone(a), n, ws[k], zs[k], m)
+			setTridiagTest(false, 5)
+			if !ok {
+				t.Fatalf("clustered %v narrow %v: no convergence", clustered, narrow)
+			}
+		}
+		if !slices.Equal(ws[0], ws[1]) || !slices.Equal(zs[0], zs[1]) {
+			t.Errorf("clustered %v: the two lane widths differ", clustered)
 		}
 	}
 }
