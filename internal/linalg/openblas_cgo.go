@@ -92,21 +92,45 @@ static void *lr_alloc(size_t bytes) {
 	return p;
 }
 
-// lr_huge_copy returns a copy of the first bytes of a in huge-page memory
-// when they span 2 MiB or more, else NULL (the caller then works on a
-// itself). For xGESDD, whose bidiagonal reduction streams A at BLAS-2
-// speed once per column: on 2048², A in huge pages too took the SVD from
-// 2.47 to 2.39 s (C, 9 runs), and the thin SVD benchmark from 1.01–1.10×
-// to 0.92–1.07× the faster of SciPy and PyTorch, whose NumPy arrays are
-// in huge pages. It costs a copy of A (a few ms, and A's size in memory
-// for the call).
-static void *lr_huge_copy(const void *a, size_t bytes) {
-	if (bytes < ((size_t)2 << 20)) {
+// lr_pad_ld returns the leading dimension, at least m, that xGEBRD's
+// copy of an m-row column-major matrix of elements of the given size gets:
+// columns a whole number of 64-byte lines apart, and an odd number of them.
+// xGEBRD's GEMVs walk A's rows, touching one element per column; at a
+// stride of a power of two (2048 float32s, 8 KiB) those all fall in the
+// same few cache sets and evict each other. SGEBRD on OpenBLAS 0.3.21, 2
+// threads, in C: 1024² 0.17 s at lda 1024, 0.11 s at 1040; 1536² 0.41
+// against 0.34 s; 2048² 1.00–1.13 s against 0.76–0.95 s (lda 2056–2112);
+// 2560² 2.09 against 1.92 s; 4096² 9.1 against 8.9 s.
+static int lr_pad_ld(int m, size_t size) {
+	size_t lines = ((size_t)m * size + 63) / 64;
+	if (lines % 2 == 0) {
+		lines++;
+	}
+	return (int)(lines * 64 / size);
+}
+
+// lr_gesdd_copy returns a copy of the column-major m×n a (stride lda) for
+// xGESDD, with stride *ldc = lr_pad_ld(m), in huge-page memory when it
+// spans 2 MiB or more; or NULL, with *ldc = lda, when lda is already that
+// stride and A is small (the caller then works on a itself), or when
+// memory is short. The huge pages are for xGESDD's bidiagonal reduction,
+// which streams A at BLAS-2 speed once per column: on 2048², A in huge
+// pages too took the SVD from 2.47 to 2.39 s (C, 9 runs), and the thin SVD
+// benchmark from 1.01–1.10× to 0.92–1.07× the faster of SciPy and
+// PyTorch, whose NumPy arrays are in huge pages.
+static void *lr_gesdd_copy(const void *a, int m, int n, int lda, size_t size, int *ldc) {
+	*ldc = lr_pad_ld(m, size);
+	size_t bytes = (size_t)*ldc * n * size;
+	if (*ldc == lda && bytes < ((size_t)2 << 20)) {
 		return NULL;
 	}
-	void *c = lr_alloc(bytes);
-	if (c != NULL) {
-		memcpy(c, a, bytes);
+	char *c = lr_alloc(bytes);
+	if (c == NULL) {
+		*ldc = lda;
+		return NULL;
+	}
+	for (int j = 0; j < n; j++) {
+		memcpy(c + (size_t)j * *ldc * size, (const char *)a + (size_t)j * lda * size, (size_t)m * size);
 	}
 	return c;
 }
@@ -127,8 +151,9 @@ static int lr_sgesdd(char jobz, int m, int n, float *a, int lda, float *s,
 			free(iwork);
 			return LR_NOMEM;
 		}
-		float *ah = lr_huge_copy(a, sizeof(float) * ((size_t)(n - 1) * lda + m));
-		info = LAPACKE_sgesdd_work(LAPACK_COL_MAJOR, jobz, m, n, ah != NULL ? ah : a, lda, s, u, ldu, vt, ldvt, work, lwork, iwork);
+		int ldc;
+		float *ah = lr_gesdd_copy(a, m, n, lda, sizeof(float), &ldc);
+		info = LAPACKE_sgesdd_work(LAPACK_COL_MAJOR, jobz, m, n, ah != NULL ? ah : a, ldc, s, u, ldu, vt, ldvt, work, lwork, iwork);
 		free(ah);
 		free(work);
 	}
@@ -152,8 +177,9 @@ static int lr_dgesdd(char jobz, int m, int n, double *a, int lda, double *s,
 			free(iwork);
 			return LR_NOMEM;
 		}
-		double *ah = lr_huge_copy(a, sizeof(double) * ((size_t)(n - 1) * lda + m));
-		info = LAPACKE_dgesdd_work(LAPACK_COL_MAJOR, jobz, m, n, ah != NULL ? ah : a, lda, s, u, ldu, vt, ldvt, work, lwork, iwork);
+		int ldc;
+		double *ah = lr_gesdd_copy(a, m, n, lda, sizeof(double), &ldc);
+		info = LAPACKE_dgesdd_work(LAPACK_COL_MAJOR, jobz, m, n, ah != NULL ? ah : a, ldc, s, u, ldu, vt, ldvt, work, lwork, iwork);
 		free(ah);
 		free(work);
 	}
@@ -1127,8 +1153,8 @@ func (o OpenBLAS) Sgesdd(job lapack.SVDJob, m, n int, a []float32, lda int, s, u
 	}
 	if jobz == 'S' && o.splitSVD(n, m) {
 		return gesddSplit(o, gesddSteps[float32]{
-			gebrd: func(m, n int, a, d, e, tauq, taup []float32) C.int {
-				return C.lr_sgebrd(C.int(m), C.int(n), f32(a), C.int(m), f32(d), f32(e), f32(tauq), f32(taup))
+			gebrd: func(m, n int, a []float32, lda int, d, e, tauq, taup []float32) C.int {
+				return C.lr_sgebrd(C.int(m), C.int(n), f32(a), C.int(lda), f32(d), f32(e), f32(tauq), f32(taup))
 			},
 			bdsdc: func(upper C.int, k int, d, e, u, vt []float32) C.int {
 				return C.lr_sbdsdc(upper, C.int(k), f32(d), f32(e), f32(u), C.int(k), f32(vt), C.int(k))
@@ -1157,8 +1183,8 @@ func (o OpenBLAS) Dgesdd(job lapack.SVDJob, m, n int, a []float64, lda int, s, u
 	}
 	if jobz == 'S' && o.splitSVD(n, m) {
 		return gesddSplit(o, gesddSteps[float64]{
-			gebrd: func(m, n int, a, d, e, tauq, taup []float64) C.int {
-				return C.lr_dgebrd(C.int(m), C.int(n), f64(a), C.int(m), f64(d), f64(e), f64(tauq), f64(taup))
+			gebrd: func(m, n int, a []float64, lda int, d, e, tauq, taup []float64) C.int {
+				return C.lr_dgebrd(C.int(m), C.int(n), f64(a), C.int(lda), f64(d), f64(e), f64(tauq), f64(taup))
 			},
 			bdsdc: func(upper C.int, k int, d, e, u, vt []float64) C.int {
 				return C.lr_dbdsdc(upper, C.int(k), f64(d), f64(e), f64(u), C.int(k), f64(vt), C.int(k))
@@ -1199,7 +1225,7 @@ func (o OpenBLAS) splitSVD(m, n int) bool {
 
 // gesddSteps are the C steps of gesddSplit for one precision.
 type gesddSteps[T Float] struct {
-	gebrd func(m, n int, a, d, e, tauq, taup []T) C.int   // lda = m
+	gebrd func(m, n int, a []T, lda int, d, e, tauq, taup []T) C.int
 	bdsdc func(upper C.int, k int, d, e, u, vt []T) C.int // ldu = ldvt = k
 	orgbr func(vect C.char, m, n, k int, a []T, lda int, tau []T) C.int
 }
@@ -1231,17 +1257,20 @@ type gesddSteps[T Float] struct {
 func gesddSplit[T Float](o OpenBLAS, c gesddSteps[T], m, n int, a []T, lda int, s, u []T, ldu int, vt []T, ldvt int) bool {
 	k := min(m, n)
 	one := OpenBLAS{threads: 1}
-	// In huge pages, as xGESDD's copy of A in lr_sgesdd, and compact.
-	ac, free := cScratch[T](m*n + 3*k*k)
+	// In huge pages and at lr_pad_ld's stride, as xGESDD's copy of A in
+	// lr_sgesdd.
+	var zero T
+	ldac := int(C.lr_pad_ld(C.int(m), C.size_t(unsafe.Sizeof(zero))))
+	ac, free := cScratch[T](ldac*n + 3*k*k)
 	defer free()
-	other, ub, vtb := ac[m*n:m*n+k*k], ac[m*n+k*k:m*n+2*k*k], ac[m*n+2*k*k:]
-	ac = ac[:m*n]
+	other, ub, vtb := ac[ldac*n:ldac*n+k*k], ac[ldac*n+k*k:ldac*n+2*k*k], ac[ldac*n+2*k*k:]
+	ac = ac[:ldac*n]
 	for j := range n {
-		copy(ac[j*m:j*m+m], a[j*lda:j*lda+m])
+		copy(ac[j*ldac:j*ldac+m], a[j*lda:j*lda+m])
 	}
 	d, e, tauq, taup := make([]T, k), make([]T, k), make([]T, k), make([]T, k)
 	var info C.int
-	o.run(float64(m)*float64(n)*float64(k), func() { info = c.gebrd(m, n, ac, d, e, tauq, taup) })
+	o.run(float64(m)*float64(n)*float64(k), func() { info = c.gebrd(m, n, ac, ldac, d, e, tauq, taup) })
 	if info != 0 {
 		return lapackOK(info)
 	}
@@ -1257,25 +1286,27 @@ func gesddSplit[T Float](o OpenBLAS, c gesddSteps[T], m, n int, a []T, lda int, 
 	}()
 	// Q is m×k and Pᵀ is k×n; the k×k one of the two is formed in other
 	// from a copy of its reflectors, the other in place.
-	q, ldq, pt, ldp := ac, m, other, k
+	q, ldq, pt, ldp := ac, ldac, other, k
 	if upper == 0 {
-		q, ldq, pt, ldp = other, k, ac, m
+		q, ldq, pt, ldp = other, k, ac, ldac
 	}
 	one.run(0, func() {
 		if upper != 0 {
 			for j := range k {
-				copy(other[j*k:j*k+k], ac[j*m:j*m+k])
+				copy(other[j*k:j*k+k], ac[j*ldac:j*ldac+k])
 			}
 			oinfo = c.orgbr('P', k, k, m, other, k, taup)
 			if oinfo == 0 {
-				oinfo = c.orgbr('Q', m, k, k, ac, m, tauq)
+				oinfo = c.orgbr('Q', m, k, k, ac, ldac, tauq)
 			}
 			return
 		}
-		copy(other, ac[:k*k])
+		for j := range k {
+			copy(other[j*k:j*k+k], ac[j*ldac:j*ldac+k])
+		}
 		oinfo = c.orgbr('Q', k, k, n, other, k, tauq)
 		if oinfo == 0 {
-			oinfo = c.orgbr('P', k, n, k, ac, m, taup)
+			oinfo = c.orgbr('P', k, n, k, ac, ldac, taup)
 		}
 	})
 	<-done
