@@ -450,9 +450,10 @@ func (s *svdRun[T]) fromQB(alg SVDAlgorithm, k int, q []T, band int, qTransposed
 // float64 would add nothing to the subspace. For L = 1064, k = 256 on
 // OpenBLAS, one thread, that took 0.12 s against 0.31 s for all of DSYEVD
 // (with xSTEDC for the tridiagonal problem; at L = 896 bisection and
-// inverse iteration now take 4 ms where xSTERF and xSTEIN took 27). When the rule needs every σᵢ, G
-// is solved whole in float64 (xSYEVD), so the small eigenvalues the rule
-// sums are not lost to float32 round-off in the solver. Either way on one
+// inverse iteration now take 4 ms where xSTERF and xSTEIN took 27). When
+// the rule needs every σᵢ, G is solved whole in float64 (xSYEVD), so the
+// small eigenvalues the rule sums are not lost to float32 round-off in the
+// solver. Either way on one
 // thread: reducing a matrix this small to tridiagonal form is BLAS-2 work
 // bound by memory and thread synchronisation; measured on L = 1064, one
 // OpenBLAS thread took 0.45 s and two 1.2 s on a busy machine (NumPy's eigh
