@@ -356,10 +356,11 @@ LR_ORMTR(lr_sormtr_cols, float, s)
 LR_ORMTR(lr_dormtr_cols, double, d)
 
 // The eigenpairs of the tridiagonal T that Syevr selects: the eigenvalues
-// by bisection on Sturm counts (lr_stri_eigvals, lr_dtri_eigvals), the eigenvectors by
-// inverse iteration (lr_stri_invit_q, lr_dtri_invit_q), both on T scaled by a power of two so
-// that its largest entry lies in [1/2, 1): the scaling is exact, and no
-// square or Gershgorin bound can overflow.
+// by bisection on Sturm counts (lr_stri_eigvals, lr_dtri_eigvals), the
+// eigenvectors by inverse iteration (lr_stri_invit_q, lr_dtri_invit_q),
+// both on T scaled by a power of two so that its largest entry lies in
+// [1/2, 1): the scaling is exact, and no square or Gershgorin bound can
+// overflow.
 //
 // Both run several shifts in the lanes of GCC's vector extensions, 32-byte
 // vectors where the CPU has AVX2 (chosen at run time, as the build is for
