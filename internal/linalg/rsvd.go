@@ -8,6 +8,7 @@ import (
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/lapack"
+	lapackgo "gonum.org/v1/gonum/lapack/gonum"
 
 	"github.com/lowrank/lowrank"
 )
@@ -113,6 +114,7 @@ func (s *svdRun[T]) blockKrylov(k int) (*SVDResult[T], error) {
 	bm := make([]T, L*n) // B = QᵀA
 	zt := make([]T, l*n)
 	proj := make([]T, L*l)
+	probe := newRowProbe[T](rng, krylovProbes, m, l)
 	Gemm(b, blas.NoTrans, blas.Trans, l, m, n, 1, omegaT, n, a, lda, 0, qt, m)
 	s.passes++
 	ws.orthonormalizeRows(b, l, m, qt, 2)
@@ -133,11 +135,12 @@ func (s *svdRun[T]) blockKrylov(k int) (*SVDResult[T], error) {
 		yt := qt[K*m : (K+l)*m]
 		Gemm(b, blas.NoTrans, blas.Trans, l, m, n, 1, zt, n, a, lda, 0, yt, m)
 		s.passes++
-		if projectOut(b, m, l, K, yt, qt, proj, 2*l, true) > reorthShrink {
+		probe.fold(b, qt, K-2*l)
+		if shrink, _ := krylovProject(b, m, l, K, yt, qt, proj, probe); shrink > reorthShrink {
 			// Orthonormalizing scaled the component left along Q up
 			// with the columns: project once more.
 			ws.orthonormalizeRows(b, l, m, yt, 1)
-			projectOut(b, m, l, K, yt, qt, proj, 0, true)
+			projectOut(b, m, l, K, yt, qt, proj, true)
 		}
 		ws.orthonormalizeRows(b, l, m, yt, 2)
 		s.report(Progress{Stage: "krylov", Iteration: it + 1, MaxIterations: q, RelError: math.NaN(), Fraction: float64(it+1) / float64(q+1)})
@@ -153,22 +156,11 @@ func (s *svdRun[T]) blockKrylov(k int) (*SVDResult[T], error) {
 // yᵀ(I − QQᵀ), repeating the projection while it removes most of y: one
 // classical Gram–Schmidt pass leaves a component along Q of order
 // ε·‖y‖/‖(I − QQᵀ)y‖, and a second pass brings it to ε ("twice is
-// enough", Giraud et al. 2005). proj is K×l workspace.
-//
-// With recent > 0 the first pass projects against the last recent rows
-// only: where y = (AAᵀ)·Qᵢ (block Krylov), all but rounding of its
-// component along Q lies in the last two blocks (the block Lanczos
-// recurrence), so a full pass after that one removes the rest at a
-// fraction of the cost of two full passes, and is repeated if it still
-// removed most of y.
-func projectOut[T Float](b Backend, m, l, K int, y, qt, proj []T, recent int, rows bool) (shrink float64) {
+// enough", Giraud et al. 2005). proj is K×l workspace. It returns the
+// largest factor by which a column shrank.
+func projectOut[T Float](b Backend, m, l, K int, y, qt, proj []T, rows bool) (shrink float64) {
 	if K == 0 {
 		return 1
-	}
-	partial := recent > 0 && recent < K
-	passes := 2
-	if partial {
-		passes = 3
 	}
 	norms := func() []float64 {
 		if rows {
@@ -176,35 +168,18 @@ func projectOut[T Float](b Backend, m, l, K int, y, qt, proj []T, recent int, ro
 		}
 		return colNormsSq(m, l, y)
 	}
-	before := norms()
-	first := before
-	defer func() {
-		for j, v := range first {
-			shrink = max(shrink, math.Sqrt(v/before[j]))
-		}
-	}()
-	for pass := range passes {
-		k0 := 0
-		if pass == 0 && partial {
-			k0 = K - recent
-		}
-		kq, qk := K-k0, qt[k0*m:]
-		if rows { // y·Q (l×kq), then y −= (y·Q)·Qᵀ
-			Gemm(b, blas.NoTrans, blas.Trans, l, kq, m, 1, y, m, qk, m, 0, proj, kq)
-			// After a partial pass, the older rows' coefficients are
-			// usually rounding: then only the recent rows' part is
-			// subtracted (see oldRowsNegligible).
-			c0 := 0
-			if pass > 0 && partial && oldRowsNegligible[T](l, kq, K-recent, proj, before) {
-				c0 = K - recent
-			}
-			Gemm(b, blas.NoTrans, blas.NoTrans, l, m, kq-c0, -1, proj[c0:], kq, qk[c0*m:], m, 1, y, m)
-		} else { // Qᵀ·y (kq×l), then y −= Q·(Qᵀ·y)
-			Gemm(b, blas.NoTrans, blas.NoTrans, kq, l, m, 1, qk, m, y, l, 0, proj, l)
-			Gemm(b, blas.Trans, blas.NoTrans, m, l, kq, -1, qk, m, proj, l, 1, y, l)
+	first := norms()
+	before := first
+	for range 2 {
+		if rows { // y·Q (l×K), then y −= (y·Q)·Qᵀ
+			Gemm(b, blas.NoTrans, blas.Trans, l, K, m, 1, y, m, qt, m, 0, proj, K)
+			Gemm(b, blas.NoTrans, blas.NoTrans, l, m, K, -1, proj, K, qt, m, 1, y, m)
+		} else { // Qᵀ·y (K×l), then y −= Q·(Qᵀ·y)
+			Gemm(b, blas.NoTrans, blas.NoTrans, K, l, m, 1, qt, m, y, l, 0, proj, l)
+			Gemm(b, blas.Trans, blas.NoTrans, m, l, K, -1, qt, m, proj, l, 1, y, l)
 		}
 		after := norms()
-		again := k0 > 0 // a partial pass is always followed by a full one
+		again := false
 		for j := range l {
 			if after[j] < 0.5*before[j] {
 				again = true
@@ -213,35 +188,123 @@ func projectOut[T Float](b Backend, m, l, K int, y, qt, proj []T, recent int, ro
 		}
 		before = after
 		if !again {
-			return
+			break
 		}
 	}
-	return
+	return maxShrink(first, before)
 }
 
-// oldRowsNegligible reports whether every coefficient of the l×kq proj
-// (y's rows times the rows of Q) in its first old columns is at most
-// oldRowsTol·u·‖yⱼ‖, ‖yⱼ‖² = norms[j]: subtracting them would change y by
-// rounding only. In block Krylov that holds while the Lanczos vectors stay
-// orthogonal (a flat spectrum: coefficients of 1–2u on a 4096² Gaussian
-// matrix); once Ritz values converge it fails (5·10⁻³–2·10⁻² with
-// σᵢ = 1/i), and the whole projection is subtracted. Skipping the rest
-// saved 2·l·m·(K − 2l) multiply-adds per block, 1.3 GFLOP at rank 256 of
-// 4096².
-func oldRowsNegligible[T Float](l, kq, old int, proj []T, norms []float64) bool {
-	tol := oldRowsTol * Roundoff[T]()
+// maxShrink returns the largest √(before/after) over the columns.
+func maxShrink(before, after []float64) float64 {
+	s := 1.0
+	for j, v := range before {
+		s = max(s, math.Sqrt(v/after[j]))
+	}
+	return s
+}
+
+// krylovProject is projectOut (rows) for block Krylov's yᵀ = Zᵢ·Aᵀ,
+// y = A·orth(Bᵢᵀ) = AAᵀQᵢ·R⁻¹, at a fraction of its cost. In exact
+// arithmetic y has components along the last two blocks Qᵢ₋₁, Qᵢ only
+// (the block Lanczos recurrence: QⱼᵀAAᵀQᵢ = 0 for j < i − 1), so it makes
+// one classical Gram–Schmidt pass against those 2l rows, and stops there
+// when two checks hold:
+//
+//   - no row shrank by more than krylovOneShrink: the pass leaves a
+//     component along those rows of about u·‖y‖/‖y′‖ relative to the new
+//     norm ‖y′‖, a small multiple of the u that a second pass would leave;
+//   - the rows' component along the older K − 2l rows, rounding while the
+//     basis stays orthogonal, is: probe estimates it from p random
+//     combinations of those rows, at 2·l·m·p multiply-adds against the
+//     2·l·m·(K − 2l) of computing it.
+//
+// Otherwise it finishes with projectOut's full passes. On a 4096² Gaussian
+// at rank 256 (l = 128) the rows kept 38–42 % of their norm and the older
+// components were 1–2u each, so every block stopped after the one pass;
+// with σᵢ = 1/i the older components grow to 10⁻³–10⁻² as Ritz values
+// converge, and the full passes remove them. It returns the largest
+// factor by which a row shrank and whether the full passes ran.
+func krylovProject[T Float](b Backend, m, l, K int, yt, qt, proj []T, probe *rowProbe[T]) (shrink float64, full bool) {
+	k0 := max(0, K-2*l)
+	first := rowNormsSq(l, m, yt)
+	Gemm(b, blas.NoTrans, blas.Trans, l, K-k0, m, 1, yt, m, qt[k0*m:], m, 0, proj, K-k0)
+	Gemm(b, blas.NoTrans, blas.NoTrans, l, m, K-k0, -1, proj, K-k0, qt[k0*m:], m, 1, yt, m)
+	after := rowNormsSq(l, m, yt)
 	for j := range l {
-		lim := tol * math.Sqrt(norms[j])
-		for _, v := range proj[j*kq : j*kq+old] {
-			if !(math.Abs(float64(v)) <= lim) {
-				return false
-			}
+		if !(after[j]*krylovOneShrink*krylovOneShrink >= first[j]) {
+			full = true
+			break
+		}
+	}
+	if !full && !probe.negligible(b, l, yt, after) {
+		full = true
+	}
+	if !full {
+		return maxShrink(first, after), false
+	}
+	projectOut(b, m, l, K, yt, qt, proj, true)
+	return maxShrink(first, rowNormsSq(l, m, yt)), true
+}
+
+// krylovOneShrink: see krylovProject.
+const krylovOneShrink = 4
+
+// krylovProbes is the number p of random combinations of the older basis
+// rows that krylovProject's check uses. The estimate of a row's squared
+// component is χ²ₚ/p times it: at p = 8 the estimated norm falls below a
+// tenth of the true one with probability 10⁻⁷.
+const krylovProbes = 8
+
+// rowProbe holds s = ΩᵀQₒᵀ (p×m) for the first rows of Qᵀ folded in so
+// far, Qₒᵀ, and Ω with independent standard normal entries, one row of Ω
+// drawn per basis row as it is folded in. For any y,
+// E‖y·sᵀ‖² = p·‖y·Qₒᵀ‖²: p random combinations estimate y's component
+// along those rows without forming its coefficients.
+type rowProbe[T Float] struct {
+	rng     *rand.Rand
+	p, m, n int // n rows folded in
+	s, e    []T // s p×m; e l×p workspace
+}
+
+func newRowProbe[T Float](rng *rand.Rand, p, m, l int) *rowProbe[T] {
+	return &rowProbe[T]{rng: rng, p: p, m: m, s: make([]T, p*m), e: make([]T, l*p)}
+}
+
+// fold adds the rows of qt (stride m) up to row upto that are not in s yet.
+func (r *rowProbe[T]) fold(b Backend, qt []T, upto int) {
+	c := upto - r.n
+	if c <= 0 {
+		return
+	}
+	w := gaussian[T](r.rng, r.p, c)
+	Gemm(b, blas.NoTrans, blas.NoTrans, r.p, r.m, c, 1, w, c, qt[r.n*r.m:], r.m, 1, r.s, r.m)
+	r.n = upto
+}
+
+// negligible reports whether, for each of the l rows yⱼ of yt, the
+// estimated root mean square of its n coefficients along the folded rows,
+// ‖yⱼ·sᵀ‖/√(p·n), is at most oldRowsTol·u·‖yⱼ‖, ‖yⱼ‖² = norms[j].
+func (r *rowProbe[T]) negligible(b Backend, l int, yt []T, norms []float64) bool {
+	if r.n == 0 {
+		return true
+	}
+	e := r.e[:l*r.p]
+	Gemm(b, blas.NoTrans, blas.Trans, l, r.p, r.m, 1, yt, r.m, r.s, r.m, 0, e, r.p)
+	tol := oldRowsTol * Roundoff[T]()
+	lim := tol * tol * float64(r.p*r.n)
+	for j := range l {
+		ss := SumSquares(e[j*r.p : (j+1)*r.p])
+		if !(ss <= lim*norms[j]) {
+			return false
 		}
 	}
 	return true
 }
 
-// oldRowsTol: see oldRowsNegligible.
+// oldRowsTol bounds the root mean square of a row's coefficients along
+// the older basis rows that rowProbe.negligible accepts, in units of u and
+// the row's norm. On a flat spectrum they are 1–2u each; with converging
+// Ritz values 10⁻³ and more, which must be subtracted.
 const oldRowsTol = 16
 
 // Roundoff is the unit round-off u of T: 2⁻²⁴ for float32, 2⁻⁵³ for
@@ -358,7 +421,7 @@ func (s *svdRun[T]) fixedPrecision(rankCap int) (*SVDResult[T], error) {
 			ws.orthonormalize(b, m, c, y, 1)
 			s.passes += 2
 		}
-		projectOut(b, m, c, K, y, qt, proj, 0, false)
+		projectOut(b, m, c, K, y, qt, proj, false)
 		ws.orthonormalize(b, m, c, y, 2)
 		qt = append(qt, make([]T, c*m)...)
 		transposeInto(m, c, y, c, qt[K*m:], m)
@@ -621,14 +684,21 @@ func newOrthWork[T Float](cols int) *orthWork[T] {
 // matrix in T — a diagonal ratio of R below cholMinRatio, about 1/κ(Y) —
 // it falls back to Householder QR (xGEQRF, xORGQR), which is stable for
 // any Y.
+//
+// A second pass is skipped when κ(Y), estimated from R (cholCond), is at
+// most cholOnePassCond: the first pass then left ‖QᵀQ − I‖ within a few
+// times what the second would.
 func (w *orthWork[T]) orthonormalize(b Backend, m, l int, y []T, passes int) {
 	if l == 0 || m == 0 {
 		return
 	}
-	for range passes {
+	for pass := range passes {
 		if !w.cholQR(b, m, l, y, false) {
 			Geqrf(b, m, l, y, l, w.tau)
 			Orgqr(b, m, l, l, y, l, w.tau)
+			return
+		}
+		if pass == 0 && passes > 1 && cholCond(l, w.g) <= cholOnePassCond {
 			return
 		}
 	}
@@ -641,7 +711,7 @@ func (w *orthWork[T]) orthonormalizeRows(b Backend, l, m int, yt []T, passes int
 	if l == 0 || m == 0 {
 		return
 	}
-	for range passes {
+	for pass := range passes {
 		if !w.cholQR(b, m, l, yt, true) {
 			y := make([]T, m*l)
 			transposeInto(l, m, yt, m, y, l)
@@ -650,6 +720,103 @@ func (w *orthWork[T]) orthonormalizeRows(b Backend, l, m int, yt []T, passes int
 			transposeInto(m, l, y, l, yt, m)
 			return
 		}
+		if pass == 0 && passes > 1 && cholCond(l, w.g) <= cholOnePassCond {
+			return
+		}
+	}
+}
+
+// cholOnePassCond is the largest estimated κ(Y) at which orthonormalize
+// takes one Cholesky QR pass for two: the pass leaves ‖QᵀQ − I‖ of about
+// u·κ², at most 4× the rounding a second pass would leave. On a 4096²
+// Gaussian at rank 256, block Krylov's blocks had κ = 1.3–1.6 after
+// projection, and skipping the second pass saved 10 ms of 0.7 s.
+const cholOnePassCond = 2
+
+// cholCondSteps is the number of Lanczos steps cholCond takes.
+const cholCondSteps = 16
+
+// cholCond estimates κ₂(R) = √(λ_max/λ_min) of RᵀR for the l×l upper
+// triangular R (stride l, float64) from the extreme Ritz values of
+// min(l, cholCondSteps) Lanczos steps on RᵀR, with full
+// reorthogonalization, from a fixed start. Ritz values lie inside the
+// spectrum, so the estimate is at most κ₂(R), and exact when the steps
+// reach l; at l = 128 it came within 3 % of it on Gaussian blocks. Cost:
+// 2l² multiply-adds a step.
+//
+// References: C. Lanczos (1950); G. H. Golub & C. F. Van Loan, Matrix
+// Computations, 4th ed., §10.1.
+func cholCond(l int, r []float64) float64 {
+	k := min(l, cholCondSteps)
+	v := make([]float64, (k+1)*l) // Lanczos vectors, one per row
+	u := make([]float64, l)
+	alpha, beta := make([]float64, k), make([]float64, k)
+	for i := range l {
+		v[i] = 1 + float64(i%7) // a fixed start, not orthogonal to any eigenvector in particular
+	}
+	scaleTo1(v[:l])
+	steps := 0
+	for j := range k {
+		x, w := v[j*l:(j+1)*l], v[(j+1)*l:(j+2)*l]
+		for i := range l { // u = R·x
+			var t float64
+			for c := i; c < l; c++ {
+				t += r[i*l+c] * x[c]
+			}
+			u[i] = t
+		}
+		clear(w)
+		for i := range l { // w = Rᵀ·u
+			ui := u[i]
+			for c := i; c < l; c++ {
+				w[c] += r[i*l+c] * ui
+			}
+		}
+		alpha[j] = dot(w, x)
+		steps = j + 1
+		for range 2 { // full reorthogonalization, twice
+			for p := 0; p <= j; p++ {
+				vp := v[p*l : (p+1)*l]
+				d := dot(w, vp)
+				for i := range w {
+					w[i] -= d * vp[i]
+				}
+			}
+		}
+		if j+1 == k {
+			break
+		}
+		beta[j] = math.Sqrt(dot(w, w))
+		if !(beta[j] > 1e-12*math.Abs(alpha[j])) {
+			break // an invariant subspace: the Ritz values are exact
+		}
+		for i := range w {
+			w[i] /= beta[j]
+		}
+	}
+	d, e := alpha[:steps], beta[:max(steps-1, 0)]
+	if !(lapackgo.Implementation{}).Dsterf(steps, d, e) {
+		return math.Inf(1)
+	}
+	lo, hi := slices.Min(d), slices.Max(d)
+	if !(lo > 0) {
+		return math.Inf(1)
+	}
+	return math.Sqrt(hi / lo)
+}
+
+func dot(x, y []float64) float64 {
+	var s float64
+	for i, v := range x {
+		s += v * y[i]
+	}
+	return s
+}
+
+func scaleTo1(x []float64) {
+	n := math.Sqrt(dot(x, x))
+	for i := range x {
+		x[i] /= n
 	}
 }
 
