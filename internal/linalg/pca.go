@@ -296,13 +296,7 @@ func pcaEigh[T Float](b Backend, samples, features int, xc []T, normSq float64, 
 func flipRows[T Float](k, n int, v []T, m int, u []T) {
 	for j := range k {
 		row := v[j*n : (j+1)*n]
-		best, at := T(-1), 0
-		for i, x := range row {
-			if a := abs(x); a > best {
-				best, at = a, i
-			}
-		}
-		if row[at] >= 0 {
+		if !firstMaxAbsNegative(row) {
 			continue
 		}
 		for i := range row {

@@ -1054,3 +1054,75 @@ func TestOrthonormalizeOnePass(t *testing.T) {
 		}
 	}
 }
+
+// TestSignRule: fixSigns (U by rows), finishRows (Uᵀ by rows) and
+// firstMaxAbsNegative agree with the rule as written — the first entry of
+// largest magnitude in each singular vector is made positive — on columns
+// whose extreme is negative, positive, tied either way round, or zero.
+func TestSignRule(t *testing.T) {
+	const m, n, k = 7, 5, 6
+	u := make([]float64, m*k)
+	rng := rand.New(rand.NewPCG(45, 46))
+	for i := range u {
+		u[i] = rng.Float64() - 0.5
+	}
+	set := func(j int, at ...float64) { // entries of column j from row 0
+		for i, v := range at {
+			u[i*k+j] = v
+		}
+	}
+	set(0, 0.1, -3)             // negative extreme
+	set(1, 0.1, 3)              // positive
+	set(2, 2, 0.1, -2)          // tie, positive first
+	set(3, -2, 0.1, 2)          // tie, negative first
+	set(4, 0, 0, 0, 0, 0, 0, 0) // zero
+	set(5, 0.3, -0.3, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3)
+	want := make([]bool, k) // flip column j
+	for j := range k {
+		best, at := -1.0, 0
+		for i := range m {
+			if a := math.Abs(u[i*k+j]); a > best {
+				best, at = a, i
+			}
+		}
+		want[j] = u[at*k+j] < 0
+	}
+	if !slices.Equal(want, []bool{true, false, false, true, false, false}) {
+		t.Fatalf("reference flips %v", want)
+	}
+	vt := make([]float64, k*n)
+	for i := range vt {
+		vt[i] = float64(i + 1)
+	}
+	check := func(name string, gu, gvt []float64) {
+		for j := range k {
+			s := 1.0
+			if want[j] {
+				s = -1
+			}
+			for i := range m {
+				if gu[i*k+j] != s*u[i*k+j] {
+					t.Fatalf("%s: U[%d][%d] = %g, want %g", name, i, j, gu[i*k+j], s*u[i*k+j])
+				}
+			}
+			for i := range n {
+				if gvt[j*n+i] != s*vt[j*n+i] {
+					t.Fatalf("%s: Vt[%d][%d] = %g, want %g", name, j, i, gvt[j*n+i], s*vt[j*n+i])
+				}
+			}
+		}
+	}
+	gu, gvt := slices.Clone(u), slices.Clone(vt)
+	fixSigns(m, n, k, gu, gvt)
+	check("fixSigns", gu, gvt)
+	ut := make([]float64, k*m)
+	transposeInto(m, k, u, k, ut, m)
+	for j := range k {
+		if got := firstMaxAbsNegative(ut[j*m : (j+1)*m]); got != want[j] {
+			t.Errorf("firstMaxAbsNegative(column %d) = %v", j, got)
+		}
+	}
+	s := &svdRun[float64]{m: m, n: n, normSq: 1}
+	r := s.finishRows(SVDBlockKrylov, k, ut, make([]float64, k), slices.Clone(vt))
+	check("finishRows", r.U, r.Vt)
+}
