@@ -87,7 +87,8 @@ func (s *svdRun[T]) randomized(k int) (*SVDResult[T], error) {
 // ones, so the stacked Bᵢ are exactly QᵀA and the Rayleigh–Ritz step needs
 // no further pass. Passes over A: 2q + 2, against 2q' + 2 for subspace
 // iteration that needs q' ≈ 2q for the same Frobenius error on a flat
-// spectrum.
+// spectrum. The projection (I − QQᵀ) leans on the same recurrence: see
+// krylovProject.
 //
 // G = BBᵀ = QᵀAAᵀQ, the Rayleigh–Ritz matrix, is block tridiagonal: by
 // construction AAᵀQⱼ lies in span(Q₀ … Qⱼ₊₁), so QᵢᵀAAᵀQⱼ = 0 for
