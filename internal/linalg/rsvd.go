@@ -737,7 +737,7 @@ func (w *orthWork[T]) orthonormalizeRows(b Backend, l, m int, yt []T, passes int
 // takes one Cholesky QR pass for two: the pass leaves ‖QᵀQ − I‖ of about
 // u·κ², at most 4× the rounding a second pass would leave. On a 4096²
 // Gaussian at rank 256, block Krylov's blocks had κ = 1.3–1.6 after
-// projection, and skipping the second pass saved 10 ms of 0.7 s.
+// projection, and skipping the second pass saved 7–15 ms of 0.7 s.
 const cholOnePassCond = 2
 
 // cholCondSteps is the number of Lanczos steps cholCond takes.
@@ -748,8 +748,8 @@ const cholCondSteps = 16
 // min(l, cholCondSteps) Lanczos steps on RᵀR, with full
 // reorthogonalization, from a fixed start. Ritz values lie inside the
 // spectrum, so the estimate is at most κ₂(R), and exact when the steps
-// reach l; at l = 128 it came within 3 % of it on Gaussian blocks. Cost:
-// 2l² multiply-adds a step.
+// reach l. On Gaussian blocks it came within 0.1 % of κ at 128×4096 and
+// 7 % at 128×256 (TestCholCond). Cost: 2l² multiply-adds a step.
 //
 // References: C. Lanczos (1950); G. H. Golub & C. F. Van Loan, Matrix
 // Computations, 4th ed., §10.1.
@@ -759,7 +759,7 @@ func cholCond(l int, r []float64) float64 {
 	u := make([]float64, l)
 	alpha, beta := make([]float64, k), make([]float64, k)
 	for i := range l {
-		v[i] = 1 + float64(i%7) // a fixed start, not orthogonal to any eigenvector in particular
+		v[i] = 1 + float64(i%7) // a fixed start with no relation to R
 	}
 	scaleTo1(v[:l])
 	steps := 0
