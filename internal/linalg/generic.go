@@ -114,6 +114,15 @@ func Orgqr[T Float](be Backend, m, n, k int, a []T, lda int, tau []T) {
 	}
 }
 
+// toFloat64 returns a float64 copy of x.
+func toFloat64[T Float](x []T) []float64 {
+	y := make([]float64, len(x))
+	for i, v := range x {
+		y[i] = float64(v)
+	}
+	return y
+}
+
 // SumSquares is Σ x², in float64 with four independent sums: a single
 // sum's chain of dependent additions ran ten times slower here (4096
 // float32: 16.0 µs against 1.6 µs).

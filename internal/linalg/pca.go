@@ -253,10 +253,7 @@ func PCA[T Float](ctx context.Context, b Backend, samples, features int, x []T, 
 // XcᵀXc and returns the singular values √λ.
 func pcaEigh[T Float](b Backend, samples, features int, xc []T, normSq float64, rule RankRule, r *PCAResult[T]) ([]T, error) {
 	f := features
-	x64 := make([]float64, len(xc))
-	for i, v := range xc {
-		x64[i] = float64(v)
-	}
+	x64 := toFloat64(xc)
 	g := make([]float64, f*f)
 	b.Dsyrk(blas.Upper, blas.Trans, f, samples, 1, x64, f, 0, g, f)
 	w := make([]float64, f)

@@ -517,49 +517,45 @@ func (s *svdRun[T]) fromQB(alg SVDAlgorithm, k int, q []T, band int, qTransposed
 // With k given, only the top k eigenpairs of G are computed, in T (Syevr:
 // the tridiagonal reduction, then bisection and inverse iteration for the k
 // wanted pairs only); G already carries T's rounding, so solving it in
-// float64 would add nothing to the subspace. For L = 1064, k = 256 on
+// float64 would add nothing to the subspace. Forming it in float64 does
+// when λ_k is within a few thousand units of that rounding of λ₁, and
+// then G is formed and solved again in float64 (sketchGramMinRatio). For L = 1064, k = 256 on
 // OpenBLAS, one thread, that took 0.12 s against 0.31 s for all of DSYEVD
 // (with xSTEDC for the tridiagonal problem; at L = 896 bisection and
 // inverse iteration now take 4 ms where xSTERF and xSTEIN took 27). When
-// the rule needs every σᵢ, G is solved whole in float64 (xSYEVD), so the
-// small eigenvalues the rule sums are not lost to float32 round-off in the
-// solver. Either way on one
-// thread: reducing a matrix this small to tridiagonal form is BLAS-2 work
+// the rule needs every σᵢ, G is formed and solved whole in float64 (xSYRK,
+// xSYEVD), so the small eigenvalues the rule sums are not lost to float32
+// round-off. Either way on one thread: reducing a matrix this small to tridiagonal form is BLAS-2 work
 // bound by memory and thread synchronisation; measured on L = 1064, one
 // OpenBLAS thread took 0.45 s and two 1.2 s on a busy machine (NumPy's eigh
 // with two threads took 0.7 s on a quieter one).
 func sketchSVD[T Float](b Backend, L, n int, bm []T, band, k int, choose func(sv []T) (int, error)) (ub, sv, vt []T, _ int, err error) {
-	g := make([]T, L*L)
-	if band > 0 {
-		// Block Krylov's G is block tridiagonal: see blockKrylov.
-		for i := 0; i < L; i += band {
-			Syrk(b, blas.Upper, blas.NoTrans, band, n, 1, bm[i*n:], n, 0, g[i*L+i:], L)
-			if i+band < L {
-				Gemm(b, blas.NoTrans, blas.Trans, band, band, n, 1, bm[i*n:], n, bm[(i+band)*n:], n, 0, g[i*L+i+band:], L)
-			}
-		}
-	} else {
-		Syrk(b, blas.Upper, blas.NoTrans, L, n, 1, bm, n, 0, g, L)
-	}
 	var z, w []T
 	if k >= 0 {
 		if k == 0 {
 			return nil, nil, nil, 0, nil
 		}
-		w = make([]T, k)
-		z = make([]T, L*k)
-		if !Syevr(b, L, L-k+1, L, g, L, w, z, k) {
+		var ok bool
+		if w, z, ok = topEigenpairs(b, L, k, sketchGram(b, L, n, bm, band)); !ok {
 			return nil, nil, nil, 0, errSketchEig
 		}
-		for i := range L {
-			slices.Reverse(z[i*k : (i+1)*k]) // descending
+		if Roundoff[T]() > 0x1p-53 && !(float64(w[k-1]) >= sketchGramMinRatio*float64(w[0])) {
+			// λ_k within a few thousand units of G's round-off: select
+			// the subspace from G formed in float64 (see
+			// sketchGramMinRatio).
+			w64, z64, ok := topEigenpairs(b, L, k, sketchGram(b, L, n, toFloat64(bm), band))
+			if !ok {
+				return nil, nil, nil, 0, errSketchEig
+			}
+			for i, v := range w64 {
+				w[i] = T(v)
+			}
+			for i, v := range z64 {
+				z[i] = T(v)
+			}
 		}
-		slices.Reverse(w)
 	} else {
-		g64 := make([]float64, L*L)
-		for i, v := range g {
-			g64[i] = float64(v)
-		}
+		g64 := sketchGram(b, L, n, toFloat64(bm), band)
 		w := make([]float64, L)
 		if !b.WithThreads(1).Dsyevd(L, g64, L, w) {
 			return nil, nil, nil, 0, errSketchEig
@@ -608,6 +604,50 @@ func sketchSVD[T Float](b Backend, L, n int, bm []T, band, k int, choose func(sv
 	return ub, sv, vt, k, nil
 }
 
+// sketchGram returns the upper triangle of G = BBᵀ (L×L) for the L×n B,
+// only its band×band block tridiagonal part when band > 0 (block Krylov's G:
+// see blockKrylov).
+func sketchGram[T Float](b Backend, L, n int, bm []T, band int) []T {
+	g := make([]T, L*L)
+	if band == 0 {
+		Syrk(b, blas.Upper, blas.NoTrans, L, n, 1, bm, n, 0, g, L)
+		return g
+	}
+	for i := 0; i < L; i += band {
+		Syrk(b, blas.Upper, blas.NoTrans, band, n, 1, bm[i*n:], n, 0, g[i*L+i:], L)
+		if i+band < L {
+			Gemm(b, blas.NoTrans, blas.Trans, band, band, n, 1, bm[i*n:], n, bm[(i+band)*n:], n, 0, g[i*L+i+band:], L)
+		}
+	}
+	return g
+}
+
+// topEigenpairs returns the k largest eigenvalues of the L×L symmetric g
+// (upper triangle; destroyed), in decreasing order, and their eigenvectors
+// as the columns of z (L×k).
+func topEigenpairs[T Float](b Backend, L, k int, g []T) (w, z []T, ok bool) {
+	w, z = make([]T, k), make([]T, L*k)
+	if !Syevr(b, L, L-k+1, L, g, L, w, z, k) {
+		return nil, nil, false
+	}
+	for i := range L {
+		slices.Reverse(z[i*k : (i+1)*k])
+	}
+	slices.Reverse(w)
+	return w, z, true
+}
+
+// sketchGramMinRatio is the smallest λ_k/λ₁ of G = BBᵀ at which sketchSVD
+// selects the leading subspace from G formed in float32. G's rounding,
+// about u·λ₁, mixes the eigenvectors whose eigenvalues it cannot tell
+// apart: on a 1536² matrix with σᵢ = 1/i² the error reached 1.3× optimal at
+// rank 64 (λ_k/λ₁ ≈ u) and 6.9× at rank 200, against 1.0000 with σᵢ = 1/i
+// at rank 200 (λ_k/λ₁ ≈ 420u). Below 2¹²·u (σ_k/σ₁ < 1/64) G is formed
+// and solved again in float64 from the same B, which costs its xSYRK and
+// eigensolver twice over in float64; B itself keeps float32's u·σ₁, as the
+// float32 QR and SVD of scikit-learn's randomized_svd do.
+const sketchGramMinRatio = 0x1p-12
+
 // gramSVD computes the SVD W = U_W·Σ·Vᵀ of the k×n W (k ≤ n) through its
 // Gram matrix in float64: WWᵀ = E·diag(μ)·Eᵀ (xSYRK, xSYEVD), σ = √μ,
 // U_W = E and Vᵀ = Σ⁻¹·Eᵀ·W, all in float64 and rounded to T at the end.
@@ -617,10 +657,7 @@ func sketchSVD[T Float](b Backend, L, n int, bm []T, band, k int, choose func(sv
 // caller takes xGESDD. For k = 256, n = 4096 on OpenBLAS this took about
 // half the time of SGESDD.
 func gramSVD[T Float](b Backend, k, n int, wm []T) (uw, sv, vt []T, ok bool) {
-	w64 := make([]float64, k*n)
-	for i, v := range wm {
-		w64[i] = float64(v)
-	}
+	w64 := toFloat64(wm)
 	h := make([]float64, k*k)
 	b.Dsyrk(blas.Upper, blas.NoTrans, k, n, 1, w64, n, 0, h, k)
 	mu := make([]float64, k)

@@ -378,10 +378,7 @@ func (s *svdRun[T]) setChoice(r *SVDResult[T], sv []T) {
 	k, m, n := r.K, s.m, s.n
 	// Every σ the algorithm found, so that the discarded ones count as
 	// such rather than as ‖A‖_F² less the kept ones.
-	sig := make([]float64, len(sv))
-	for i, v := range sv {
-		sig[i] = float64(v)
-	}
+	sig := toFloat64(sv)
 	ch, _ := RankRule{Rank: max(k, 1)}.Choose(sig, s.normSq, max(k, 1), s.paramsOf, int64(m)*int64(n))
 	r.Choice = ch
 	r.EstimatedError = ch.RelError
@@ -414,10 +411,7 @@ func (s *svdRun[T]) full() (*SVDResult[T], error) {
 
 // choose applies the rule to singular values sv with ranks up to maxRank.
 func (s *svdRun[T]) choose(sv []T, maxRank int) (RankChoice, error) {
-	sig := make([]float64, len(sv))
-	for i, v := range sv {
-		sig[i] = float64(v)
-	}
+	sig := toFloat64(sv)
 	return s.opts.Rule.Choose(sig, s.normSq, maxRank, s.paramsOf, int64(s.m)*int64(s.n))
 }
 
