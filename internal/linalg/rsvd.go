@@ -517,18 +517,19 @@ func (s *svdRun[T]) fromQB(alg SVDAlgorithm, k int, q []T, band int, qTransposed
 // With k given, only the top k eigenpairs of G are computed, in T (Syevr:
 // the tridiagonal reduction, then bisection and inverse iteration for the k
 // wanted pairs only); G already carries T's rounding, so solving it in
-// float64 would add nothing to the subspace. Forming it in float64 does
-// when λ_k is within a few thousand units of that rounding of λ₁, and
-// then G is formed and solved again in float64 (sketchGramMinRatio). For L = 1064, k = 256 on
-// OpenBLAS, one thread, that took 0.12 s against 0.31 s for all of DSYEVD
-// (with xSTEDC for the tridiagonal problem; at L = 896 bisection and
-// inverse iteration now take 4 ms where xSTERF and xSTEIN took 27). When
-// the rule needs every σᵢ, G is formed and solved whole in float64 (xSYRK,
+// float64 would add nothing to the subspace. Forming it in float64 does when
+// λ_k is within a few thousand units of that rounding of λ₁, and then G is
+// formed and solved again in float64 (sketchGramMinRatio). For L = 1064,
+// k = 256 on OpenBLAS, one thread, that took 0.12 s against 0.31 s for all of
+// DSYEVD (with xSTEDC for the tridiagonal problem; at L = 896 bisection and
+// inverse iteration now take 4 ms where xSTERF and xSTEIN took 27). When the
+// rule needs every σᵢ, G is formed and solved whole in float64 (xSYRK,
 // xSYEVD), so the small eigenvalues the rule sums are not lost to float32
-// round-off. Either way on one thread: reducing a matrix this small to tridiagonal form is BLAS-2 work
-// bound by memory and thread synchronisation; measured on L = 1064, one
-// OpenBLAS thread took 0.45 s and two 1.2 s on a busy machine (NumPy's eigh
-// with two threads took 0.7 s on a quieter one).
+// round-off. Either way on one thread: reducing a matrix this small to
+// tridiagonal form is BLAS-2 work bound by memory and thread
+// synchronisation; measured on L = 1064, one OpenBLAS thread took 0.45 s and
+// two 1.2 s on a busy machine (NumPy's eigh with two threads took 0.7 s on a
+// quieter one).
 func sketchSVD[T Float](b Backend, L, n int, bm []T, band, k int, choose func(sv []T) (int, error)) (ub, sv, vt []T, _ int, err error) {
 	var z, w []T
 	if k >= 0 {
