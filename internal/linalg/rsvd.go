@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/floats"
 	"gonum.org/v1/gonum/lapack"
 	lapackgo "gonum.org/v1/gonum/lapack/gonum"
 
@@ -799,7 +800,7 @@ func cholCond(l int, r []float64) float64 {
 	for i := range l {
 		v[i] = 1 + float64(i%7) // a fixed start with no relation to R
 	}
-	scaleTo1(v[:l])
+	floats.Scale(1/floats.Norm(v[:l], 2), v[:l])
 	steps := 0
 	for j := range k {
 		x, w := v[j*l:(j+1)*l], v[(j+1)*l:(j+2)*l]
@@ -817,27 +818,22 @@ func cholCond(l int, r []float64) float64 {
 				w[c] += r[i*l+c] * ui
 			}
 		}
-		alpha[j] = dot(w, x)
+		alpha[j] = floats.Dot(w, x)
 		steps = j + 1
 		for range 2 { // full reorthogonalization, twice
 			for p := 0; p <= j; p++ {
 				vp := v[p*l : (p+1)*l]
-				d := dot(w, vp)
-				for i := range w {
-					w[i] -= d * vp[i]
-				}
+				floats.AddScaled(w, -floats.Dot(w, vp), vp)
 			}
 		}
 		if j+1 == k {
 			break
 		}
-		beta[j] = math.Sqrt(dot(w, w))
+		beta[j] = floats.Norm(w, 2)
 		if !(beta[j] > 1e-12*math.Abs(alpha[j])) {
 			break // an invariant subspace: the Ritz values are exact
 		}
-		for i := range w {
-			w[i] /= beta[j]
-		}
+		floats.Scale(1/beta[j], w)
 	}
 	d, e := alpha[:steps], beta[:max(steps-1, 0)]
 	if !(lapackgo.Implementation{}).Dsterf(steps, d, e) {
@@ -848,21 +844,6 @@ func cholCond(l int, r []float64) float64 {
 		return math.Inf(1)
 	}
 	return math.Sqrt(hi / lo)
-}
-
-func dot(x, y []float64) float64 {
-	var s float64
-	for i, v := range x {
-		s += v * y[i]
-	}
-	return s
-}
-
-func scaleTo1(x []float64) {
-	n := math.Sqrt(dot(x, x))
-	for i := range x {
-		x[i] /= n
-	}
 }
 
 // cholMinRatio is the smallest ratio of R's diagonal entries Cholesky QR
